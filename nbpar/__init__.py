@@ -1,0 +1,42 @@
+"""nbpar: run a notebook's independent cells in parallel.
+
+In a notebook: ``%load_ext nbpar``, mark cells with ``%%step NAME``, run
+them with ``%parrun``. In a script: `Pipeline`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import RunError
+from .graph import GraphError
+from .pipeline import Pipeline, PlanError, last_run
+from .records import RunResult, SliceRecord, StepRecord
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__all__ = [
+    "GraphError",
+    "Pipeline",
+    "PlanError",
+    "RunError",
+    "RunResult",
+    "SliceRecord",
+    "StepRecord",
+    "last_run",
+]
+
+
+def load_ipython_extension(ip: InteractiveShell) -> None:
+    from .magics import NbparMagics
+
+    ip.register_magics(NbparMagics(ip))
+
+
+def unload_ipython_extension(ip: InteractiveShell) -> None:
+    from .magics import NbparMagics
+
+    magics = ip.magics_manager.registry.get(NbparMagics.__name__)
+    if magics is not None:
+        magics.pipeline.shutdown()

@@ -1,0 +1,282 @@
+"""Infer which names a notebook cell reads and writes.
+
+``analyze(source)`` parses one cell (plain Python, after IPython's
+``transform_cell``) and returns a :class:`CellNames`:
+
+* ``writes``: names bound at the cell's top level by any binding form
+  (assignments of every shape, imports, ``def``, ``class``, ``for``/``with``
+  targets, walrus (also inside a comprehension), ``match`` captures), plus
+  names declared ``global`` in a nested scope and names removed by ``del``.
+  Names starting with ``_`` are cell-private and never writes. Attribute and
+  subscript targets (``df.x = 1``) bind nothing: they read base and index.
+* ``reads``: names loaded where the cell has not bound them yet, in source
+  order (flow-insensitive: a binding inside an ``if`` counts). Builtins are
+  not filtered. ``except E as e`` names are handler-local (neither read nor
+  written). A nested ``global x``, and ``del x`` of a name the cell has not
+  bound before, count as a read and a write.
+
+Data flow: one visitor walks the tree in execution order, keeping a stack of
+scopes (cell, class, function, comprehension). A load is resolved from the
+current scope outwards. An *immediate* load (cell, class body, comprehension)
+that reaches the cell is a read unless the cell bound the name earlier.
+Function and lambda bodies are *deferred*: their loads are collected, and
+when the scope is popped the free ones (not parameters, not bound in the
+body, not ``global``/``nonlocal``) are resolved outwards from the parent; one
+reaching the cell is a read only if the cell binds that name nowhere, which is
+checked after the whole cell is visited. Class-body names are visible only to
+loads made directly in the class body, not to its methods or comprehensions.
+Decorators, defaults, annotations, class bases and a comprehension's first
+iterable are visited in the enclosing scope before the new scope is pushed.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["CellNames", "analyze"]
+
+_Kind = Literal["cell", "class", "function", "comprehension"]
+
+
+@dataclass(frozen=True)
+class CellNames:
+    """Names a cell reads (external inputs) and writes (top-level bindings)."""
+
+    reads: frozenset[str]
+    writes: frozenset[str]
+
+
+def analyze(source: str) -> CellNames:
+    """Return the names ``source`` reads and writes; ``SyntaxError`` propagates."""
+    visitor = _CellVisitor()
+    visitor.visit(ast.parse(source))
+    return visitor.result()
+
+
+@dataclass
+class _Scope:
+    kind: _Kind
+    bound: set[str] = field(default_factory=set)  # names bound in this scope
+    loads: set[str] = field(default_factory=set)  # function: names loaded
+    globals: set[str] = field(default_factory=set)
+    nonlocals: set[str] = field(default_factory=set)
+    hidden: list[str] = field(default_factory=list)  # cell: active `except ... as` names
+
+
+class _CellVisitor(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self._stack: list[_Scope] = [_Scope("cell")]
+        self._reads: set[str] = set()
+        self._writes: set[str] = set()
+        self._deferred: set[str] = set()  # free names of function bodies
+
+    def result(self) -> CellNames:
+        late = self._deferred - self._stack[0].bound
+        return CellNames(frozenset(self._reads | late), frozenset(self._writes))
+
+    @property
+    def _scope(self) -> _Scope:
+        return self._stack[-1]
+
+    def _visit_all(self, nodes: Iterable[ast.AST]) -> None:
+        for node in nodes:
+            self.visit(node)
+
+    def _resolve(self, name: str, start: int, deferred: bool) -> None:
+        """Resolve a load of ``name`` made in scope ``start`` (or, when
+        ``deferred``, a free name of a function whose parent is ``start``)."""
+        for index in range(start, -1, -1):
+            scope = self._stack[index]
+            if scope.kind == "cell":
+                if deferred:
+                    self._deferred.add(name)
+                elif name not in scope.bound and name not in scope.hidden:
+                    self._reads.add(name)
+                return
+            if name in scope.globals:
+                return  # already recorded as a read by visit_Global
+            if scope.kind == "function":
+                scope.loads.add(name)  # resolved when the function is popped
+                return
+            # class-body names are visible only to loads made in the class body
+            if name in scope.bound and (
+                scope.kind == "comprehension" or (index == start and not deferred)
+            ):
+                return
+
+    def _load(self, name: str) -> None:
+        self._resolve(name, len(self._stack) - 1, deferred=False)
+
+    def _bind(self, name: str, index: int = -1) -> None:
+        scope = self._stack[index]
+        if scope.kind == "cell":
+            if name in scope.hidden:
+                return
+            scope.bound.add(name)
+            if not name.startswith("_"):
+                self._writes.add(name)
+        elif name not in scope.globals and name not in scope.nonlocals:
+            scope.bound.add(name)
+
+    def _delete(self, name: str) -> None:
+        scope = self._scope
+        if scope.kind != "cell":
+            self._bind(name)
+        elif name not in scope.bound and name not in scope.hidden:
+            self._reads.add(name)
+            self._bind(name)
+
+    def _pop_function(self) -> None:
+        scope = self._stack.pop()
+        for name in scope.loads - scope.bound:
+            self._resolve(name, len(self._stack) - 1, deferred=True)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self._load(node.id)
+        elif isinstance(node.ctx, ast.Store):
+            self._bind(node.id)
+        else:
+            self._delete(node.id)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self._visit_all([node.value, *node.targets])
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):
+            self._load(node.target.id)
+        self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+        in_function = self._scope.kind == "function"
+        if not in_function:  # annotations of function locals are not evaluated
+            self.visit(node.annotation)
+        if node.value is not None or not isinstance(node.target, ast.Name):
+            self.visit(node.target)
+        elif in_function:  # a bare `x: int` still makes x local
+            self._bind(node.target.id)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        index = len(self._stack) - 1
+        while self._stack[index].kind == "comprehension":
+            index -= 1
+        self._bind(node.target.id, index)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self._visit_all([node.iter, node.target, *node.body, *node.orelse])
+
+    visit_AsyncFor = visit_For
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._bind(alias.asname or alias.name.split(".")[0])
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self._bind(alias.asname or alias.name)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        if self._scope.kind == "cell":
+            return
+        self._scope.globals.update(node.names)
+        for name in node.names:
+            self._reads.add(name)
+            if not name.startswith("_"):
+                self._writes.add(name)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self._scope.nonlocals.update(node.names)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        name, scope = node.name, self._scope
+        if name is not None and scope.kind == "cell":  # Python unbinds it afterwards
+            scope.hidden.append(name)
+            self._visit_all(node.body)
+            scope.hidden.remove(name)
+            return
+        if name is not None:
+            self._bind(name)
+        self._visit_all(node.body)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name is not None:
+            self._bind(node.name)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name is not None:
+            self._bind(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self._visit_all([*node.keys, *node.patterns])
+        if node.rest is not None:
+            self._bind(node.rest)
+
+    def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        args = node.args
+        self._visit_all([*args.defaults, *(d for d in args.kw_defaults if d is not None)])
+        params = args.posonlyargs + args.args + args.kwonlyargs
+        params += [a for a in (args.vararg, args.kwarg) if a is not None]
+        scope = _Scope("function", bound={a.arg for a in params})
+        if isinstance(node, ast.Lambda):
+            body: list[ast.AST] = [node.body]
+        else:
+            annotations = [a.annotation for a in params] + [node.returns]
+            self._visit_all(a for a in annotations if a is not None)
+            self._bind(node.name)
+            body = list(node.body)
+        self._stack.append(scope)
+        self._visit_all(body)
+        self._pop_function()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._visit_all(node.decorator_list)
+        self._visit_function(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = _visit_function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._visit_all([*node.decorator_list, *node.bases, *node.keywords])
+        self._stack.append(_Scope("class"))
+        self._visit_all(node.body)
+        self._stack.pop()
+        self._bind(node.name)
+
+    def _visit_comprehension(
+        self, generators: list[ast.comprehension], results: list[ast.expr]
+    ) -> None:
+        self.visit(generators[0].iter)  # evaluated in the enclosing scope
+        self._stack.append(_Scope("comprehension"))
+        for i, generator in enumerate(generators):
+            if i > 0:
+                self.visit(generator.iter)
+            self._visit_all([generator.target, *generator.ifs])
+        self._visit_all(results)
+        self._stack.pop()
+
+    def visit_ListComp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> None:
+        self._visit_comprehension(node.generators, [node.elt])
+
+    visit_SetComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._visit_comprehension(node.generators, [node.key, node.value])
+
+    def visit_TypeAlias(self, node: ast.AST) -> None:  # Python >= 3.12
+        name = getattr(node, "name")
+        self._bind(name.id)
+        self._stack.append(_Scope("function"))  # the value is evaluated lazily
+        self.visit(getattr(node, "value"))
+        self._pop_function()

@@ -1,0 +1,34 @@
+"""The interface between the scheduler and a backend."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Callable, Protocol
+
+from ..worker import Outcome, Task
+
+LogCallback = Callable[[str, str], None]  # (step, text): called from any thread
+
+
+class WorkerCrash(Exception):
+    """A worker process died while running steps (segfault, out of memory,
+    os._exit). Raised through the futures of every step in flight."""
+
+
+class Backend(Protocol):
+    name: str
+    workers: int
+
+    def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
+        """Start `task`; the future resolves to its Outcome. A failing step is
+        an Outcome with `error`, never an exception; the future raises only
+        for WorkerCrash or an error of nbpar itself."""
+        ...
+
+    def stop(self) -> None:
+        """Stop every task in flight now (a cancelled run): kill or abandon."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release the workers (extension unloaded, interpreter exit)."""
+        ...

@@ -1,0 +1,38 @@
+"""Run steps on a pool of threads in this process.
+
+Threads share the kernel's objects (no pickling, no copies) and cannot be
+killed: a cancelled step is abandoned, it goes on to its end in the
+background and its result is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ..worker import Outcome, Task, execute
+from .base import LogCallback
+
+
+def _run(task: Task, on_log: LogCallback) -> Outcome:
+    worker = f"thread {threading.current_thread().name}"
+    return execute(task, worker, lambda text: on_log(task.step, text))
+
+
+class ThreadBackend:
+    name = "thread"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nbpar")
+
+    def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
+        return self._pool.submit(_run, task, on_log)
+
+    def stop(self) -> None:
+        # Abandon the running threads; later submissions get fresh ones.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nbpar")
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,47 @@
+"""Events the scheduler emits to its listeners (text display, widgets).
+
+Listeners are called in the thread that runs the scheduler's loop, in order;
+they must be quick and must not change run state. Each event carries the
+live `RunResult` so a listener can redraw from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from .records import RunResult
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    result: RunResult
+    order: tuple[str, ...]  # the steps of this run, in a valid order
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    result: RunResult
+    step: str
+
+
+@dataclass(frozen=True)
+class StepLog:
+    result: RunResult
+    step: str
+    text: str  # one or more whole lines the step printed
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    result: RunResult
+    step: str  # its record in result.steps has the final status
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    result: RunResult
+
+
+Event = Union[RunStarted, StepStarted, StepLog, StepFinished, RunFinished]
+Listener = Callable[[Event], None]

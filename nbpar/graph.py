@@ -1,0 +1,179 @@
+"""Steps and the dependency graph between them. Pure: no IPython, no loky.
+
+Responsibilities:
+- hold the registered steps in registration order (`Graph.steps`);
+- refuse a step that would make the graph invalid (a name written by two
+  steps, `--after` naming an unknown step, a cycle), leaving the graph as it
+  was;
+- derive edges: B depends on A when B reads a name A writes, or names A in
+  `after`;
+- select what a run needs (named steps and their ancestors) and hand out a
+  topological order.
+
+Errors are `GraphError`s whose message names the steps and the variable.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Mapping
+
+BackendName = Literal["process", "thread", "inline"]
+BACKENDS: tuple[BackendName, ...] = ("process", "thread", "inline")
+
+
+class GraphError(ValueError):
+    """The steps do not form a valid graph; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One registered cell: its code and what it reads and writes."""
+
+    name: str
+    source: str  # Python source of the body, after IPython's transform_cell
+    reads: frozenset[str]
+    writes: frozenset[str]
+    after: tuple[str, ...] = ()
+    backend: BackendName | None = None  # None: the run's backend
+    first_line: int = 2  # line number of the body's first line in the cell
+    header: str = ""  # the cell's first line as the user wrote it (for tracebacks)
+
+
+@dataclass
+class Graph:
+    """The registered steps; every mutation keeps the graph valid."""
+
+    steps: dict[str, Step] = field(default_factory=dict)
+
+    # -- mutation -------------------------------------------------------
+    def add(self, step: Step) -> None:
+        """Register `step`, replacing a step of the same name. Raises
+        GraphError (and changes nothing) if the result would be invalid."""
+        candidate = dict(self.steps)
+        candidate[step.name] = step
+        check_writers(candidate, step.name)
+        unknown = [a for a in step.after if a not in candidate]
+        if unknown:
+            raise GraphError(
+                f"step '{step.name}': --after names {_names(unknown)}, which "
+                f"{'is not a step' if len(unknown) == 1 else 'are not steps'}. "
+                f"Known steps: {', '.join(candidate) or '(none)'}. Register "
+                "that step first, or fix the name."
+            )
+        check_acyclic(candidate)
+        self.steps = candidate
+
+    def remove(self, name: str) -> Step:
+        """Forget step `name`; KeyError-free: raises GraphError if unknown."""
+        self.require([name])
+        return self.steps.pop(name)
+
+    # -- queries --------------------------------------------------------
+    def require(self, names: Iterable[str]) -> None:
+        """Raise GraphError naming every one of `names` that is not a step."""
+        unknown = [n for n in names if n not in self.steps]
+        if unknown:
+            raise GraphError(
+                f"no step named {_names(unknown)}. Known steps: "
+                f"{', '.join(self.steps) or '(none: mark a cell with %%step NAME)'}."
+            )
+
+    def writer_of(self) -> dict[str, str]:
+        """Map each written name to the step that writes it."""
+        return {var: s.name for s in self.steps.values() for var in s.writes}
+
+    def dependencies(self) -> dict[str, set[str]]:
+        """For every step, the steps it waits for."""
+        return dependencies(self.steps)
+
+    def validate(self) -> None:
+        """Check the whole graph (run start): --after targets exist, no cycle."""
+        for step in self.steps.values():
+            missing = [a for a in step.after if a not in self.steps]
+            if missing:
+                raise GraphError(
+                    f"step '{step.name}': --after names {_names(missing)}, which "
+                    "is no longer a step (forgotten?). Re-register it or "
+                    f"re-run the cell of '{step.name}' without it."
+                )
+        check_acyclic(self.steps)
+
+    def select(self, targets: Iterable[str] = ()) -> list[str]:
+        """The steps a run of `targets` needs (all steps when empty): the
+        targets and their ancestors, in a topological order that follows
+        registration order among ready steps."""
+        targets = list(targets)
+        self.require(targets)
+        deps = self.dependencies()
+        wanted: set[str] = set()
+        stack = targets or list(self.steps)
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack.extend(deps[name])
+        return [n for n in topological_order(self.steps) if n in wanted]
+
+
+def dependencies(steps: Mapping[str, Step]) -> dict[str, set[str]]:
+    writer = {var: s.name for s in steps.values() for var in s.writes}
+    deps: dict[str, set[str]] = {}
+    for s in steps.values():
+        d = {writer[r] for r in s.reads if r in writer and writer[r] != s.name}
+        d.update(a for a in s.after if a in steps)
+        deps[s.name] = d
+    return deps
+
+
+def check_writers(steps: Mapping[str, Step], newcomer: str) -> None:
+    """Raise if `newcomer` writes a name another step writes."""
+    mine = steps[newcomer].writes
+    for other in steps.values():
+        if other.name == newcomer:
+            continue
+        clash = sorted(mine & other.writes)
+        if clash:
+            raise GraphError(
+                f"step '{newcomer}' writes {_names(clash)}, which step "
+                f"'{other.name}' already writes. A name can be written by one "
+                "step only: rename it in one of them, or merge the two cells "
+                "(a name private to a cell can start with '_')."
+            )
+
+
+def check_acyclic(steps: Mapping[str, Step]) -> None:
+    """Raise GraphError listing a cycle, one step a line, if there is one."""
+    try:
+        graphlib.TopologicalSorter(dependencies(steps)).prepare()
+    except graphlib.CycleError as e:
+        cycle = e.args[1]  # [a, b, ..., a]: each is a dependency of the next
+        writer = {var: s.name for s in steps.values() for var in s.writes}
+        lines = []
+        for a, b in zip(cycle, cycle[1:]):
+            why = sorted(r for r in steps[b].reads if writer.get(r) == a)
+            reason = f"reads {', '.join(why)}" if why else "--after"
+            lines.append(f"  {b}  waits for  {a}  ({reason})")
+        raise GraphError(
+            "the steps form a cycle:\n" + "\n".join(lines) + "\n"
+            "Break it: a step must not read, directly or through others, a name "
+            "it writes (copy the value under a new name instead)."
+        ) from None
+
+
+def topological_order(steps: Mapping[str, Step]) -> list[str]:
+    """All steps in dependency order, ties broken by registration order."""
+    rank = {name: i for i, name in enumerate(steps)}
+    ts = graphlib.TopologicalSorter(dependencies(steps))
+    ts.prepare()
+    order: list[str] = []
+    while ts.is_active():
+        ready = sorted(ts.get_ready(), key=rank.__getitem__)
+        order.extend(ready)
+        ts.done(*ready)
+    return order
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)

@@ -1,0 +1,138 @@
+"""The notebook's face: `%%step`, `%parrun`, `%parforget`. Glue only: all
+work is done by the `Pipeline` over the shell's namespace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .graph import BACKENDS, GraphError, Step
+from .pipeline import Pipeline, PlanError
+from .scheduler import Plan, is_builtin
+from .ui.text import TextDisplay
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+
+def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by %parrun and %%step --run."""
+    for decorator in reversed(
+        [
+            argument("--workers", type=int, metavar="N", help="worker processes or threads (default: the CPU count)"),
+            argument("--force", action="store_true", help="re-run steps that are up to date"),
+            argument("--fail-fast", action="store_true", help="stop everything at the first failure"),
+            argument("--no-widget", action="store_true", help="text output only"),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+@magics_class
+class NbparMagics(Magics):
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        self.pipeline = Pipeline(shell.user_ns)
+        self.defaults: dict[str, Any] = {}  # run options set by `nbpar run`
+
+    @magic_arguments()
+    @argument("name", help="the step's name")
+    @argument("--after", nargs="+", default=[], metavar="STEP", help="steps to wait for, beside the inferred ones")
+    @argument("--backend", choices=BACKENDS, help="where this step runs (default: the run's)")
+    @argument("--run", action="store_true", help="register, then run this step and the stale steps it needs")
+    @_run_options
+    @cell_magic
+    def step(self, line: str, cell: str) -> None:
+        """Register this cell as step NAME of the pipeline, without running it.
+
+        nbpar reads the cell to find the names it reads and writes; a step
+        that reads a name another step writes runs after it. Run the steps
+        with %parrun.
+        """
+        args = parse_argstring(self.step, line)
+        source = self.shell.transform_cell(cell)
+        try:
+            step = self.pipeline.add_step(
+                args.name,
+                source,
+                after=args.after,
+                backend=args.backend,
+                first_line=2,
+                header=f"%%step {line}".rstrip(),
+            )
+        except GraphError as e:
+            raise UsageError(str(e)) from None
+        print(self._describe(step))
+        if args.run:
+            self._run([step.name], args, backend=None)
+
+    @magic_arguments()
+    @argument("steps", nargs="*", metavar="STEP", help="steps to run, with what they need (default: all)")
+    @argument("--backend", choices=BACKENDS, help="where steps run (default: process)")
+    @argument("--dry-run", action="store_true", help="print the plan and run nothing")
+    @_run_options
+    @line_magic
+    def parrun(self, line: str) -> None:
+        """Run the pipeline's steps in parallel, each as soon as what it
+        reads is ready. Outputs enter the namespace as steps finish."""
+        args = parse_argstring(self.parrun, line)
+        if args.dry_run:
+            try:
+                plan = self.pipeline.plan(args.steps, args.force)
+            except GraphError as e:
+                raise UsageError(str(e)) from None
+            print(self._describe_plan(plan))
+            return
+        self._run(args.steps, args, backend=args.backend)
+
+    @magic_arguments()
+    @argument("name", help="the step to drop")
+    @line_magic
+    def parforget(self, line: str) -> None:
+        """Drop step NAME from the pipeline (its outputs stay in the namespace)."""
+        args = parse_argstring(self.parforget, line)
+        try:
+            self.pipeline.forget(args.name)
+        except GraphError as e:
+            raise UsageError(str(e)) from None
+        print(f"step {args.name} forgotten")
+
+    # -- helpers --------------------------------------------------------------
+    def _run(self, targets: list[str], args: Any, backend: str | None) -> None:
+        options = {
+            "workers": args.workers or self.defaults.get("workers"),
+            "backend": backend or self.defaults.get("backend") or "process",
+        }
+        try:
+            self.pipeline.run(
+                targets,
+                force=args.force,
+                fail_fast=args.fail_fast,
+                listeners=[TextDisplay()],
+                **options,
+            )
+        except (GraphError, PlanError) as e:
+            raise UsageError(str(e)) from None
+
+    def _describe(self, step: Step) -> str:
+        writer = self.pipeline.graph.writer_of()
+        reads = sorted(r for r in step.reads if r in writer or not is_builtin(r))
+        deps = sorted(self.pipeline.graph.dependencies()[step.name])
+        return (
+            f"step {step.name}: reads {', '.join(reads) or '-'}"
+            f" | writes {', '.join(sorted(step.writes)) or '-'}"
+            f" | after {', '.join(deps) or '-'}"
+        )
+
+    def _describe_plan(self, plan: Plan) -> str:
+        stale = set(plan.stale)
+        lines = [f"nbpar plan: {len(stale)} of {len(plan.order)} steps to run"]
+        for name in plan.order:
+            state = "run       " if name in stale else "up to date"
+            deps = sorted(plan.deps[name])
+            lines.append(f"  {state}  {name}" + (f"  (after {', '.join(deps)})" if deps else ""))
+        return "\n".join(lines)

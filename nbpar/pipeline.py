@@ -1,0 +1,205 @@
+"""`Pipeline`: the Python API over the graph, the planner and the scheduler.
+
+A pipeline owns a namespace (the notebook's `user_ns` under the magics, a
+plain dict in a script), the registered steps, and what each step's last
+successful run saw and made, which decides whether it is up to date.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, MutableMapping
+
+import loky
+
+from .analysis import analyze
+from .backends import Backend, make_backend
+from .errors import RunError
+from .events import Listener
+from .graph import BACKENDS, BackendName, Graph, GraphError, Step
+from .records import RunResult
+from .scheduler import Plan, Scheduler, is_builtin
+
+_STEP_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
+_last_run: RunResult | None = None
+
+
+class PlanError(ValueError):
+    """A run cannot start: the message names the step and the variable."""
+
+
+def last_run() -> RunResult | None:
+    """The `RunResult` of the latest run in this process, finished or not."""
+    return _last_run
+
+
+@dataclass
+class _Memo:
+    """What a step's last successful run read and wrote (objects, compared
+    by identity) and the code it ran."""
+
+    source: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+_MISSING: Any = object()
+
+
+class Pipeline:
+    """Steps over a namespace, run in parallel.
+
+    >>> p = Pipeline()
+    >>> p.add_step("a", "x = 2")
+    >>> p.add_step("b", "y = x * 21")
+    >>> p.run(backend="thread").ok, p.namespace["y"]
+    (True, 42)
+    """
+
+    def __init__(self, namespace: MutableMapping[str, Any] | None = None) -> None:
+        self.namespace: MutableMapping[str, Any] = {} if namespace is None else namespace
+        self.graph = Graph()
+        self._memos: dict[str, _Memo] = {}
+        self._backends: dict[tuple[str, int], Backend] = {}
+
+    # -- steps --------------------------------------------------------------
+    def add_step(
+        self,
+        name: str,
+        source: str,
+        *,
+        after: Iterable[str] = (),
+        backend: BackendName | None = None,
+        first_line: int = 1,
+        header: str = "",
+    ) -> Step:
+        """Register (or replace) step `name` running `source`. Raises
+        GraphError, naming the steps involved, if the graph would be invalid."""
+        if not _STEP_NAME.match(name):
+            raise GraphError(
+                f"{name!r} is not a valid step name: use letters, digits, '_', '-' "
+                "or '.', starting with a letter or '_'."
+            )
+        if backend is not None and backend not in BACKENDS:
+            raise GraphError(f"step '{name}': unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
+        try:
+            names = analyze(source)
+        except SyntaxError as e:
+            line = (e.lineno or 1) + first_line - 1
+            raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
+        step = Step(name, source, names.reads, names.writes, tuple(after), backend, first_line, header)
+        self.graph.add(step)
+        return step
+
+    def forget(self, name: str) -> None:
+        """Drop step `name`; its outputs stay in the namespace."""
+        self.graph.remove(name)
+        self._memos.pop(name, None)
+
+    @property
+    def steps(self) -> dict[str, Step]:
+        return self.graph.steps
+
+    # -- planning -----------------------------------------------------------
+    def plan(self, targets: Iterable[str] = (), force: bool = False) -> Plan:
+        """Which steps a run of `targets` involves, and which of them are stale."""
+        self.graph.validate()
+        order = self.graph.select(targets)
+        deps = self.graph.dependencies()
+        stale: list[str] = []
+        for name in order:
+            if force or deps[name] & set(stale) or not self._up_to_date(self.steps[name]):
+                stale.append(name)
+        return Plan(order, stale, {n: deps[n] for n in order})
+
+    def _up_to_date(self, step: Step) -> bool:
+        memo = self._memos.get(step.name)
+        if memo is None or memo.source != step.source:
+            return False
+        for name, value in memo.outputs.items():
+            if self.namespace.get(name, _MISSING) is not value:
+                return False  # the user changed or deleted an output
+        for name in step.reads:
+            now = self.namespace.get(name, _MISSING)
+            if now is memo.inputs.get(name, _MISSING):
+                continue
+            if name in memo.outputs and now is memo.outputs[name]:
+                continue  # the step's own update (x += 1) is not a new input
+            return False
+        return True
+
+    def _external_inputs(self, plan: Plan) -> dict[str, Any]:
+        """Snapshot of the names the stale steps read that no step writes."""
+        writer = self.graph.writer_of()
+        external: dict[str, Any] = {}
+        for name in plan.stale:
+            for var in sorted(self.steps[name].reads):
+                if var in writer or var in external:
+                    continue
+                if var in self.namespace:
+                    external[var] = self.namespace[var]
+                elif not is_builtin(var):
+                    raise PlanError(
+                        f"step '{name}' reads `{var}`, which no step writes and the "
+                        "notebook has not defined. Define it in a cell run before "
+                        "%parrun, or mark the cell that makes it with %%step."
+                    )
+        return external
+
+    # -- running --------------------------------------------------------------
+    def run(
+        self,
+        targets: Iterable[str] = (),
+        *,
+        workers: int | None = None,
+        backend: BackendName = "process",
+        force: bool = False,
+        fail_fast: bool = False,
+        listeners: Iterable[Listener] = (),
+        check: bool = True,
+    ) -> RunResult:
+        """Run `targets` (all steps when empty) and what they need.
+
+        Returns the RunResult; with `check` (the default) a run that did not
+        succeed raises RunError, which carries it as `.result`.
+        """
+        global _last_run
+        if backend not in BACKENDS:
+            raise PlanError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
+        if workers is not None and workers < 1:
+            raise PlanError(f"--workers must be at least 1, not {workers}.")
+        n = workers or loky.cpu_count()
+        plan = self.plan(targets, force)
+        scheduler = Scheduler(
+            steps=self.steps,
+            plan=plan,
+            namespace=self.namespace,
+            backend_for=lambda step: self.backend(step.backend or backend, n),
+            backend_name=backend,
+            workers=n,
+            listeners=list(listeners),
+            fail_fast=fail_fast,
+            on_commit=self._remember,
+            external=self._external_inputs(plan),
+        )
+        _last_run = result = scheduler.run()
+        if check and not result.ok:
+            raise RunError(result)
+        return result
+
+    def _remember(self, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        self._memos[step.name] = _Memo(step.source, inputs, outputs)
+
+    def backend(self, name: str, workers: int) -> Backend:
+        """The backend `name` with `workers` workers, made once and kept."""
+        key = (name, 1 if name == "inline" else workers)
+        if key not in self._backends:
+            self._backends[key] = make_backend(name, workers)
+        return self._backends[key]
+
+    def shutdown(self) -> None:
+        """Stop every worker this pipeline started."""
+        for backend in self._backends.values():
+            backend.shutdown()
+        self._backends.clear()

@@ -1,0 +1,76 @@
+"""What a run leaves behind: a `RunResult` with one `StepRecord` per step.
+
+The scheduler fills these in as events happen; listeners and users read them.
+Times are seconds since the epoch (`time.time()`), taken where the work ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["waiting", "running", "done", "failed", "skipped", "cancelled", "up-to-date"]
+FINAL: frozenset[str] = frozenset({"done", "failed", "skipped", "cancelled", "up-to-date"})
+
+
+@dataclass
+class SliceRecord:
+    """One slice of a fanned-out step (filled by partitioned runs)."""
+
+    index: int
+    size: int
+    start: float | None = None
+    end: float | None = None
+    worker: str | None = None
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: Status = "waiting"
+    start: float | None = None
+    end: float | None = None
+    worker: str | None = None  # "pid 1234", "thread 5678" or "kernel"
+    backend: str | None = None
+    attempts: int = 0
+    error: str | None = None  # the user's traceback, as text
+    reason: str | None = None  # why it was skipped or cancelled
+    output: str = ""  # what the step printed
+    slices: list[SliceRecord] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+@dataclass
+class RunResult:
+    steps: dict[str, StepRecord]
+    backend: str
+    workers: int
+    start: float
+    end: float | None = None
+    interrupted: bool = False
+
+    @property
+    def wall(self) -> float:
+        """The run's duration in seconds (so far, while it runs)."""
+        import time
+
+        return (self.end if self.end is not None else time.time()) - self.start
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("done", "up-to-date") for r in self.steps.values())
+
+    def by_status(self, status: Status) -> list[str]:
+        return [n for n, r in self.steps.items() if r.status == status]
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.steps.values():
+            counts[r.status] = counts.get(r.status, 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+        return f"<RunResult {self.wall:.2f}s on {self.workers} {self.backend} workers: {summary}>"

@@ -1,0 +1,1 @@
+"""Displays of a run: listeners of the scheduler's events."""

@@ -1,0 +1,250 @@
+"""What runs where a step runs: execute its code, capture its output, report.
+
+Data flow of one step::
+
+    kernel                                  worker (process, thread or kernel)
+    ------                                  ----------------------------------
+    Task(step, source, inputs, writes) ---> execute(task, on_line)
+        (process: dump_task -> bytes)          compile with filename "<step NAME>",
+                                               line numbers as in the notebook cell
+                                               exec in a fresh dict holding only
+                                               the inputs; print() -> on_line
+    Outcome(outputs | error, times) <------    outputs = the written names
+        (process: bytes via dump_outcome)
+
+Nothing here raises for a failing step: a failure is an `Outcome` whose
+`error` holds the user's traceback as text (traceback objects do not pickle),
+with nbpar's own frames removed. Pickling is done here, not by loky, so
+that an unpicklable input or output is reported by the variable's name.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import linecache
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator
+
+import cloudpickle
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Task:
+    step: str
+    source: str
+    inputs: dict[str, Any]
+    writes: tuple[str, ...]
+    first_line: int = 1  # the body's first line, numbered as in the cell
+    header: str = ""  # the cell's line 1 when the body starts on line 2
+
+
+@dataclass
+class Outcome:
+    step: str
+    worker: str
+    start: float
+    end: float
+    outputs: dict[str, Any] = field(default_factory=dict)
+    deleted: tuple[str, ...] = ()  # inputs the step deleted with `del`
+    output: str = ""  # printed text not yet reported line by line
+    error: str | None = None  # the user's traceback, or why it could not run
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def step_filename(step: str) -> str:
+    return f"<step {step}>"
+
+
+def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
+    """Run one step here and now. `on_line` receives each whole line printed."""
+    start = time.time()
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    namespace.update(task.inputs)
+    error: str | None = None
+    with capture(on_line):
+        try:
+            exec(_compile(task), namespace)
+        except (Exception, SystemExit) as e:
+            error = format_user_error(e)
+    end = time.time()
+    if error is not None:
+        return Outcome(task.step, worker, start, end, error=error)
+    outputs = {w: namespace[w] for w in task.writes if w in namespace}
+    deleted = tuple(w for w in task.writes if w not in namespace and w in task.inputs)
+    return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted)
+
+
+def _compile(task: Task) -> Any:
+    filename = step_filename(task.step)
+    lines = task.source.splitlines(keepends=True)
+    padding = [task.header + "\n"] + ["\n"] * (task.first_line - 2) if task.first_line > 1 else []
+    all_lines = padding + lines
+    linecache.cache[filename] = (len("".join(all_lines)), None, all_lines, filename)
+    tree = ast.parse(task.source, filename)
+    ast.increment_lineno(tree, task.first_line - 1)
+    return compile(tree, filename, "exec")
+
+
+def format_user_error(e: BaseException) -> str:
+    """The traceback of `e` as text, starting at the first frame that is not
+    nbpar's own (the user's step, or the function it called)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(e), e, tb))
+
+
+# -- output capture -------------------------------------------------------
+
+
+class _LineSink(io.TextIOBase):
+    """A text stream that hands each completed line to a callback."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        text = self._partial + text
+        head, sep, self._partial = text.rpartition("\n")
+        if sep:
+            self._on_line(head + sep)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._on_line(self._partial + "\n")
+            self._partial = ""
+
+
+class _ThreadRouter:
+    """Stands in for sys.stdout / sys.stderr: writes from a thread that is
+    running a step go to that step's sink, everything else to the original
+    stream. (contextlib.redirect_stdout is process-wide and could not tell two
+    thread-backend steps apart.)"""
+
+    def __init__(self, original: Any, local: threading.local) -> None:
+        self._original = original
+        self._local = local
+
+    def _target(self) -> Any:
+        return getattr(self._local, "sink", None) or self._original
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+_local = threading.local()
+_install_lock = threading.Lock()  # guards replacing sys.stdout / sys.stderr
+
+
+@contextmanager
+def capture(on_line: Callable[[str], None]) -> Iterator[None]:
+    """Route this thread's stdout and stderr to `on_line` for the duration."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), _ThreadRouter):
+                setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
+    sink = _LineSink(on_line)
+    previous = getattr(_local, "sink", None)
+    _local.sink = sink
+    try:
+        yield
+    finally:
+        sink.flush()
+        _local.sink = previous
+
+
+# -- the process protocol -------------------------------------------------
+
+
+class PicklingProblem(Exception):
+    """A value a step needs or makes cannot cross to or from a process."""
+
+
+def dump_task(task: Task) -> bytes:
+    """Pickle a task for a worker process, naming the input that fails."""
+    try:
+        return cloudpickle.dumps(task)
+    except Exception as whole:
+        for name, value in task.inputs.items():
+            problem = _pickle_problem(value)
+            if problem:
+                raise PicklingProblem(
+                    f"step '{task.step}' reads `{name}` ({type(value).__name__}), "
+                    f"which cannot be sent to a worker process: {problem}. Create "
+                    "it inside the step, or run the step with --backend thread."
+                ) from None
+        raise PicklingProblem(f"step '{task.step}' cannot be sent to a worker process: {whole}") from None
+
+
+def dump_outcome(outcome: Outcome) -> bytes:
+    """Pickle an outcome for the kernel; an output that fails becomes the
+    step's error, naming the variable."""
+    try:
+        return cloudpickle.dumps(outcome)
+    except Exception as whole:
+        bad = [(n, v) for n, v in outcome.outputs.items() if _pickle_problem(v)]
+        if bad:
+            name, value = bad[0]
+            error = (
+                f"step '{outcome.step}' writes `{name}` ({type(value).__name__}), "
+                f"which cannot be sent back from a worker process: {_pickle_problem(value)}.\n"
+                f"Make it private to the step (`_{name}`), create it in the step "
+                "that uses it, or run the step with --backend thread.\n"
+            )
+        else:
+            error = f"step '{outcome.step}': its result could not be sent back: {whole}\n"
+        return cloudpickle.dumps(replace(outcome, outputs={}, deleted=(), error=error))
+
+
+def _pickle_problem(value: Any) -> str | None:
+    try:
+        cloudpickle.dumps(value)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def run_in_process(task_bytes: bytes) -> bytes:
+    """The function loky runs in a worker process."""
+    worker = f"pid {os.getpid()}"
+    printed: list[str] = []
+    try:
+        task: Task = cloudpickle.loads(task_bytes)
+    except Exception as e:
+        now = time.time()
+        error = "the step's inputs could not be loaded in the worker process:\n" + format_user_error(e)
+        return cloudpickle.dumps(Outcome("?", worker, now, now, error=error))
+    outcome = execute(task, worker, printed.append)
+    outcome.output = "".join(printed)
+    return dump_outcome(outcome)
+
+
+def ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C / the notebook's stop button reach the whole
+    process group; the kernel decides what to stop, not the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,241 @@
+"""Spec-style tests for nbpar.analysis: what a cell reads and writes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbpar.analysis import CellNames, analyze
+
+CASES = [
+    # -- assignments ---------------------------------------------------------
+    ("assign-constant", "x = 1", set(), {"x"}),
+    ("assign-chain", "a = b = 1", set(), {"a", "b"}),
+    ("assign-from-name", "y = x", {"x"}, {"y"}),
+    ("bind-then-use", "x = 1\ny = x", set(), {"x", "y"}),
+    ("use-then-bind", "y = x\nx = 1", {"x"}, {"x", "y"}),
+    ("self-update", "x = x + 1", {"x"}, {"x"}),
+    ("tuple-unpack", "a, b = pair", {"pair"}, {"a", "b"}),
+    ("nested-starred-unpack", "[a, (b, *c)] = v", {"v"}, {"a", "b", "c"}),
+    ("starred-unpack", "a, *b = items", {"items"}, {"a", "b"}),
+    ("augmented", "x += 1", {"x"}, {"x"}),
+    ("augmented-after-bind", "x = 0\nx += y", {"y"}, {"x"}),
+    ("annotated-with-value", "x: int = n", {"int", "n"}, {"x"}),
+    ("bare-annotation", "x: int", {"int"}, set()),
+    ("walrus", "if (n := size()) > 3:\n    m = n", {"size"}, {"n", "m"}),
+    # -- attribute and subscript targets -------------------------------------
+    ("attribute-target", "df.x = 1", {"df"}, set()),
+    ("subscript-target", "d[k] = v", {"d", "k", "v"}, set()),
+    ("augmented-subscript", "a[0] += 1", {"a"}, set()),
+    ("annotated-attribute", "obj.attr: int = 1", {"obj", "int"}, set()),
+    # -- imports -------------------------------------------------------------
+    ("import-dotted", "import os.path", set(), {"os"}),
+    ("import-as", "import numpy.linalg as la", set(), {"la"}),
+    ("from-import-as", "from m import x as y, z", set(), {"y", "z"}),
+    ("from-import-star", "from m import *", set(), set()),
+    # -- private names -------------------------------------------------------
+    ("private-not-written", "_tmp = 1\ny = _tmp", set(), {"y"}),
+    ("private-read", "y = _cache", {"_cache"}, {"y"}),
+    # -- control flow --------------------------------------------------------
+    ("for-target", "for i in range(n):\n    total = i", {"range", "n"}, {"i", "total"}),
+    ("for-iter-before-target", "for x in x:\n    pass", {"x"}, {"x"}),
+    ("if-binding-counts", "if c:\n    x = 1\nprint(x)", {"c", "print"}, {"x"}),
+    ("while", "while x < 3:\n    x = x + 1", {"x"}, {"x"}),
+    ("with-as", "with open(p) as fh:\n    data = fh.read()", {"open", "p"}, {"fh", "data"}),
+    ("with-tuple-target", "with ctx() as (a, b):\n    pass", {"ctx"}, {"a", "b"}),
+    (
+        "try-except-else-finally",
+        "try:\n    v = f()\nexcept E:\n    v = None\nelse:\n    ok = v\nfinally:\n    done = 1",
+        {"f", "E"},
+        {"v", "ok", "done"},
+    ),
+    (
+        "except-as-is-local",
+        "try:\n    pass\nexcept E as e:\n    msg = str(e)",
+        {"E", "str"},
+        {"msg"},
+    ),
+    ("except-as-reassigned", "try:\n    pass\nexcept E as e:\n    e = 2", {"E"}, set()),
+    ("del-unbound-name", "del x", {"x"}, {"x"}),
+    ("del-bound-name", "x = 1\ndel x", set(), {"x"}),
+    ("del-subscript", "del d[k]", {"d", "k"}, set()),
+    # -- functions and lambdas (deferred) -------------------------------------
+    ("def-binds-name", "def f(a):\n    return a", set(), {"f"}),
+    ("def-free-name", "def f():\n    return g()", {"g"}, {"f"}),
+    ("def-free-bound-later", "def f():\n    return y\ny = 1", set(), {"f", "y"}),
+    ("def-local-not-read", "def f():\n    z = 1\n    return z", set(), {"f"}),
+    ("def-recursive", "def f(n):\n    return f(n - 1)", set(), {"f"}),
+    (
+        "def-params-all-kinds",
+        "def f(a, /, b, *c, d, **e):\n    return a, b, c, d, e",
+        set(),
+        {"f"},
+    ),
+    (
+        "def-decorator-default-annotations",
+        "@deco\ndef f(a: T = dflt, *, b=kw) -> R:\n    pass",
+        {"deco", "T", "dflt", "kw", "R"},
+        {"f"},
+    ),
+    ("def-decorator-immediate", "@deco\ndef f():\n    pass\ndeco = 1", {"deco"}, {"f", "deco"}),
+    ("def-local-annotation-not-read", "def f():\n    x: Hidden = 1\n    return x", set(), {"f"}),
+    (
+        "async-def",
+        "async def f():\n    await g()\n"
+        "    async for i in s:\n        pass\n"
+        "    async with m as c:\n        pass",
+        {"g", "m", "s"},
+        {"f"},
+    ),
+    ("lambda-free-name", "f = lambda a: a + b", {"b"}, {"f"}),
+    ("lambda-free-bound-later", "f = lambda: b\nb = 2", set(), {"f", "b"}),
+    ("lambda-default-immediate", "f = lambda a=d: a\nd = 1", {"d"}, {"f", "d"}),
+    (
+        "nested-function-local",
+        "def outer():\n    v = 1\n    def inner():\n        return v + w\n    return inner",
+        {"w"},
+        {"outer"},
+    ),
+    (
+        "nonlocal",
+        "def outer():\n    n = 0\n"
+        "    def inc():\n        nonlocal n\n        n += 1\n"
+        "    return inc",
+        set(),
+        {"outer"},
+    ),
+    (
+        "global-in-function",
+        "def f():\n    global counter\n    counter = 1",
+        {"counter"},
+        {"counter", "f"},
+    ),
+    ("global-private", "def f():\n    global _hidden\n    _hidden = 1", {"_hidden"}, {"f"}),
+    ("global-top-level-noop", "global x\nx = 1", set(), {"x"}),
+    # -- classes -------------------------------------------------------------
+    ("class-binds-name", "class C:\n    pass", set(), {"C"}),
+    ("class-body-attrs-not-written", "class C:\n    a = 1\n    b = a + k", {"k"}, {"C"}),
+    (
+        "class-bases-keywords",
+        "@deco\nclass C(Base, metaclass=Meta):\n    pass",
+        {"Base", "Meta", "deco"},
+        {"C"},
+    ),
+    ("class-name-bound-after-body", "class C:\n    x = C", {"C"}, {"C"}),
+    ("class-body-immediate", "class C:\n    x = y\ny = 1", {"y"}, {"C", "y"}),
+    ("method-deferred", "class C:\n    def m(self):\n        return y\ny = 1", set(), {"C", "y"}),
+    (
+        "method-does-not-see-class-names",
+        "class C:\n    a = 1\n    def m(self):\n        return a",
+        {"a"},
+        {"C"},
+    ),
+    # -- comprehensions ------------------------------------------------------
+    ("listcomp-target-local", "ys = [x * k for x in xs]", {"xs", "k"}, {"ys"}),
+    ("setcomp", "s = {x for x in xs if x > lo}", {"xs", "lo"}, {"s"}),
+    ("dictcomp", "d = {k: v for k, v in items}", {"items"}, {"d"}),
+    ("genexp", "t = sum(x for x in xs)", {"sum", "xs"}, {"t"}),
+    ("nested-generators", "p = [(a, b) for a in A for b in a]", {"A"}, {"p"}),
+    ("comprehension-immediate", "ys = [k for _ in xs]\nk = 1", {"xs", "k"}, {"ys", "k"}),
+    ("walrus-in-comprehension", "ys = [last := x for x in xs]", {"xs"}, {"ys", "last"}),
+    ("lambda-in-comprehension", "fs = [lambda: i for i in range(3)]", {"range"}, {"fs"}),
+    ("comprehension-in-class", "class C:\n    a = 1\n    b = [a for _ in r]", {"a", "r"}, {"C"}),
+    # -- match ---------------------------------------------------------------
+    ("match-capture", "match v:\n    case a:\n        pass", {"v"}, {"a"}),
+    (
+        "match-class-keyword",
+        "match v:\n    case Point(x=a, y=0):\n        pass",
+        {"Point", "v"},
+        {"a"},
+    ),
+    ("match-sequence-star", "match v:\n    case [a, *rest]:\n        pass", {"v"}, {"a", "rest"}),
+    (
+        "match-mapping-rest",
+        "match v:\n    case {'k': val, **kw}:\n        pass",
+        {"v"},
+        {"kw", "val"},
+    ),
+    (
+        "match-as",
+        "match v:\n    case str() as s if s:\n        out = s",
+        {"str", "v"},
+        {"out", "s"},
+    ),
+    ("match-value-pattern", "match v:\n    case Color.RED:\n        pass", {"v", "Color"}, set()),
+    # -- misc ----------------------------------------------------------------
+    ("fstring", "msg = f'{name!r:>{width}}'", {"name", "width"}, {"msg"}),
+    ("builtins-are-reads", "print(len(xs))", {"print", "len", "xs"}, set()),
+    ("builtin-shadowed", "len = 3\nprint(len)", {"print"}, {"len"}),
+    ("keyword-args-not-names", "f(a=1).b", {"f"}, set()),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "reads", "writes"),
+    [pytest.param(src, r, w, id=case_id) for case_id, src, r, w in CASES],
+)
+def test_cases(source: str, reads: set[str], writes: set[str]) -> None:
+    result = analyze(source)
+    assert result == CellNames(frozenset(reads), frozenset(writes))
+
+
+def test_case_ids_unique() -> None:
+    ids = [case[0] for case in CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_syntax_error_propagates() -> None:
+    with pytest.raises(SyntaxError):
+        analyze("x = = 1")
+
+
+def test_private_names_readable_not_written() -> None:
+    result = analyze("_a = _b\n_c, d = _a, _e")
+    assert result.writes == {"d"}
+    assert result.reads == {"_b", "_e"}
+
+
+def test_result_is_frozen() -> None:
+    result = analyze("x = 1")
+    assert isinstance(result.reads, frozenset) and isinstance(result.writes, frozenset)
+    with pytest.raises(AttributeError):
+        result.reads = frozenset()  # type: ignore[misc]
+
+
+def test_realistic_cell() -> None:
+    source = textwrap.dedent(
+        """
+        import pandas as pd
+
+        def clean(frame, cols=DEFAULT_COLS):
+            return frame[cols].dropna().pipe(normalize)
+
+        df = clean(pd.read_csv(path))
+        summary = {c: df[c].mean() for c in df.columns}
+        """
+    )
+    assert analyze(source) == CellNames(
+        frozenset({"DEFAULT_COLS", "normalize", "path"}),
+        frozenset({"pd", "clean", "df", "summary"}),
+    )
+
+
+_POOL = [f"v{i}" for i in range(5)]
+_LINE = st.tuples(st.sampled_from(_POOL), st.sampled_from(_POOL), st.sampled_from(_POOL))
+
+
+@settings(database=None)
+@given(st.lists(_LINE, max_size=12))
+def test_straight_line_programs(lines: list[tuple[str, str, str]]) -> None:
+    source = "\n".join(f"{k} = {i} + {j} + 1" for k, i, j in lines)
+    assigned: set[str] = set()
+    expected_reads: set[str] = set()
+    for k, i, j in lines:
+        expected_reads |= {i, j} - assigned
+        assigned.add(k)
+    result = analyze(source)
+    assert result.reads == expected_reads
+    assert result.writes == assigned
