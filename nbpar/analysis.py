@@ -32,7 +32,7 @@ iterable are visited in the enclosing scope before the new scope is pushed.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,6 +47,9 @@ class CellNames:
 
     reads: frozenset[str]
     writes: frozenset[str]
+    # the writes bound only by import statements, each to what it imports
+    # ("np": "numpy", "path": "os.path"): two steps may import the same thing
+    imports: Mapping[str, str] = field(default_factory=dict)
 
 
 def analyze(source: str) -> CellNames:
@@ -72,10 +75,15 @@ class _CellVisitor(ast.NodeVisitor):
         self._reads: set[str] = set()
         self._writes: set[str] = set()
         self._deferred: set[str] = set()  # free names of function bodies
+        self._imported: dict[str, str] = {}  # cell-level import bindings
+        self._assigned: set[str] = set()  # cell-level bindings of any other kind
 
     def result(self) -> CellNames:
         late = self._deferred - self._stack[0].bound
-        return CellNames(frozenset(self._reads | late), frozenset(self._writes))
+        imports = {
+            n: o for n, o in self._imported.items() if n in self._writes and n not in self._assigned
+        }
+        return CellNames(frozenset(self._reads | late), frozenset(self._writes), imports)
 
     @property
     def _scope(self) -> _Scope:
@@ -110,11 +118,15 @@ class _CellVisitor(ast.NodeVisitor):
     def _load(self, name: str) -> None:
         self._resolve(name, len(self._stack) - 1, deferred=False)
 
-    def _bind(self, name: str, index: int = -1) -> None:
+    def _bind(self, name: str, index: int = -1, origin: str | None = None) -> None:
         scope = self._stack[index]
         if scope.kind == "cell":
             if name in scope.hidden:
                 return
+            if origin is None:
+                self._assigned.add(name)
+            elif self._imported.setdefault(name, origin) != origin:
+                self._assigned.add(name)  # one name, two modules: not a plain import
             scope.bound.add(name)
             if not name.startswith("_"):
                 self._writes.add(name)
@@ -176,12 +188,17 @@ class _CellVisitor(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self._bind(alias.asname or alias.name.split(".")[0])
+            if alias.asname:
+                self._bind(alias.asname, origin=alias.name)
+            else:
+                top = alias.name.split(".")[0]
+                self._bind(top, origin=top)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        prefix = "." * node.level + (f"{node.module}." if node.module else "")
         for alias in node.names:
             if alias.name != "*":
-                self._bind(alias.asname or alias.name)
+                self._bind(alias.asname or alias.name, origin=prefix + alias.name)
 
     def visit_Global(self, node: ast.Global) -> None:
         if self._scope.kind == "cell":

@@ -6,7 +6,9 @@ Responsibilities:
   steps, `--after` naming an unknown step, a cycle), leaving the graph as it
   was;
 - derive edges: B depends on A when B reads a name A writes, or names A in
-  `after`;
+  `after`. Several steps may import the same module under the same name
+  (each needs its imports where it runs); a step reading that name waits
+  for all of them;
 - select what a run needs (named steps and their ancestors) and hand out a
   topological order.
 
@@ -39,6 +41,7 @@ class Step:
     backend: BackendName | None = None  # None: the run's backend
     first_line: int = 2  # line number of the body's first line in the cell
     header: str = ""  # the cell's first line as the user wrote it (for tracebacks)
+    imports: Mapping[str, str] = field(default_factory=dict)  # writes made by `import` only
 
 
 @dataclass
@@ -80,9 +83,10 @@ class Graph:
                 f"{', '.join(self.steps) or '(none: mark a cell with %%step NAME)'}."
             )
 
-    def writer_of(self) -> dict[str, str]:
-        """Map each written name to the step that writes it."""
-        return {var: s.name for s in self.steps.values() for var in s.writes}
+    def writers(self) -> dict[str, list[str]]:
+        """Map each written name to the steps that write it (one, but for
+        shared imports)."""
+        return writers(self.steps)
 
     def dependencies(self) -> dict[str, set[str]]:
         """For every step, the steps it waits for."""
@@ -117,23 +121,36 @@ class Graph:
         return [n for n in topological_order(self.steps) if n in wanted]
 
 
+def writers(steps: Mapping[str, Step]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for s in steps.values():
+        for var in s.writes:
+            found.setdefault(var, []).append(s.name)
+    return found
+
+
 def dependencies(steps: Mapping[str, Step]) -> dict[str, set[str]]:
-    writer = {var: s.name for s in steps.values() for var in s.writes}
+    writer = writers(steps)
     deps: dict[str, set[str]] = {}
     for s in steps.values():
-        d = {writer[r] for r in s.reads if r in writer and writer[r] != s.name}
+        d = {w for r in s.reads for w in writer.get(r, ()) if w != s.name}
         d.update(a for a in s.after if a in steps)
         deps[s.name] = d
     return deps
 
 
 def check_writers(steps: Mapping[str, Step], newcomer: str) -> None:
-    """Raise if `newcomer` writes a name another step writes."""
-    mine = steps[newcomer].writes
+    """Raise if `newcomer` writes a name another step writes (the same
+    import in both is allowed)."""
+    mine = steps[newcomer]
     for other in steps.values():
         if other.name == newcomer:
             continue
-        clash = sorted(mine & other.writes)
+        clash = sorted(
+            var
+            for var in mine.writes & other.writes
+            if var not in mine.imports or mine.imports[var] != other.imports.get(var)
+        )
         if clash:
             raise GraphError(
                 f"step '{newcomer}' writes {_names(clash)}, which step "
@@ -149,10 +166,10 @@ def check_acyclic(steps: Mapping[str, Step]) -> None:
         graphlib.TopologicalSorter(dependencies(steps)).prepare()
     except graphlib.CycleError as e:
         cycle = e.args[1]  # [a, b, ..., a]: each is a dependency of the next
-        writer = {var: s.name for s in steps.values() for var in s.writes}
+        writer = writers(steps)
         lines = []
         for a, b in zip(cycle, cycle[1:]):
-            why = sorted(r for r in steps[b].reads if writer.get(r) == a)
+            why = sorted(r for r in steps[b].reads if a in writer.get(r, ()))
             reason = f"reads {', '.join(why)}" if why else "--after"
             lines.append(f"  {b}  waits for  {a}  ({reason})")
         raise GraphError(

@@ -104,7 +104,7 @@ class NbparMagics(Magics):
     # -- helpers --------------------------------------------------------------
     def _run(self, targets: list[str], args: Any, backend: str | None) -> None:
         options = {
-            "workers": args.workers or self.defaults.get("workers"),
+            "workers": self.defaults.get("workers") if args.workers is None else args.workers,
             "backend": backend or self.defaults.get("backend") or "process",
         }
         try:
@@ -119,7 +119,7 @@ class NbparMagics(Magics):
             raise UsageError(str(e)) from None
 
     def _describe(self, step: Step) -> str:
-        writer = self.pipeline.graph.writer_of()
+        writer = self.pipeline.graph.writers()
         reads = sorted(r for r in step.reads if r in writer or not is_builtin(r))
         deps = sorted(self.pipeline.graph.dependencies()[step.name])
         return (

@@ -88,7 +88,9 @@ class Pipeline:
         except SyntaxError as e:
             line = (e.lineno or 1) + first_line - 1
             raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
-        step = Step(name, source, names.reads, names.writes, tuple(after), backend, first_line, header)
+        step = Step(
+            name, source, names.reads, names.writes, tuple(after), backend, first_line, header, names.imports
+        )
         self.graph.add(step)
         return step
 
@@ -131,7 +133,7 @@ class Pipeline:
 
     def _external_inputs(self, plan: Plan) -> dict[str, Any]:
         """Snapshot of the names the stale steps read that no step writes."""
-        writer = self.graph.writer_of()
+        writer = self.graph.writers()
         external: dict[str, Any] = {}
         for name in plan.stale:
             for var in sorted(self.steps[name].reads):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbpar.analysis import CellNames, analyze
+from nbpar.analysis import analyze
 
 CASES = [
     # -- assignments ---------------------------------------------------------
@@ -179,7 +179,7 @@ CASES = [
 )
 def test_cases(source: str, reads: set[str], writes: set[str]) -> None:
     result = analyze(source)
-    assert result == CellNames(frozenset(reads), frozenset(writes))
+    assert (result.reads, result.writes) == (reads, writes)
 
 
 def test_case_ids_unique() -> None:
@@ -217,10 +217,10 @@ def test_realistic_cell() -> None:
         summary = {c: df[c].mean() for c in df.columns}
         """
     )
-    assert analyze(source) == CellNames(
-        frozenset({"DEFAULT_COLS", "normalize", "path"}),
-        frozenset({"pd", "clean", "df", "summary"}),
-    )
+    result = analyze(source)
+    assert result.reads == {"DEFAULT_COLS", "normalize", "path"}
+    assert result.writes == {"pd", "clean", "df", "summary"}
+    assert result.imports == {"pd": "pandas"}
 
 
 _POOL = [f"v{i}" for i in range(5)]
@@ -239,3 +239,21 @@ def test_straight_line_programs(lines: list[tuple[str, str, str]]) -> None:
     result = analyze(source)
     assert result.reads == expected_reads
     assert result.writes == assigned
+
+
+@pytest.mark.parametrize(
+    "source, imports",
+    [
+        ("import numpy as np", {"np": "numpy"}),
+        ("import os.path", {"os": "os"}),
+        ("import os.path as osp", {"osp": "os.path"}),
+        ("from os import path", {"path": "os.path"}),
+        ("from . import sibling", {"sibling": ".sibling"}),
+        ("import numpy as np\nnp = 3", {}),
+        ("import numpy as np\nimport pandas as np", {}),
+        ("import time\nfor time in []: pass", {}),
+        ("import _private", {}),
+    ],
+)
+def test_imports_are_told_apart_from_other_writes(source: str, imports: dict[str, str]) -> None:
+    assert dict(analyze(source).imports) == imports

@@ -34,7 +34,7 @@ class TextDisplay:
             fresh = sum(1 for s in r.steps.values() if s.status == "up-to-date")
             note = f" ({fresh} up to date)" if fresh else ""
             self._print(
-                f"nbpar: {len(r.steps) - fresh} steps to run{note}, "
+                f"nbpar: {_count(len(r.steps) - fresh, 'step')} to run{note}, "
                 f"on {r.workers} {r.backend} worker{'s' if r.workers != 1 else ''}"
             )
         elif isinstance(event, StepStarted):
@@ -56,6 +56,10 @@ class TextDisplay:
                 counts[s.status] = counts.get(s.status, 0) + 1
             summary = ", ".join(f"{n} {status}" for status, n in counts.items())
             self._print(f"nbpar: {summary} in {r.wall:.2f}s")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _clock() -> str:

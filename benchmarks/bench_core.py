@@ -1,0 +1,503 @@
+"""Compare nbpar with other ways of running the same small task graphs.
+
+    .venv/bin/python benchmarks/bench_core.py [--workers N] [--quick] [--repeats R]
+
+Three workloads, each run by every tool on the same graph, expressed the way
+that tool is normally used:
+
+* diamond:  load -> (evens, odds) -> total. `rows` is a list of a few million
+            ints; evens and odds are ~0.6 s of pure-Python CPU each, so they
+            can only overlap in separate processes. The list has to travel
+            between processes, so this also measures data transfer.
+* wide:     8 independent prime counts of ~0.5 s each, then a join that sums
+            them. Pure load balancing: ideal wall time is 8 x 0.5 s / workers.
+* overhead: 200 tiny independent steps (x_i = i * 2) and a join. The work is
+            nothing, so the wall time is the per-task scheduling cost.
+
+Tools: plain sequential Python (the baseline), joblib (loky backend),
+dask.delayed on the "processes" scheduler (as configured with num_workers,
+dask starts a fresh pool for every compute; a second row hands it a warm pool),
+concurrent.futures.ProcessPoolExecutor (warm), and nbpar's process, thread
+(and, for the overhead workload, inline) backends.
+
+Every tool gets one untimed warm-up run of the workload (which starts its
+pool), then the best of R timed runs is kept (R=3, R=1 with --quick). Ratios
+are `tool time / nbpar process time`: above 1 means nbpar is faster.
+
+Only the standard library is imported at module level: worker processes
+started with "spawn" (concurrent.futures, dask) re-import this file, and
+should not pay for importing nbpar, joblib and dask when they do not need to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# -- the work: module-level functions, so every tool can pickle them ---------
+
+
+def make_rows(n: int) -> list[int]:
+    return list(range(n))
+
+
+def digit_sum(rows: list[int], parity: int) -> int:
+    """Sum of the decimal digits of the elements of `rows` with this parity."""
+    total = 0
+    for x in rows:
+        if x % 2 == parity:
+            while x:
+                total += x % 10
+                x //= 10
+    return total
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def count_primes(limit: int) -> int:
+    """Primes below `limit`, by trial division (deliberately slow)."""
+    count = 0
+    for n in range(2, limit):
+        d = 2
+        while d * d <= n:
+            if n % d == 0:
+                break
+            d += 1
+        else:
+            count += 1
+    return count
+
+
+def total_of(values: list[int]) -> int:
+    return sum(values)
+
+
+def double(i: int) -> int:
+    return i * 2
+
+
+def noop() -> None:
+    return None
+
+
+# -- sizes ----------------------------------------------------------------------
+
+SIZES = {
+    # rows: length of the diamond's list; primes: limit of the first wide
+    # step (step k counts below primes + 1000 k); tiny: steps of `overhead`.
+    "full": {"rows": 2_000_000, "primes": 200_000, "tiny": 200},
+    "quick": {"rows": 600_000, "primes": 60_000, "tiny": 200},
+}
+WIDE = 8
+
+
+@dataclass
+class Sizes:
+    rows: int
+    primes: int
+    tiny: int
+
+    @property
+    def limits(self) -> list[int]:
+        return [self.primes + 1000 * k for k in range(WIDE)]
+
+
+# -- timing -----------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    tool: str
+    times: list[float] = field(default_factory=list)
+    value: Any = None
+    wrong: bool = False
+    note: str = ""
+    runs: list[Any] = field(default_factory=list)  # nbpar RunResults of the timed runs
+
+    @property
+    def best(self) -> float:
+        return min(self.times)
+
+
+def measure(tool: str, run: Callable[[], Any], repeats: int, warm_up: bool = True) -> Timing:
+    """One untimed warm-up run, then `repeats` timed runs. `run` returns the
+    workload's result, or (result, RunResult) for nbpar."""
+    timing = Timing(tool)
+    if warm_up:
+        run()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = run()
+        timing.times.append(time.perf_counter() - t0)
+        if isinstance(out, tuple):
+            out, record = out
+            timing.runs.append(record)
+        timing.value = out
+    print(f"    {tool:<24} best {timing.best:7.3f} s   runs: {', '.join(f'{t:.3f}' for t in timing.times)}", flush=True)
+    return timing
+
+
+# -- the tools, workload by workload ----------------------------------------------
+
+
+class Tools:
+    """Holds the warm pools and the nbpar pipelines."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        # Created first, before any other pool starts threads: on Linux this
+        # is a fork-context pool, and forking a threaded process is unsafe.
+        self.cf_pool = ProcessPoolExecutor(workers)
+        for f in [self.cf_pool.submit(noop) for _ in range(workers)]:
+            f.result()
+
+        import dask.multiprocessing
+        import joblib
+
+        self.joblib = joblib.Parallel(n_jobs=workers, backend="loky")
+        # The pool dask would make itself (spawn context), but made once.
+        self.dask_pool = ProcessPoolExecutor(workers, mp_context=dask.multiprocessing.get_context())
+        for f in [self.dask_pool.submit(noop) for _ in range(workers)]:
+            f.result()
+        self.pipelines: list[Any] = []
+
+    def close(self) -> None:
+        for p in self.pipelines:
+            p.shutdown()
+        self.cf_pool.shutdown()
+        self.dask_pool.shutdown()
+
+    # dask: the same graph, two ways of giving it processes
+    def dask_compute(self, obj: Any, warm: bool) -> Any:
+        import dask
+
+        if warm:
+            return dask.compute(obj, scheduler="processes", num_workers=self.workers, pool=self.dask_pool)[0]
+        return dask.compute(obj, scheduler="processes", num_workers=self.workers)[0]
+
+    # nbpar: one pipeline per (workload, backend), kept for the timed runs
+    def pipeline(self, namespace: dict[str, Any], steps: list[tuple[str, str]]) -> Any:
+        import nbpar
+
+        p = nbpar.Pipeline(namespace=dict(namespace))
+        for name, source in steps:
+            p.add_step(name, source)
+        self.pipelines.append(p)
+        return p
+
+    def nbpar_runner(self, namespace: dict[str, Any], steps: list[tuple[str, str]], backend: str) -> Callable[[], Any]:
+        p = self.pipeline(namespace, steps)
+        first = [True]
+
+        def run() -> Any:
+            # The warm-up is the pipeline's first run; timed runs re-run
+            # every step with force=True (they would be up to date otherwise).
+            result = p.run(workers=self.workers, backend=backend, force=not first[0])
+            first[0] = False
+            if not all(r.status == "done" for r in result.steps.values()):
+                raise RuntimeError(f"nbpar {backend}: not every step ran: {result!r}")
+            return p.namespace["total"], result
+
+        return run
+
+
+def diamond(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
+    from dask import delayed
+    from joblib import delayed as jdelayed
+
+    n, N = sz.rows, tools.workers
+
+    def sequential() -> int:
+        rows = make_rows(n)
+        return add(digit_sum(rows, 0), digit_sum(rows, 1))
+
+    def joblib_run() -> int:
+        rows = make_rows(n)  # load first, here; then the two in parallel
+        evens, odds = tools.joblib(jdelayed(digit_sum)(rows, p) for p in (0, 1))
+        return add(evens, odds)
+
+    def dask_graph() -> Any:
+        rows = delayed(make_rows)(n)
+        return delayed(add)(delayed(digit_sum)(rows, 0), delayed(digit_sum)(rows, 1))
+
+    def cf_run() -> int:
+        pool = tools.cf_pool
+        rows = pool.submit(make_rows, n).result()
+        evens, odds = pool.submit(digit_sum, rows, 0), pool.submit(digit_sum, rows, 1)
+        return add(evens.result(), odds.result())
+
+    ns = {"make_rows": make_rows, "digit_sum": digit_sum, "n": n}
+    steps = [
+        ("load", "rows = make_rows(n)"),
+        ("evens", "evens = digit_sum(rows, 0)"),
+        ("odds", "odds = digit_sum(rows, 1)"),
+        ("total", "total = evens + odds"),
+    ]
+    return [
+        measure("sequential", sequential, repeats, warm_up=False),
+        measure("joblib (loky)", joblib_run, repeats),
+        measure("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), repeats),
+        measure("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), repeats),
+        measure("concurrent.futures", cf_run, repeats),
+        measure("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), repeats),
+        measure("nbpar process", tools.nbpar_runner(ns, steps, "process"), repeats),
+    ]
+
+
+def wide(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
+    from dask import delayed
+    from joblib import delayed as jdelayed
+
+    limits = sz.limits
+
+    def sequential() -> int:
+        return total_of([count_primes(lim) for lim in limits])
+
+    def joblib_run() -> int:
+        return total_of(tools.joblib(jdelayed(count_primes)(lim) for lim in limits))
+
+    def dask_graph() -> Any:
+        return delayed(total_of)([delayed(count_primes)(lim) for lim in limits])
+
+    def cf_run() -> int:
+        futures = [tools.cf_pool.submit(count_primes, lim) for lim in limits]
+        return total_of([f.result() for f in futures])
+
+    ns = {"count_primes": count_primes}
+    steps = [(f"part{k}", f"part_{k} = count_primes({lim})") for k, lim in enumerate(limits)]
+    steps.append(("total", "total = sum([" + ", ".join(f"part_{k}" for k in range(len(limits))) + "])"))
+    return [
+        measure("sequential", sequential, repeats, warm_up=False),
+        measure("joblib (loky)", joblib_run, repeats),
+        measure("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), repeats),
+        measure("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), repeats),
+        measure("concurrent.futures", cf_run, repeats),
+        measure("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), repeats),
+        measure("nbpar process", tools.nbpar_runner(ns, steps, "process"), repeats),
+    ]
+
+
+def overhead(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
+    from dask import delayed
+    from joblib import delayed as jdelayed
+
+    idx = range(sz.tiny)
+
+    def sequential() -> int:
+        return total_of([double(i) for i in idx])
+
+    def joblib_run() -> int:
+        return total_of(tools.joblib(jdelayed(double)(i) for i in idx))
+
+    def dask_graph() -> Any:
+        return delayed(total_of)([delayed(double)(i) for i in idx])
+
+    def cf_run() -> int:
+        futures = [tools.cf_pool.submit(double, i) for i in idx]
+        return total_of([f.result() for f in futures])
+
+    steps = [(f"x{i}", f"x_{i} = {i} * 2") for i in idx]
+    steps.append(("total", "total = sum([" + ", ".join(f"x_{i}" for i in idx) + "])"))
+    return [
+        measure("sequential", sequential, repeats, warm_up=False),
+        measure("joblib (loky)", joblib_run, repeats),
+        measure("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), repeats),
+        measure("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), repeats),
+        measure("concurrent.futures", cf_run, repeats),
+        measure("nbpar inline", tools.nbpar_runner({}, steps, "inline"), repeats),
+        measure("nbpar thread", tools.nbpar_runner({}, steps, "thread"), repeats),
+        measure("nbpar process", tools.nbpar_runner({}, steps, "process"), repeats),
+    ]
+
+
+WORKLOADS: dict[str, Callable[[Tools, Sizes, int], list[Timing]]] = {
+    "diamond": diamond,
+    "wide": wide,
+    "overhead": overhead,
+}
+TOOL_ORDER = [
+    "sequential",
+    "joblib (loky)",
+    "dask (fresh pool/run)",
+    "dask (warm pool)",
+    "concurrent.futures",
+    "nbpar inline",
+    "nbpar thread",
+    "nbpar process",
+]
+PARALLEL_ALTERNATIVES = ["joblib (loky)", "dask (fresh pool/run)", "dask (warm pool)", "concurrent.futures"]
+
+
+# -- reporting --------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("nbpar", "joblib", "dask", "loky", "cloudpickle"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def overlap_report(timing: Timing) -> list[str]:
+    """For nbpar on the diamond: did evens and odds run at the same time?"""
+    lines = []
+    for i, result in enumerate(timing.runs, 1):
+        e, o = result.steps["evens"], result.steps["odds"]
+        both = min(e.end, o.end) - max(e.start, o.start)
+        shorter = min(e.end - e.start, o.end - o.start)
+        verdict = "YES" if both > 0 else "NO"
+        lines.append(
+            f"run {i}: evens and odds overlapped: {verdict} "
+            f"({max(both, 0):.3f} s of {shorter:.3f} s; evens on {e.worker}, odds on {o.worker})"
+        )
+    return lines
+
+
+def timeline(result: Any) -> list[str]:
+    """Each step's start and end relative to the run's start."""
+    t0 = result.start
+    return [
+        f"{name:<6} {r.start - t0:6.3f} -> {r.end - t0:6.3f} s  ({r.end - r.start:.3f} s on {r.worker})"
+        for name, r in result.steps.items()
+    ]
+
+
+def table(results: dict[str, list[Timing]]) -> list[str]:
+    cols = list(results)
+    head = f"| {'tool':<22} |" + "".join(f" {c + ' (s)':>13} | {'ratio':>6} |" for c in cols)
+    rule = "|" + "-" * 24 + "|" + "".join("-" * 15 + "|" + "-" * 8 + "|" for _ in cols)
+    lines = [head, rule]
+    by_tool = {c: {t.tool: t for t in results[c]} for c in cols}
+    for tool in TOOL_ORDER:
+        if not any(tool in by_tool[c] for c in cols):
+            continue
+        row = f"| {tool:<22} |"
+        for c in cols:
+            t = by_tool[c].get(tool)
+            ref = by_tool[c]["nbpar process"].best
+            if t is None:
+                row += f" {'-':>13} | {'-':>6} |"
+            else:
+                mark = " WRONG" if t.wrong else ""
+                row += f" {t.best:>13.3f} | {t.best / ref:>6.2f} |" + mark
+        lines.append(row)
+    return lines
+
+
+def verdict(name: str, timings: list[Timing], workers: int, tiny: int) -> str:
+    by = {t.tool: t.best for t in timings}
+    nb, seq = by["nbpar process"], by["sequential"]
+    alts = {k: by[k] for k in PARALLEL_ALTERNATIVES if k in by}
+    best_tool = min(alts, key=alts.__getitem__)
+    best = alts[best_tool]
+    vs_seq = f"{seq / nb:.2f}x the speed of sequential"
+    if nb <= best:
+        vs_alt = f"fastest of the parallel tools ({best / nb:.2f}x ahead of {best_tool}, {best:.3f} s)"
+    else:
+        vs_alt = f"{nb / best:.2f}x slower than the fastest alternative, {best_tool} ({best:.3f} s)"
+    line = f"{name}: nbpar process {nb:.3f} s, {vs_seq}; {vs_alt}."
+    if name == "overhead":
+        per = (nb - seq) / (tiny + 1) * 1000
+        line += f" About {per:.2f} ms of nbpar overhead per step."
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=None, help="worker processes/threads (default: loky.cpu_count())")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and one timed run (~30 s)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per tool (default 3, 1 with --quick)")
+    parser.add_argument("--only", choices=list(WORKLOADS), action="append", help="run only this workload (repeatable)")
+    args = parser.parse_args(argv)
+
+    import loky
+
+    workers = args.workers or loky.cpu_count()
+    repeats = args.repeats or (1 if args.quick else 3)
+    sz = Sizes(**SIZES["quick" if args.quick else "full"])
+    started = time.perf_counter()
+
+    print(f"nbpar benchmark, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {'quick' if args.quick else 'full'} sizes")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}; "
+        f"os.cpu_count()={os.cpu_count()}, usable={len(os.sched_getaffinity(0))}, loky.cpu_count()={loky.cpu_count()}"
+    )
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    print(
+        f"workers={workers}, best of {repeats} timed run(s) after one warm-up; "
+        f"diamond rows={sz.rows:,}, wide {WIDE} x count_primes(~{sz.primes:,}), overhead {sz.tiny} steps"
+    )
+    print()
+
+    tools = Tools(workers)
+    results: dict[str, list[Timing]] = {}
+    try:
+        for name, workload in WORKLOADS.items():
+            if args.only and name not in args.only:
+                continue
+            print(f"  {name}:", flush=True)
+            timings = workload(tools, sz, repeats)
+            expected = timings[0].value
+            for t in timings:
+                t.wrong = t.value != expected
+            results[name] = timings
+    finally:
+        tools.close()
+
+    print()
+    print(f"Wall time in seconds (best of {repeats}); ratio = tool / nbpar process (>1: nbpar faster)")
+    print()
+    print("\n".join(table(results)))
+    print()
+    for name, timings in results.items():
+        print(verdict(name, timings, workers, sz.tiny))
+    if "diamond" in results:
+        nb = {t.tool: t for t in results["diamond"]}
+        print()
+        print("nbpar process, diamond:")
+        for line in overlap_report(nb["nbpar process"]):
+            print("  " + line)
+        best = min(zip(nb["nbpar process"].times, nb["nbpar process"].runs), key=lambda x: x[0])[1]
+        print("  timeline of the best run:")
+        for line in timeline(best):
+            print("    " + line)
+    if "wide" in results:
+        nb = {t.tool: t for t in results["wide"]}["nbpar process"]
+        best = min(zip(nb.times, nb.runs), key=lambda x: x[0])[1]
+        busy = sum(r.end - r.start for r in best.steps.values())
+        print()
+        print(
+            f"nbpar process, wide: steps busy {busy:.3f} s in total over {best.wall:.3f} s of wall on "
+            f"{workers} workers ({busy / (best.wall * workers):.0%} utilisation); "
+            f"workers used: {', '.join(sorted({r.worker for r in best.steps.values()}))}"
+        )
+    if "overhead" in results:
+        print()
+        for t in results["overhead"]:
+            if t.runs:
+                wall = statistics.median(r.wall for r in t.runs)
+                print(f"{t.tool}, overhead: {wall / (sz.tiny + 1) * 1000:.2f} ms per step (RunResult.wall / steps)")
+    wrong = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.wrong]
+    if wrong:
+        print("\nWRONG RESULTS (differ from sequential): " + ", ".join(wrong))
+    print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

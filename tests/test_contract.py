@@ -1,0 +1,199 @@
+"""One contract, every backend: what `Pipeline.run` promises wherever steps run."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import nbpar
+from nbpar import Pipeline, PlanError, RunError
+from nbpar.events import RunFinished, RunStarted, StepFinished, StepLog, StepStarted
+
+BACKENDS = ["process", "thread", "inline"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+def make(steps: dict[str, str], **namespace) -> Pipeline:
+    p = Pipeline(dict(namespace))
+    for name, source in steps.items():
+        p.add_step(name, textwrap.dedent(source))
+    return p
+
+
+def test_chain_and_fan_in(backend):
+    p = make(
+        {
+            "load": "rows = list(range(1000))",
+            "evens": "evens = sum(x for x in rows if x % 2 == 0)",
+            "odds": "odds = sum(x for x in rows if x % 2)",
+            "total": "total = evens + odds",
+        }
+    )
+    result = p.run(workers=2, backend=backend)
+    assert p.namespace["total"] == sum(range(1000))
+    assert result.ok and result.backend == backend and result.wall > 0
+    for record in result.steps.values():
+        assert record.status == "done" and record.attempts == 1
+        assert record.start <= record.end and record.worker
+    assert result.steps["evens"].start >= result.steps["load"].end
+    assert result.steps["total"].start >= max(result.steps["evens"].end, result.steps["odds"].end)
+    assert nbpar.last_run() is result
+
+
+def test_a_step_gets_only_what_it_reads(backend):
+    p = make({"a": "seen = sorted(k for k in globals() if not k.startswith('__'))\nx = k1"}, k1=1, k2=2)
+    p.run(backend=backend, workers=1)
+    assert p.namespace["seen"] == ["k1"]
+
+
+def test_builtins_and_modules_are_usable(backend):
+    p = make({"a": "import math\nr = math.sqrt(len(range(16)))"})
+    p.run(backend=backend, workers=1)
+    assert p.namespace["r"] == 4.0 and p.namespace["math"].__name__ == "math"
+
+
+def test_failure_writes_nothing_skips_dependents_and_lets_branches_finish(backend):
+    p = make(
+        {
+            "bad": "partial = 1\nraise KeyError('missing')",
+            "needs_bad": "y = partial + 1",
+            "branch": "z = 3",
+        }
+    )
+    with pytest.raises(RunError) as info:
+        p.run(backend=backend, workers=2)
+    result = info.value.result
+    assert result.steps["bad"].status == "failed"
+    assert "KeyError: 'missing'" in result.steps["bad"].error
+    assert 'File "<step bad>", line 2' in result.steps["bad"].error
+    assert result.steps["needs_bad"].status == "skipped"
+    assert result.steps["branch"].status == "done" and p.namespace["z"] == 3
+    assert "partial" not in p.namespace and "y" not in p.namespace
+    assert info.value.failed == ["bad"]
+    assert "1 of 3 steps failed: bad" in str(info.value)
+
+
+def test_check_false_returns_the_failed_result(backend):
+    p = make({"bad": "raise RuntimeError('x')"})
+    result = p.run(backend=backend, check=False)
+    assert not result.ok and result.steps["bad"].status == "failed"
+
+
+def test_line_numbers_follow_the_cell(backend):
+    p = Pipeline()
+    p.add_step("s", "a = 1\n\nb = a[0]\n", first_line=2, header="%%step s")
+    with pytest.raises(RunError) as info:
+        p.run(backend=backend)
+    error = info.value.result.steps["s"].error
+    assert 'File "<step s>", line 4, in <module>' in error
+    assert "b = a[0]" in error and "TypeError" in error
+
+
+def test_traceback_goes_into_notebook_functions(backend):
+    ns: dict = {}
+    exec(compile("def helper(v):\n    return v['nope']\n", "<notebook cell>", "exec"), ns)
+    p = Pipeline({"helper": ns["helper"]})
+    p.add_step("s", "r = helper({})")
+    with pytest.raises(RunError) as info:
+        p.run(backend=backend)
+    error = info.value.result.steps["s"].error
+    assert error.index('"<step s>"') < error.index('"<notebook cell>", line 2, in helper')
+    assert "worker.py" not in error
+
+
+def test_system_exit_is_a_step_failure(backend):
+    p = make({"quits": "import sys\nsys.exit(3)"})
+    with pytest.raises(RunError):
+        p.run(backend=backend)
+    assert "SystemExit: 3" in nbpar.last_run().steps["quits"].error
+
+
+def test_prints_are_captured_per_step_and_reported(backend):
+    p = make({"a": "print('line a1')\nprint('line a2')\nx = 1", "b": "print('only b', end='')\ny = 2"})
+    events = []
+    result = p.run(backend=backend, workers=2, listeners=[events.append])
+    assert result.steps["a"].output == "line a1\nline a2\n"
+    assert result.steps["b"].output == "only b\n"
+    logs = "".join(e.text for e in events if isinstance(e, StepLog) and e.step == "a")
+    assert logs == "line a1\nline a2\n"
+
+
+def test_events_come_in_order(backend):
+    p = make({"a": "x = 1", "b": "y = x"})
+    events = []
+    p.run(backend=backend, listeners=[events.append])
+    kinds = [(type(e).__name__, getattr(e, "step", None)) for e in events]
+    assert kinds == [
+        ("RunStarted", None),
+        ("StepStarted", "a"),
+        ("StepFinished", "a"),
+        ("StepStarted", "b"),
+        ("StepFinished", "b"),
+        ("RunFinished", None),
+    ]
+    assert isinstance(events[0], RunStarted) and events[0].order == ("a", "b")
+    assert isinstance(events[-1], RunFinished) and isinstance(events[1], StepStarted)
+    assert isinstance(events[2], StepFinished)
+
+
+def test_outputs_enter_the_namespace_as_each_step_finishes(backend):
+    p = make({"a": "x = 1", "b": "y = x + 1"})
+    seen = {}
+
+    def listener(event):
+        if isinstance(event, StepFinished):
+            seen[event.step] = sorted(k for k in ("x", "y") if k in p.namespace)
+
+    p.run(backend=backend, listeners=[listener])
+    assert seen == {"a": ["x"], "b": ["x", "y"]}
+
+
+def test_up_to_date_then_force(backend):
+    p = make({"a": "x = [1]", "b": "y = x + [2]"})
+    p.run(backend=backend)
+    again = p.run(backend=backend)
+    assert {s.status for s in again.steps.values()} == {"up-to-date"}
+    forced = p.run(backend=backend, force=True)
+    assert {s.status for s in forced.steps.values()} == {"done"}
+
+
+def test_deleting_an_output_makes_the_step_stale(backend):
+    p = make({"a": "x = 1"})
+    p.run(backend=backend)
+    del p.namespace["x"]
+    assert p.run(backend=backend).steps["a"].status == "done"
+    assert p.namespace["x"] == 1
+
+
+def test_a_self_update_is_not_rerun(backend):
+    p = make({"bump": "counter += 1"}, counter=0)
+    p.run(backend=backend)
+    p.run(backend=backend)
+    assert p.namespace["counter"] == 1
+
+
+def test_del_of_a_notebook_name_removes_it(backend):
+    p = make({"drop": "del scratch\ndone = True"}, scratch=[1])
+    p.run(backend=backend)
+    assert "scratch" not in p.namespace and p.namespace["done"] is True
+
+
+def test_per_step_backend_overrides_the_run(backend):
+    p = Pipeline()
+    p.add_step("here", "import threading\nwhere = threading.current_thread().name", backend="inline")
+    p.add_step("there", "other = 1")
+    result = p.run(backend=backend, workers=1)
+    assert result.steps["here"].worker == "kernel" and result.steps["here"].backend == "inline"
+    assert result.steps["there"].backend == backend
+
+
+def test_missing_input_is_refused_before_anything_runs(backend):
+    p = make({"fine": "a = 1", "broken": "b = nowhere"})
+    with pytest.raises(PlanError, match=r"step 'broken' reads `nowhere`"):
+        p.run(backend=backend)
+    assert "a" not in p.namespace

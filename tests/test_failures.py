@@ -1,0 +1,95 @@
+"""Things that go wrong beyond a raising step: values that cannot cross to a
+process, workers that die, the user pressing stop. Each leaves a clear
+message naming the step or variable and the namespace intact."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+
+import pytest
+
+import nbpar
+from nbpar import Pipeline, RunError
+
+from .conftest import run_cell, run_cells
+
+
+def test_unpicklable_input_names_the_variable():
+    p = Pipeline({"lock": threading.Lock()})
+    p.add_step("uses_lock", "held = lock.locked()")
+    p.add_step("fine", "other = 1")
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=1)
+    error = info.value.result.steps["uses_lock"].error
+    assert "step 'uses_lock' reads `lock` (lock)" in error
+    assert "--backend thread" in error
+    assert p.namespace["other"] == 1 and "held" not in p.namespace
+    # on threads the same step works: nothing is pickled
+    assert p.run(backend="thread").ok and p.namespace["held"] is False
+
+
+def test_unpicklable_output_names_the_variable():
+    p = Pipeline()
+    p.add_step("makes_lock", "import threading\nguard = threading.Lock()\ncount = 1")
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=1)
+    error = info.value.result.steps["makes_lock"].error
+    assert "step 'makes_lock' writes `guard` (lock)" in error
+    assert "`_guard`" in error
+    assert "guard" not in p.namespace and "count" not in p.namespace
+
+
+def test_crashing_worker_is_named_and_innocent_steps_are_rerun():
+    p = Pipeline()
+    p.add_step("crash", "import os, time\ntime.sleep(0.5)\nos._exit(7)")
+    p.add_step("innocent", "import time\ntime.sleep(1.0)\nsurvived = True")
+    p.add_step("later", "after = survived")
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=2)
+    result = info.value.result
+    assert result.steps["crash"].status == "failed"
+    assert "The worker process running step 'crash' died" in result.steps["crash"].error
+    assert result.steps["innocent"].status == "done" and result.steps["innocent"].attempts == 2
+    assert p.namespace["after"] is True
+    # the pool is usable again
+    p.add_step("crash", "fine = 1")
+    assert p.run(backend="process", workers=2).ok
+
+
+def test_lone_crashing_step_fails_at_once():
+    p = Pipeline()
+    p.add_step("crash", "import os\nos._exit(1)")
+    with pytest.raises(RunError):
+        p.run(backend="process", workers=2)
+    assert nbpar.last_run().steps["crash"].attempts == 1
+
+
+def _interrupt_after(seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, _thread.interrupt_main)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "inline"])
+def test_interrupt_cancels_the_run_and_keeps_finished_outputs(shell, backend, capsys):
+    run_cells(
+        shell,
+        "%%step quick\nquick = 1",
+        "%%step slow --after quick\nimport time\nfor _ in range(40): time.sleep(0.05)\nslow = 2",
+        "%%step after_slow\nlast = slow + 1",
+    )
+    _interrupt_after(0.8)
+    result = run_cell(shell, f"%parrun --backend {backend} --workers 2")
+    assert isinstance(result.error_in_exec, RunError)
+    shown = capsys.readouterr().out
+    assert "run interrupted" in shown and "Run %parrun again to resume" in shown
+    run = nbpar.last_run()
+    assert run.interrupted
+    assert run.steps["quick"].status == "done" and shell.user_ns["quick"] == 1
+    assert run.steps["slow"].status == "cancelled" and run.steps["after_slow"].status == "cancelled"
+    assert "slow" not in shell.user_ns and "last" not in shell.user_ns
+    # the next run resumes: quick is up to date, the rest runs
+    run_cells(shell, f"%parrun --backend {backend} --workers 2")
+    assert nbpar.last_run().steps["quick"].status == "up-to-date"
+    assert shell.user_ns["last"] == 3

@@ -1,0 +1,243 @@
+"""What a notebook user does, through a real IPython shell."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+import nbpar
+from nbpar.errors import RunError
+
+from .conftest import run_cell, run_cells
+
+ISSUE_EXAMPLE = [
+    "%%step load\nrows = list(range(200_000))",
+    "%%step evens\nevens = sum(x for x in rows if x % 2 == 0)",
+    "%%step odds\nodds = sum(x for x in rows if x % 2)",
+    "%%step total\ntotal = evens + odds",
+]
+
+
+def test_issue_example_gives_the_sequential_namespace(shell, capsys):
+    run_cells(shell, *ISSUE_EXAMPLE)
+    out = capsys.readouterr().out
+    assert "step evens: reads rows | writes evens | after load" in out
+    assert "step total: reads evens, odds | writes total | after evens, odds" in out
+    assert "rows" not in shell.user_ns  # registering runs nothing
+    run_cells(shell, "%parrun --workers 2")
+    rows = list(range(200_000))
+    assert shell.user_ns["rows"] == rows
+    assert shell.user_ns["evens"] == sum(x for x in rows if x % 2 == 0)
+    assert shell.user_ns["odds"] == sum(x for x in rows if x % 2)
+    assert shell.user_ns["total"] == sum(rows)
+    result = nbpar.last_run()
+    assert result is not None and result.ok
+    assert {s.status for s in result.steps.values()} == {"done"}
+    assert all(s.worker.startswith("pid ") for s in result.steps.values())
+
+
+def test_step_help_is_generated(shell, capsys):
+    shell.run_line_magic("pinfo", "%%step")
+    out = capsys.readouterr().out
+    assert "--after" in out and "--backend" in out and "--run" in out
+
+
+def test_bad_magic_option_is_a_usage_error(shell):
+    with pytest.raises(UsageError, match="invalid choice"):
+        shell.run_cell_magic("step", "a --backend gpu", "x = 1")
+    with pytest.raises(UsageError):
+        shell.run_line_magic("parrun", "--workers many")
+    assert "a" not in shell.magics_manager.registry["NbparMagics"].pipeline.steps
+
+
+def test_workers_must_be_positive(shell):
+    run_cells(shell, "%%step a\nx = 1")
+    with pytest.raises(UsageError, match="--workers must be at least 1"):
+        shell.run_line_magic("parrun", "--workers 0")
+    assert "x" not in shell.user_ns
+
+
+def test_two_writers_name_both_steps_and_the_name(shell):
+    run_cells(shell, "%%step a\nx = 1")
+    with pytest.raises(UsageError, match=r"step 'b' writes 'x', which step 'a' already writes"):
+        shell.run_cell_magic("step", "b", "x = 2")
+    pipeline = shell.magics_manager.registry["NbparMagics"].pipeline
+    assert list(pipeline.steps) == ["a"]
+
+
+def test_cycle_lists_each_step_on_its_own_line(shell):
+    run_cells(shell, "%%step a\nx = y + 1", "%%step b\nz = x + 1")
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("step", "c", "y = z + 1")
+    message = str(info.value)
+    assert "cycle" in message
+    lines = [line.strip() for line in message.splitlines() if "waits for" in line]
+    assert sorted(lines) == sorted(
+        ["a  waits for  c  (reads y)", "b  waits for  a  (reads x)", "c  waits for  b  (reads z)"]
+    )
+    assert list(shell.magics_manager.registry["NbparMagics"].pipeline.steps) == ["a", "b"]
+
+
+def test_after_unknown_step(shell):
+    with pytest.raises(UsageError, match=r"step 'b': --after names 'lod', which is not a step"):
+        shell.run_cell_magic("step", "b --after lod", "x = 1")
+
+
+def test_after_adds_an_edge(shell, capsys):
+    run_cells(shell, "%%step a\nimport time\nt_a = time.time()", "%%step b --after a\nimport time as _t\nt_b = _t.time()")
+    assert "after a" in capsys.readouterr().out
+    run_cells(shell, "%parrun --backend thread --workers 2")
+    result = nbpar.last_run()
+    assert result.steps["b"].start >= result.steps["a"].end
+
+
+def test_parrun_unknown_step(shell):
+    run_cells(shell, "%%step a\nx = 1")
+    with pytest.raises(UsageError, match="no step named 'nope'. Known steps: a"):
+        shell.run_line_magic("parrun", "nope")
+
+
+def test_parforget(shell, capsys):
+    run_cells(shell, "%%step a\nx = 1", "%%step b\ny = x + 1", "%parforget b")
+    assert "step b forgotten" in capsys.readouterr().out
+    assert list(shell.magics_manager.registry["NbparMagics"].pipeline.steps) == ["a"]
+    with pytest.raises(UsageError, match="no step named 'b'"):
+        shell.run_line_magic("parforget", "b")
+
+
+def test_forgotten_after_target_is_an_error_at_run_start(shell):
+    run_cells(shell, "%%step a\nx = 1", "%%step b --after a\ny = 2", "%parforget a")
+    with pytest.raises(UsageError, match="step 'b': --after names 'a', which is no longer a step"):
+        shell.run_line_magic("parrun", "")
+
+
+def test_syntax_error_names_the_step_and_cell_line(shell):
+    with pytest.raises(UsageError, match="step 'a': syntax error on line 3 of the cell"):
+        shell.run_cell_magic("step", "a", "x = 1\ny = (\n")
+
+
+def test_ipython_syntax_in_a_step_is_transformed(shell):
+    run_cells(shell, "%%step a --backend inline\nx = 1\nfiles = !echo hi")
+    pipeline = shell.magics_manager.registry["NbparMagics"].pipeline
+    assert pipeline.steps["a"].writes == {"x", "files"}
+
+
+def test_missing_input_names_step_and_variable(shell):
+    run_cells(shell, "%%step a\ny = undefined_thing + 1")
+    with pytest.raises(UsageError, match=r"step 'a' reads `undefined_thing`, which no step writes"):
+        shell.run_line_magic("parrun", "")
+    assert "y" not in shell.user_ns
+
+
+def test_notebook_functions_and_classes_work_in_worker_processes(shell):
+    run_cells(
+        shell,
+        "class Point:\n    def __init__(self, x): self.x = x\n",
+        "def double(p):\n    return Point(p.x * 2)\n",
+        "%%step a\np = double(Point(21))",
+        "%parrun --workers 2",
+    )
+    p = shell.user_ns["p"]
+    assert p.x == 42
+    assert type(p) is shell.user_ns["Point"]  # the notebook's class, round-tripped
+    assert nbpar.last_run().steps["a"].worker.startswith("pid ")
+
+
+def test_print_reaches_the_user_labelled_with_the_step(shell, capsys):
+    run_cells(shell, "%%step a\nprint('hello from a')\nx = 1", "%parrun --workers 1")
+    assert "[a] hello from a" in capsys.readouterr().out
+    assert nbpar.last_run().steps["a"].output == "hello from a\n"
+
+
+def test_failed_step_shows_user_traceback_with_cell_line_numbers(shell, capsys):
+    run_cells(
+        shell,
+        "%%step ok\nfine = 1",
+        "%%step bad\nhalf = 1\nboom = half / 0",
+        "%%step after_bad\nlater = boom + 1",
+    )
+    result = run_cell(shell, "%parrun --workers 2")
+    assert isinstance(result.error_in_exec, RunError)
+    shown = capsys.readouterr().out
+    assert "step 'bad' failed" in shown
+    assert 'File "<step bad>", line 3, in <module>' in shown
+    assert "boom = half / 0" in shown
+    assert "ZeroDivisionError" in shown
+    assert "nbpar/" not in shown and "worker.py" not in shown  # none of nbpar's frames
+    assert shell.user_ns["fine"] == 1
+    assert "half" not in shell.user_ns and "boom" not in shell.user_ns  # failed: writes nothing
+    run = nbpar.last_run()
+    assert run.steps["after_bad"].status == "skipped"
+    assert run.steps["after_bad"].reason == "it needs 'bad', which failed"
+
+
+def test_up_to_date_steps_are_skipped_unless_forced(shell):
+    run_cells(shell, "%%step a\nx = [1, 2]", "%%step b\ny = len(x)", "%parrun --backend thread")
+    first_x = shell.user_ns["x"]
+    run_cells(shell, "%parrun --backend thread")
+    assert {s.status for s in nbpar.last_run().steps.values()} == {"up-to-date"}
+    assert shell.user_ns["x"] is first_x
+    run_cells(shell, "%parrun --backend thread --force")
+    assert {s.status for s in nbpar.last_run().steps.values()} == {"done"}
+    assert shell.user_ns["x"] is not first_x
+
+
+def test_changed_code_reruns_the_step_and_its_dependents(shell):
+    run_cells(shell, "%%step a\nx = 1", "%%step b\ny = x + 1", "%%step c\nz = 0", "%parrun --backend thread")
+    run_cells(shell, "%%step a\nx = 10", "%parrun --backend thread")
+    statuses = {n: s.status for n, s in nbpar.last_run().steps.items()}
+    assert statuses == {"a": "done", "b": "done", "c": "up-to-date"}
+    assert shell.user_ns["y"] == 11
+
+
+def test_changed_notebook_input_reruns_the_step(shell):
+    run_cells(shell, "k = 2", "%%step a\nx = k * 3", "%parrun --backend thread")
+    run_cells(shell, "k = 5", "%parrun --backend thread")
+    assert nbpar.last_run().steps["a"].status == "done"
+    assert shell.user_ns["x"] == 15
+
+
+def test_step_run_option_runs_it_with_what_it_needs(shell):
+    run_cells(shell, "%%step a\nx = 1", "%%step other\nw = 5", "%%step b --run --workers 1\ny = x + 1")
+    assert shell.user_ns["y"] == 2
+    assert "w" not in shell.user_ns
+    assert set(nbpar.last_run().steps) == {"a", "b"}
+
+
+def test_parrun_named_step_runs_only_what_it_needs(shell):
+    run_cells(shell, "%%step a\nx = 1", "%%step other\nw = 5", "%%step b\ny = x + 1", "%parrun b --backend inline")
+    assert shell.user_ns["y"] == 2 and "w" not in shell.user_ns
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(shell, capsys):
+    run_cells(shell, "%%step a\nx = 1", "%%step b\ny = x + 1")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --dry-run")
+    out = capsys.readouterr().out
+    assert "2 of 2 steps to run" in out and "b  (after a)" in out
+    assert "x" not in shell.user_ns
+
+
+def test_fail_fast_cancels_the_rest(shell):
+    run_cells(
+        shell,
+        "%%step bad\nraise ValueError('no')",
+        "%%step slow\nimport time\ntime.sleep(3)\nslow_done = True",
+    )
+    result = run_cell(shell, "%parrun --fail-fast --backend thread --workers 2")
+    assert isinstance(result.error_in_exec, RunError)
+    run = nbpar.last_run()
+    assert run.steps["bad"].status == "failed"
+    assert run.steps["slow"].status == "cancelled"
+    assert "--fail-fast" in run.steps["slow"].reason
+    assert "slow_done" not in shell.user_ns
+
+
+def test_unload_shuts_the_workers_down(shell):
+    run_cells(shell, "%%step a\nimport os\npid = os.getpid()", "%parrun --workers 1")
+    import psutil  # noqa: PLC0415 - only this test needs it
+
+    worker = psutil.Process(shell.user_ns["pid"])
+    run_cells(shell, "%unload_ext nbpar")
+    worker.wait(timeout=10)
+    assert not worker.is_running()
