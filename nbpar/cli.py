@@ -41,14 +41,14 @@ def run_notebook(path: str, workers: int | None = None, backend: str | None = No
 
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .magics import NbparMagics
-
+    # %parrun reads its defaults from these (see magics.run_defaults).
+    if workers is not None:
+        os.environ["NBPAR_WORKERS"] = str(workers)
+    if backend is not None:
+        os.environ["NBPAR_BACKEND"] = backend
     shell = InteractiveShell.instance(colors="nocolor")
     # Relative paths in the notebook mean the notebook's folder, as in Jupyter.
     os.chdir(os.path.dirname(os.path.abspath(path)))
-    shell.run_line_magic("load_ext", "nbpar")
-    magics = shell.magics_manager.registry[NbparMagics.__name__]
-    magics.defaults.update(workers=workers, backend=backend)
     for number, cell in enumerate(cells, 1):
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         if not source.strip():

@@ -3,8 +3,11 @@ work is done by the `Pipeline` over the shell's namespace."""
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+import loky
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -16,6 +19,18 @@ from .ui.text import TextDisplay
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+
+
+def run_defaults() -> dict[str, Any]:
+    """Defaults of %parrun's options, from NBPAR_WORKERS and NBPAR_BACKEND
+    (set by `nbpar run --workers/--backend`, or by the user)."""
+    workers = os.environ.get("NBPAR_WORKERS")
+    backend = os.environ.get("NBPAR_BACKEND") or "process"
+    if backend not in BACKENDS:
+        raise UsageError(f"NBPAR_BACKEND is {backend!r}; choose {', '.join(BACKENDS)}.")
+    if workers is not None and not workers.isdigit():
+        raise UsageError(f"NBPAR_WORKERS is {workers!r}; it must be a whole number.")
+    return {"workers": int(workers) if workers else None, "backend": backend}
 
 
 def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,7 +52,16 @@ class NbparMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
         self.pipeline = Pipeline(shell.user_ns)
-        self.defaults: dict[str, Any] = {}  # run options set by `nbpar run`
+        # Start the worker processes now, while the user registers steps.
+        threading.Thread(target=self._warm_up, name="nbpar-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            defaults = run_defaults()
+            if defaults["backend"] == "process":
+                self.pipeline.backend("process", defaults["workers"] or loky.cpu_count()).warm_up()
+        except Exception:
+            pass  # the first %parrun starts the pool and reports what fails
 
     @magic_arguments()
     @argument("name", help="the step's name")
@@ -103,17 +127,15 @@ class NbparMagics(Magics):
 
     # -- helpers --------------------------------------------------------------
     def _run(self, targets: list[str], args: Any, backend: str | None) -> None:
-        options = {
-            "workers": self.defaults.get("workers") if args.workers is None else args.workers,
-            "backend": backend or self.defaults.get("backend") or "process",
-        }
         try:
+            defaults = run_defaults()
             self.pipeline.run(
                 targets,
+                workers=defaults["workers"] if args.workers is None else args.workers,
+                backend=backend or defaults["backend"],
                 force=args.force,
                 fail_fast=args.fail_fast,
                 listeners=[TextDisplay()],
-                **options,
             )
         except (GraphError, PlanError) as e:
             raise UsageError(str(e)) from None

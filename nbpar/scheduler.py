@@ -153,6 +153,7 @@ class Scheduler:
         backend = self.backend_for(step)
         record.status, record.backend = "running", backend.name
         record.attempts += 1
+        self._emit(StepStarted(self.result, name))
         try:
             future = backend.submit(task, self._on_log)
         except PicklingProblem as e:
@@ -160,7 +161,6 @@ class Scheduler:
             return
         self._flights[name] = _Flight(future, inputs, backend, solo)
         future.add_done_callback(lambda f, n=name: self._events.put(("done", n, f)))
-        self._emit(StepStarted(self.result, name))
 
     def _value(self, name: str) -> Any:
         if name in self.external:
