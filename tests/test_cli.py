@@ -1,0 +1,79 @@
+"""`nbpar run NOTEBOOK`: the command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def nbpar_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbpar.cli", "run", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def write(path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runs_a_notebook_with_a_text_progress_display(tmp_path: Path):
+    nb = write(
+        tmp_path / "ok.ipynb",
+        "%load_ext nbpar",
+        "%%step a\nx = 20",
+        "%%step b\nprint('b says hi')\ny = x + 1",
+        "%parrun",
+        "import nbpar\nprint('backend', nbpar.last_run().backend, nbpar.last_run().workers)\nassert y == 21",
+    )
+    done = nbpar_run(str(nb), "--workers", "2", "--backend", "thread")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "start   a" in out and "done    b" in out and "[b] b says hi" in out
+    assert "backend thread 2" in out
+
+
+def test_relative_paths_mean_the_notebooks_folder(tmp_path: Path):
+    (tmp_path / "data.txt").write_text("7")
+    nb = write(tmp_path / "rel.ipynb", "%load_ext nbpar", "%%step read\nn = int(open('data.txt').read())", "%parrun --workers 1", "assert n == 7")
+    assert nbpar_run(str(nb)).returncode == 0
+
+
+def test_a_failing_step_fails_the_command(tmp_path: Path):
+    nb = write(tmp_path / "bad.ipynb", "%load_ext nbpar", "%%step bad\nz = 1 / 0", "%parrun --workers 1", "print('not reached')")
+    done = nbpar_run(str(nb))
+    assert done.returncode == 1
+    assert 'File "<step bad>", line 2' in done.stdout and "ZeroDivisionError" in done.stdout
+    assert "not reached" not in done.stdout
+    assert "cell 3 of 4 failed" in done.stderr
+
+
+def test_a_failing_ordinary_cell_fails_the_command(tmp_path: Path):
+    nb = write(tmp_path / "cell.ipynb", "raise ValueError('plain cell')")
+    done = nbpar_run(str(nb))
+    assert done.returncode == 1 and "ValueError: plain cell" in done.stdout
+
+
+def test_missing_notebook_and_bad_options(tmp_path: Path):
+    done = nbpar_run(str(tmp_path / "nope.ipynb"))
+    assert done.returncode == 2 and "cannot read notebook" in done.stderr and "nope.ipynb" in done.stderr
+    done = nbpar_run(str(tmp_path / "nope.ipynb"), "--workers", "0")
+    assert done.returncode == 2 and "--workers must be at least 1" in done.stderr
+    done = nbpar_run(str(tmp_path / "nope.ipynb"), "--backend", "gpu")
+    assert done.returncode == 2 and "invalid choice: 'gpu'" in done.stderr
+
+
+def test_the_quick_start_notebook_runs_headless():
+    """The README's first command, minus the install."""
+    root = Path(__file__).resolve().parent.parent
+    done = nbpar_run(str(root / "example_notebooks" / "quickstart.ipynb"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "speed-up:" in done.stdout and "all 13 cells ran" in done.stdout

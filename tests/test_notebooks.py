@@ -1,0 +1,79 @@
+"""Notebooks run in a real Jupyter kernel (nbclient), as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from .conftest import ROOT
+
+EXAMPLES = sorted((ROOT / "example_notebooks").glob("*.ipynb"))
+
+pytestmark = pytest.mark.slow
+
+
+def execute(nb: nbformat.NotebookNode, kernel_name: str, cwd: Path) -> nbformat.NotebookNode:
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=300, resources={"metadata": {"path": str(cwd)}})
+    client.execute()
+    return nb
+
+
+def stream_text(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_notebook_runs_in_a_kernel(path: Path, kernel_name: str, tmp_path: Path):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys, nbpar\nprint(sys.executable)\nprint(nbpar.__file__)"))
+    execute(nb, kernel_name, path.parent)
+    lines = stream_text(nb.cells[-1]).split()
+    assert Path(lines[0]).resolve() == Path(__import__("sys").executable).resolve()
+    assert Path(lines[1]).resolve().is_relative_to(ROOT)  # the nbpar under test
+
+
+def test_two_cpu_steps_overlap_in_worker_processes(kernel_name: str, tmp_path: Path):
+    """Done-when of the core issue: in a real kernel, two independent
+    one-second CPU steps on 2 process workers run at the same time."""
+    busy = "import time\n_end = time.process_time() + 1.0\nwhile time.process_time() < _end:\n    pass\n"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell(f"%%step first\n{busy}first = 1"),
+        nbformat.v4.new_code_cell(f"%%step second\n{busy}second = 2"),
+        nbformat.v4.new_code_cell("%parrun --backend process --workers 2"),
+        nbformat.v4.new_code_cell(
+            "import json, nbpar\nr = nbpar.last_run()\n"
+            "print(json.dumps({'wall': r.wall, 'first': first, 'second': second, 'steps': "
+            "{n: [s.start, s.end, s.worker] for n, s in r.steps.items()}}))"
+        ),
+    ]
+    execute(nb, kernel_name, tmp_path)
+    report = json.loads(stream_text(nb.cells[-1]))
+    (s1, e1, w1), (s2, e2, w2) = report["steps"]["first"], report["steps"]["second"]
+    assert (report["first"], report["second"]) == (1, 2)
+    assert w1 != w2 and w1.startswith("pid ") and w2.startswith("pid ")
+    assert s1 < e2 and s2 < e1, "the two steps did not overlap in time"
+    print(f"wall {report['wall']:.2f}s for two 1.0s CPU steps")  # shown with -s; not asserted
+
+
+def test_failed_step_in_a_kernel_shows_the_user_traceback(kernel_name: str, tmp_path: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("%%step bad\nx = 1\ny = x / 0"),
+        nbformat.v4.new_code_cell("%parrun --workers 1"),
+        nbformat.v4.new_code_cell("print(sorted(k for k in ('x', 'y') if k in globals()))"),
+    ]
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=120, allow_errors=True)
+    client.execute()
+    error = next(o for o in nb.cells[2].outputs if o.output_type == "error")
+    assert error.ename == "RunError"
+    text = "\n".join(error.traceback)
+    assert 'File "<step bad>", line 3, in <module>' in text and "ZeroDivisionError" in text
+    assert "scheduler.py" not in text
+    assert stream_text(nb.cells[3]).strip() == "[]"
