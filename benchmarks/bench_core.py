@@ -129,22 +129,31 @@ class Timing:
         return min(self.times)
 
 
-def measure(tool: str, run: Callable[[], Any], repeats: int, warm_up: bool = True) -> Timing:
-    """One untimed warm-up run, then `repeats` timed runs. `run` returns the
-    workload's result, or (result, RunResult) for nbpar."""
-    timing = Timing(tool)
-    if warm_up:
-        run()
+Runner = tuple[str, Callable[[], Any], bool]  # (tool, run, needs a warm-up)
+
+
+def measure(runners: list[Runner], repeats: int) -> list[Timing]:
+    """Warm every tool up (one untimed run each, which starts its pool), then
+    time `repeats` rounds, each running every tool once. Interleaving the
+    tools means a burst of background load hurts them all alike rather than
+    whichever tool happened to be running. `run` returns the workload's
+    result, or (result, RunResult) for nbpar."""
+    timings = [Timing(tool) for tool, _, _ in runners]
+    for tool, run, warm_up in runners:
+        if warm_up:
+            run()
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = run()
-        timing.times.append(time.perf_counter() - t0)
-        if isinstance(out, tuple):
-            out, record = out
-            timing.runs.append(record)
-        timing.value = out
-    print(f"    {tool:<24} best {timing.best:7.3f} s   runs: {', '.join(f'{t:.3f}' for t in timing.times)}", flush=True)
-    return timing
+        for timing, (tool, run, _) in zip(timings, runners):
+            t0 = time.perf_counter()
+            out = run()
+            timing.times.append(time.perf_counter() - t0)
+            if isinstance(out, tuple):
+                out, record = out
+                timing.runs.append(record)
+            timing.value = out
+    for t in timings:
+        print(f"    {t.tool:<24} best {t.best:7.3f} s   runs: {', '.join(f'{x:.3f}' for x in t.times)}", flush=True)
+    return timings
 
 
 # -- the tools, workload by workload ----------------------------------------------
@@ -215,7 +224,7 @@ def diamond(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
     from dask import delayed
     from joblib import delayed as jdelayed
 
-    n, N = sz.rows, tools.workers
+    n = sz.rows
 
     def sequential() -> int:
         rows = make_rows(n)
@@ -243,15 +252,15 @@ def diamond(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
         ("odds", "odds = digit_sum(rows, 1)"),
         ("total", "total = evens + odds"),
     ]
-    return [
-        measure("sequential", sequential, repeats, warm_up=False),
-        measure("joblib (loky)", joblib_run, repeats),
-        measure("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), repeats),
-        measure("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), repeats),
-        measure("concurrent.futures", cf_run, repeats),
-        measure("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), repeats),
-        measure("nbpar process", tools.nbpar_runner(ns, steps, "process"), repeats),
-    ]
+    return measure([
+        ("sequential", sequential, False),
+        ("joblib (loky)", joblib_run, True),
+        ("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
+        ("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
+        ("concurrent.futures", cf_run, True),
+        ("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), True),
+        ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
+    ], repeats)
 
 
 def wide(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
@@ -276,15 +285,15 @@ def wide(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
     ns = {"count_primes": count_primes}
     steps = [(f"part{k}", f"part_{k} = count_primes({lim})") for k, lim in enumerate(limits)]
     steps.append(("total", "total = sum([" + ", ".join(f"part_{k}" for k in range(len(limits))) + "])"))
-    return [
-        measure("sequential", sequential, repeats, warm_up=False),
-        measure("joblib (loky)", joblib_run, repeats),
-        measure("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), repeats),
-        measure("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), repeats),
-        measure("concurrent.futures", cf_run, repeats),
-        measure("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), repeats),
-        measure("nbpar process", tools.nbpar_runner(ns, steps, "process"), repeats),
-    ]
+    return measure([
+        ("sequential", sequential, False),
+        ("joblib (loky)", joblib_run, True),
+        ("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
+        ("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
+        ("concurrent.futures", cf_run, True),
+        ("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), True),
+        ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
+    ], repeats)
 
 
 def overhead(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
@@ -308,16 +317,16 @@ def overhead(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
 
     steps = [(f"x{i}", f"x_{i} = {i} * 2") for i in idx]
     steps.append(("total", "total = sum([" + ", ".join(f"x_{i}" for i in idx) + "])"))
-    return [
-        measure("sequential", sequential, repeats, warm_up=False),
-        measure("joblib (loky)", joblib_run, repeats),
-        measure("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), repeats),
-        measure("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), repeats),
-        measure("concurrent.futures", cf_run, repeats),
-        measure("nbpar inline", tools.nbpar_runner({}, steps, "inline"), repeats),
-        measure("nbpar thread", tools.nbpar_runner({}, steps, "thread"), repeats),
-        measure("nbpar process", tools.nbpar_runner({}, steps, "process"), repeats),
-    ]
+    return measure([
+        ("sequential", sequential, False),
+        ("joblib (loky)", joblib_run, True),
+        ("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
+        ("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
+        ("concurrent.futures", cf_run, True),
+        ("nbpar inline", tools.nbpar_runner({}, steps, "inline"), True),
+        ("nbpar thread", tools.nbpar_runner({}, steps, "thread"), True),
+        ("nbpar process", tools.nbpar_runner({}, steps, "process"), True),
+    ], repeats)
 
 
 WORKLOADS: dict[str, Callable[[Tools, Sizes, int], list[Timing]]] = {
@@ -339,6 +348,60 @@ PARALLEL_ALTERNATIVES = ["joblib (loky)", "dask (fresh pool/run)", "dask (warm p
 
 
 # -- reporting --------------------------------------------------------------------
+
+
+class CpuMeter:
+    """How much CPU other processes used while a workload ran (Linux only).
+
+    /proc/stat gives the whole machine's busy time; this process, its live
+    descendants (/proc/PID/stat) and its reaped children (os.times) give ours.
+    The difference is CPU taken by something else, which slows the parallel
+    tools down and makes the numbers noisy."""
+
+    def __init__(self) -> None:
+        self.ok = os.path.exists("/proc/stat")
+        self.tick = os.sysconf("SC_CLK_TCK") if self.ok else 100
+
+    def _machine(self) -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq) / self.tick, steal / self.tick
+
+    def _ours(self) -> float:
+        children: dict[int, list[int]] = {}
+        cpu: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(entry)
+            children.setdefault(int(rest[1]), []).append(pid)
+            cpu[pid] = (int(rest[11]) + int(rest[12])) / self.tick
+        total, stack = 0.0, list(children.get(os.getpid(), []))
+        while stack:
+            pid = stack.pop()
+            total += cpu.get(pid, 0.0)
+            stack.extend(children.get(pid, []))
+        t = os.times()
+        return total + t.user + t.system + t.children_user + t.children_system
+
+    def snapshot(self) -> tuple[float, float, float] | None:
+        if not self.ok:
+            return None
+        busy, steal = self._machine()
+        return busy, steal, self._ours()
+
+    def foreign(self, before: Any, after: Any) -> tuple[float, float] | None:
+        """(CPU seconds used by other processes, seconds stolen by the hypervisor)."""
+        if before is None or after is None:
+            return None
+        busy, steal, ours = (a - b for a, b in zip(after, before))
+        return max(busy - ours, 0.0), steal
 
 
 def versions() -> dict[str, str]:
@@ -394,7 +457,7 @@ def table(results: dict[str, list[Timing]]) -> list[str]:
                 row += f" {'-':>13} | {'-':>6} |"
             else:
                 mark = " WRONG" if t.wrong else ""
-                row += f" {t.best:>13.3f} | {t.best / ref:>6.2f} |" + mark
+                row += f" {t.best:>13.4f} | {t.best / ref:>6.2f} |" + mark
         lines.append(row)
     return lines
 
@@ -405,7 +468,10 @@ def verdict(name: str, timings: list[Timing], workers: int, tiny: int) -> str:
     alts = {k: by[k] for k in PARALLEL_ALTERNATIVES if k in by}
     best_tool = min(alts, key=alts.__getitem__)
     best = alts[best_tool]
-    vs_seq = f"{seq / nb:.2f}x the speed of sequential"
+    if name == "overhead":
+        vs_seq = f"sequential takes {seq * 1000:.2f} ms"
+    else:
+        vs_seq = f"{seq / nb:.2f}x faster than sequential" if seq >= nb else f"{nb / seq:.2f}x SLOWER than sequential"
     if nb <= best:
         vs_alt = f"fastest of the parallel tools ({best / nb:.2f}x ahead of {best_tool}, {best:.3f} s)"
     else:
@@ -413,7 +479,7 @@ def verdict(name: str, timings: list[Timing], workers: int, tiny: int) -> str:
     line = f"{name}: nbpar process {nb:.3f} s, {vs_seq}; {vs_alt}."
     if name == "overhead":
         per = (nb - seq) / (tiny + 1) * 1000
-        line += f" About {per:.2f} ms of nbpar overhead per step."
+        line += f" About {per:.2f} ms of nbpar (process) overhead per step."
     return line
 
 
@@ -431,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     sz = Sizes(**SIZES["quick" if args.quick else "full"])
     started = time.perf_counter()
+    load_before = os.getloadavg()
 
     print(f"nbpar benchmark, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {'quick' if args.quick else 'full'} sizes")
     print(
@@ -445,13 +512,25 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     tools = Tools(workers)
+    meter = CpuMeter()
     results: dict[str, list[Timing]] = {}
+    foreign: dict[str, tuple[float, float, float]] = {}
     try:
         for name, workload in WORKLOADS.items():
             if args.only and name not in args.only:
                 continue
             print(f"  {name}:", flush=True)
+            before, t0 = meter.snapshot(), time.perf_counter()
             timings = workload(tools, sz, repeats)
+            other = meter.foreign(before, meter.snapshot())
+            if other is not None:
+                wall = time.perf_counter() - t0
+                foreign[name] = (other[0], other[1], wall)
+                print(
+                    f"    meanwhile other processes used {other[0]:.1f} CPU-s, the hypervisor stole "
+                    f"{other[1]:.1f} s (of {wall:.0f} s x {os.cpu_count()} CPUs)",
+                    flush=True,
+                )
             expected = timings[0].value
             for t in timings:
                 t.wrong = t.value != expected
@@ -495,7 +574,20 @@ def main(argv: list[str] | None = None) -> int:
     wrong = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.wrong]
     if wrong:
         print("\nWRONG RESULTS (differ from sequential): " + ", ".join(wrong))
-    print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
+    load_after = os.getloadavg()
+    print(
+        f"\nload average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
+    )
+    noisy = [n for n, (cpu, steal, wall) in foreign.items() if cpu + steal > 0.05 * wall * (os.cpu_count() or 1)]
+    if noisy:
+        print(
+            f"WARNING: other processes took more than 5% of the CPUs during {', '.join(noisy)}: "
+            "those numbers are noisy. Run again on a quiet machine."
+        )
+    else:
+        print("no significant CPU use by other processes during the timed runs." if foreign else "")
+    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
     return 1 if wrong else 0
 
 

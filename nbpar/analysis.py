@@ -32,11 +32,12 @@ iterable are visited in the enclosing scope before the new scope is pushed.
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["CellNames", "analyze"]
+__all__ = ["CellNames", "analyze", "is_builtin"]
 
 _Kind = Literal["cell", "class", "function", "comprehension"]
 
@@ -50,6 +51,11 @@ class CellNames:
     # the writes bound only by import statements, each to what it imports
     # ("np": "numpy", "path": "os.path"): two steps may import the same thing
     imports: Mapping[str, str] = field(default_factory=dict)
+
+
+def is_builtin(name: str) -> bool:
+    """True for names Python provides everywhere (`print`, `len`, ...)."""
+    return hasattr(builtins, name)
 
 
 def analyze(source: str) -> CellNames:
@@ -80,9 +86,7 @@ class _CellVisitor(ast.NodeVisitor):
 
     def result(self) -> CellNames:
         late = self._deferred - self._stack[0].bound
-        imports = {
-            n: o for n, o in self._imported.items() if n in self._writes and n not in self._assigned
-        }
+        imports = {n: o for n, o in self._imported.items() if n in self._writes and n not in self._assigned}
         return CellNames(frozenset(self._reads | late), frozenset(self._writes), imports)
 
     @property
@@ -110,9 +114,7 @@ class _CellVisitor(ast.NodeVisitor):
                 scope.loads.add(name)  # resolved when the function is popped
                 return
             # class-body names are visible only to loads made in the class body
-            if name in scope.bound and (
-                scope.kind == "comprehension" or (index == start and not deferred)
-            ):
+            if name in scope.bound and (scope.kind == "comprehension" or (index == start and not deferred)):
                 return
 
     def _load(self, name: str) -> None:
@@ -271,9 +273,7 @@ class _CellVisitor(ast.NodeVisitor):
         self._stack.pop()
         self._bind(node.name)
 
-    def _visit_comprehension(
-        self, generators: list[ast.comprehension], results: list[ast.expr]
-    ) -> None:
+    def _visit_comprehension(self, generators: list[ast.comprehension], results: list[ast.expr]) -> None:
         self.visit(generators[0].iter)  # evaluated in the enclosing scope
         self._stack.append(_Scope("comprehension"))
         for i, generator in enumerate(generators):
@@ -291,9 +291,9 @@ class _CellVisitor(ast.NodeVisitor):
     def visit_DictComp(self, node: ast.DictComp) -> None:
         self._visit_comprehension(node.generators, [node.key, node.value])
 
-    def visit_TypeAlias(self, node: ast.AST) -> None:  # Python >= 3.12
-        name = getattr(node, "name")
+    def visit_TypeAlias(self, node: Any) -> None:  # ast.TypeAlias, Python >= 3.12
+        name = node.name
         self._bind(name.id)
         self._stack.append(_Scope("function"))  # the value is evaluated lazily
-        self.visit(getattr(node, "value"))
+        self.visit(node.value)
         self._pop_function()

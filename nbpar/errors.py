@@ -28,9 +28,7 @@ class RunError(Exception):
         if r.interrupted:
             parts.append("run interrupted")
         if self.failed:
-            parts.append(
-                f"{len(self.failed)} of {len(r.steps)} steps failed: {', '.join(self.failed)}"
-            )
+            parts.append(f"{len(self.failed)} of {len(r.steps)} steps failed: {', '.join(self.failed)}")
         for status in ("skipped", "cancelled"):
             names = r.by_status(status)  # type: ignore[arg-type]
             if names:

@@ -7,8 +7,8 @@ live `RunResult` so a listener can redraw from it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from .records import RunResult
 
@@ -43,5 +43,5 @@ class RunFinished:
     result: RunResult
 
 
-Event = Union[RunStarted, StepStarted, StepLog, StepFinished, RunFinished]
+Event = RunStarted | StepStarted | StepLog | StepFinished | RunFinished
 Listener = Callable[[Event], None]

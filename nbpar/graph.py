@@ -18,8 +18,10 @@ Errors are `GraphError`s whose message names the steps and the variable.
 from __future__ import annotations
 
 import graphlib
+import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 BackendName = Literal["process", "thread", "inline"]
 BACKENDS: tuple[BackendName, ...] = ("process", "thread", "inline")
@@ -168,7 +170,7 @@ def check_acyclic(steps: Mapping[str, Step]) -> None:
         cycle = e.args[1]  # [a, b, ..., a]: each is a dependency of the next
         writer = writers(steps)
         lines = []
-        for a, b in zip(cycle, cycle[1:]):
+        for a, b in itertools.pairwise(cycle):
             why = sorted(r for r in steps[b].reads if a in writer.get(r, ()))
             reason = f"reads {', '.join(why)}" if why else "--after"
             lines.append(f"  {b}  waits for  {a}  ({reason})")

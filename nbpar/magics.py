@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import loky
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .graph import BACKENDS, GraphError, Step
+from .analysis import is_builtin
+from .graph import BACKENDS, BackendName, GraphError, Step
 from .pipeline import Pipeline, PlanError
-from .scheduler import Plan, is_builtin
+from .scheduler import Plan
 from .ui.text import TextDisplay
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
 
-def run_defaults() -> dict[str, Any]:
+def run_defaults() -> dict[str, Any]:  # {"workers": int | None, "backend": BackendName}
     """Defaults of %parrun's options, from NBPAR_WORKERS and NBPAR_BACKEND
     (set by `nbpar run --workers/--backend`, or by the user)."""
     workers = os.environ.get("NBPAR_WORKERS")
@@ -78,6 +80,7 @@ class NbparMagics(Magics):
         with %parrun.
         """
         args = parse_argstring(self.step, line)
+        assert self.shell is not None
         source = self.shell.transform_cell(cell)
         try:
             step = self.pipeline.add_step(
@@ -126,7 +129,7 @@ class NbparMagics(Magics):
         print(f"step {args.name} forgotten")
 
     # -- helpers --------------------------------------------------------------
-    def _run(self, targets: list[str], args: Any, backend: str | None) -> None:
+    def _run(self, targets: list[str], args: Any, backend: BackendName | None) -> None:
         try:
             defaults = run_defaults()
             self.pipeline.run(

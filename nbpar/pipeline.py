@@ -8,18 +8,19 @@ successful run saw and made, which decides whether it is up to date.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Iterable, MutableMapping
+from typing import Any
 
 import loky
 
-from .analysis import analyze
+from .analysis import analyze, is_builtin
 from .backends import Backend, make_backend
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .records import RunResult
-from .scheduler import Plan, Scheduler, is_builtin
+from .scheduler import Plan, Scheduler
 
 _STEP_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _last_run: RunResult | None = None
@@ -88,9 +89,7 @@ class Pipeline:
         except SyntaxError as e:
             line = (e.lineno or 1) + first_line - 1
             raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
-        step = Step(
-            name, source, names.reads, names.writes, tuple(after), backend, first_line, header, names.imports
-        )
+        step = Step(name, source, names.reads, names.writes, tuple(after), backend, first_line, header, names.imports)
         self.graph.add(step)
         return step
 

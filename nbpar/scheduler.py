@@ -31,14 +31,15 @@ others succeed.
 
 from __future__ import annotations
 
-import builtins
 import graphlib
 import queue
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, MutableMapping
+from functools import partial
+from typing import Any
 
 from .backends import Backend, WorkerCrash
 from .events import Event, Listener, RunFinished, RunStarted, StepFinished, StepLog, StepStarted
@@ -99,9 +100,7 @@ class Scheduler:
         self._flights: dict[str, _Flight] = {}
         self._held: list[str] = []  # ready process steps waiting for a solo suspect
         self._suspects: list[str] = []
-        self._ready = graphlib.TopologicalSorter(
-            {n: self.plan.deps[n] & stale for n in self.plan.stale}
-        )
+        self._ready = graphlib.TopologicalSorter({n: self.plan.deps[n] & stale for n in self.plan.stale})
         self._ready.prepare()
         self._emit(RunStarted(self.result, tuple(self.plan.order)))
         try:
@@ -160,7 +159,7 @@ class Scheduler:
             self._fail(name, str(e) + "\n")
             return
         self._flights[name] = _Flight(future, inputs, backend, solo)
-        future.add_done_callback(lambda f, n=name: self._events.put(("done", n, f)))
+        future.add_done_callback(partial(self._on_done, name))
 
     def _value(self, name: str) -> Any:
         if name in self.external:
@@ -169,6 +168,9 @@ class Scheduler:
 
     def _on_log(self, step: str, text: str) -> None:
         self._events.put(("log", step, text))  # any thread
+
+    def _on_done(self, step: str, future: Future[Any]) -> None:
+        self._events.put(("done", step, future))  # any thread
 
     # -- outcomes -----------------------------------------------------------
     def _settle(self, name: str, flight: _Flight) -> None:
@@ -275,7 +277,3 @@ class Scheduler:
 
 
 _MISSING: Any = object()
-
-
-def is_builtin(name: str) -> bool:
-    return hasattr(builtins, name)

@@ -84,9 +84,7 @@ CASES = [
     ("def-local-annotation-not-read", "def f():\n    x: Hidden = 1\n    return x", set(), {"f"}),
     (
         "async-def",
-        "async def f():\n    await g()\n"
-        "    async for i in s:\n        pass\n"
-        "    async with m as c:\n        pass",
+        "async def f():\n    await g()\n    async for i in s:\n        pass\n    async with m as c:\n        pass",
         {"g", "m", "s"},
         {"f"},
     ),
@@ -101,9 +99,7 @@ CASES = [
     ),
     (
         "nonlocal",
-        "def outer():\n    n = 0\n"
-        "    def inc():\n        nonlocal n\n        n += 1\n"
-        "    return inc",
+        "def outer():\n    n = 0\n    def inc():\n        nonlocal n\n        n += 1\n    return inc",
         set(),
         {"outer"},
     ),

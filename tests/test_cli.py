@@ -43,12 +43,24 @@ def test_runs_a_notebook_with_a_text_progress_display(tmp_path: Path):
 
 def test_relative_paths_mean_the_notebooks_folder(tmp_path: Path):
     (tmp_path / "data.txt").write_text("7")
-    nb = write(tmp_path / "rel.ipynb", "%load_ext nbpar", "%%step read\nn = int(open('data.txt').read())", "%parrun --workers 1", "assert n == 7")
+    nb = write(
+        tmp_path / "rel.ipynb",
+        "%load_ext nbpar",
+        "%%step read\nn = int(open('data.txt').read())",
+        "%parrun --workers 1",
+        "assert n == 7",
+    )
     assert nbpar_run(str(nb)).returncode == 0
 
 
 def test_a_failing_step_fails_the_command(tmp_path: Path):
-    nb = write(tmp_path / "bad.ipynb", "%load_ext nbpar", "%%step bad\nz = 1 / 0", "%parrun --workers 1", "print('not reached')")
+    nb = write(
+        tmp_path / "bad.ipynb",
+        "%load_ext nbpar",
+        "%%step bad\nz = 1 / 0",
+        "%parrun --workers 1",
+        "print('not reached')",
+    )
     done = nbpar_run(str(nb))
     assert done.returncode == 1
     assert 'File "<step bad>", line 2' in done.stdout and "ZeroDivisionError" in done.stdout

@@ -84,7 +84,9 @@ def test_after_unknown_step(shell):
 
 
 def test_after_adds_an_edge(shell, capsys):
-    run_cells(shell, "%%step a\nimport time\nt_a = time.time()", "%%step b --after a\nimport time as _t\nt_b = _t.time()")
+    run_cells(
+        shell, "%%step a\nimport time\nt_a = time.time()", "%%step b --after a\nimport time as _t\nt_b = _t.time()"
+    )
     assert "after a" in capsys.readouterr().out
     run_cells(shell, "%parrun --backend thread --workers 2")
     result = nbpar.last_run()

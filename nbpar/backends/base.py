@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..worker import Outcome, Task
 
@@ -23,6 +24,10 @@ class Backend(Protocol):
         """Start `task`; the future resolves to its Outcome. A failing step is
         an Outcome with `error`, never an exception; the future raises only
         for WorkerCrash or an error of nbpar itself."""
+        ...
+
+    def warm_up(self) -> None:
+        """Start the workers now, so the first step does not wait for them."""
         ...
 
     def stop(self) -> None:

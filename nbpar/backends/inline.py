@@ -18,6 +18,9 @@ class InlineBackend:
         future.set_result(execute(task, "kernel", partial(on_log, task.step)))
         return future
 
+    def warm_up(self) -> None:
+        pass  # threads start in no time
+
     def stop(self) -> None:
         pass  # nothing runs between submissions
 

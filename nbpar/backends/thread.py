@@ -29,6 +29,9 @@ class ThreadBackend:
     def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
         return self._pool.submit(_run, task, on_log)
 
+    def warm_up(self) -> None:
+        pass  # threads start in no time
+
     def stop(self) -> None:
         # Abandon the running threads; later submissions get fresh ones.
         self._pool.shutdown(wait=False, cancel_futures=True)
