@@ -15,8 +15,9 @@ that tool is normally used:
             nothing, so the wall time is the per-task scheduling cost.
 
 Tools: plain sequential Python (the baseline), joblib (loky backend),
-dask.delayed on the "processes" scheduler (as configured with num_workers,
-dask starts a fresh pool for every compute; a second row hands it a warm pool),
+dask.delayed on the "processes" scheduler twice (with its defaults and
+num_workers, which start a fresh pool for every compute and batch 6 ready tasks
+per submission; then with a warm pool and chunksize=1, dask at its best here),
 concurrent.futures.ProcessPoolExecutor (warm), and nbpar's process, thread
 (and, for the overhead workload, inline) backends.
 
@@ -38,9 +39,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # -- the work: module-level functions, so every tool can pickle them ---------
 
@@ -139,11 +141,11 @@ def measure(runners: list[Runner], repeats: int) -> list[Timing]:
     whichever tool happened to be running. `run` returns the workload's
     result, or (result, RunResult) for nbpar."""
     timings = [Timing(tool) for tool, _, _ in runners]
-    for tool, run, warm_up in runners:
+    for _, run, warm_up in runners:
         if warm_up:
             run()
     for _ in range(repeats):
-        for timing, (tool, run, _) in zip(timings, runners):
+        for timing, (_, run, _) in zip(timings, runners, strict=True):
             t0 = time.perf_counter()
             out = run()
             timing.times.append(time.perf_counter() - t0)
@@ -186,12 +188,19 @@ class Tools:
         self.cf_pool.shutdown()
         self.dask_pool.shutdown()
 
-    # dask: the same graph, two ways of giving it processes
+    # dask: the same graph, run two ways
     def dask_compute(self, obj: Any, warm: bool) -> Any:
         import dask
 
         if warm:
-            return dask.compute(obj, scheduler="processes", num_workers=self.workers, pool=self.dask_pool)[0]
+            # A pool made once, and one task per submission: dask's default
+            # chunksize for processes (6) batches ready tasks together, so
+            # the diamond's evens and odds would go to ONE worker, one after
+            # the other, and wide's 8 steps would split 6 + 2.
+            return dask.compute(obj, scheduler="processes", num_workers=self.workers, pool=self.dask_pool, chunksize=1)[
+                0
+            ]
+        # As documented: a fresh (spawn) pool for this compute, default chunksize.
         return dask.compute(obj, scheduler="processes", num_workers=self.workers)[0]
 
     # nbpar: one pipeline per (workload, backend), kept for the timed runs
@@ -252,15 +261,18 @@ def diamond(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
         ("odds", "odds = digit_sum(rows, 1)"),
         ("total", "total = evens + odds"),
     ]
-    return measure([
-        ("sequential", sequential, False),
-        ("joblib (loky)", joblib_run, True),
-        ("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
-        ("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
-        ("concurrent.futures", cf_run, True),
-        ("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), True),
-        ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
-    ], repeats)
+    return measure(
+        [
+            ("sequential", sequential, False),
+            ("joblib (loky)", joblib_run, True),
+            ("dask (defaults)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
+            ("dask (warm, chunksize=1)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
+            ("concurrent.futures", cf_run, True),
+            ("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), True),
+            ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
+        ],
+        repeats,
+    )
 
 
 def wide(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
@@ -285,15 +297,18 @@ def wide(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
     ns = {"count_primes": count_primes}
     steps = [(f"part{k}", f"part_{k} = count_primes({lim})") for k, lim in enumerate(limits)]
     steps.append(("total", "total = sum([" + ", ".join(f"part_{k}" for k in range(len(limits))) + "])"))
-    return measure([
-        ("sequential", sequential, False),
-        ("joblib (loky)", joblib_run, True),
-        ("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
-        ("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
-        ("concurrent.futures", cf_run, True),
-        ("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), True),
-        ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
-    ], repeats)
+    return measure(
+        [
+            ("sequential", sequential, False),
+            ("joblib (loky)", joblib_run, True),
+            ("dask (defaults)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
+            ("dask (warm, chunksize=1)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
+            ("concurrent.futures", cf_run, True),
+            ("nbpar thread", tools.nbpar_runner(ns, steps, "thread"), True),
+            ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
+        ],
+        repeats,
+    )
 
 
 def overhead(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
@@ -317,16 +332,19 @@ def overhead(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
 
     steps = [(f"x{i}", f"x_{i} = {i} * 2") for i in idx]
     steps.append(("total", "total = sum([" + ", ".join(f"x_{i}" for i in idx) + "])"))
-    return measure([
-        ("sequential", sequential, False),
-        ("joblib (loky)", joblib_run, True),
-        ("dask (fresh pool/run)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
-        ("dask (warm pool)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
-        ("concurrent.futures", cf_run, True),
-        ("nbpar inline", tools.nbpar_runner({}, steps, "inline"), True),
-        ("nbpar thread", tools.nbpar_runner({}, steps, "thread"), True),
-        ("nbpar process", tools.nbpar_runner({}, steps, "process"), True),
-    ], repeats)
+    return measure(
+        [
+            ("sequential", sequential, False),
+            ("joblib (loky)", joblib_run, True),
+            ("dask (defaults)", lambda: tools.dask_compute(dask_graph(), warm=False), True),
+            ("dask (warm, chunksize=1)", lambda: tools.dask_compute(dask_graph(), warm=True), True),
+            ("concurrent.futures", cf_run, True),
+            ("nbpar inline", tools.nbpar_runner({}, steps, "inline"), True),
+            ("nbpar thread", tools.nbpar_runner({}, steps, "thread"), True),
+            ("nbpar process", tools.nbpar_runner({}, steps, "process"), True),
+        ],
+        repeats,
+    )
 
 
 WORKLOADS: dict[str, Callable[[Tools, Sizes, int], list[Timing]]] = {
@@ -337,14 +355,14 @@ WORKLOADS: dict[str, Callable[[Tools, Sizes, int], list[Timing]]] = {
 TOOL_ORDER = [
     "sequential",
     "joblib (loky)",
-    "dask (fresh pool/run)",
-    "dask (warm pool)",
+    "dask (defaults)",
+    "dask (warm, chunksize=1)",
     "concurrent.futures",
     "nbpar inline",
     "nbpar thread",
     "nbpar process",
 ]
-PARALLEL_ALTERNATIVES = ["joblib (loky)", "dask (fresh pool/run)", "dask (warm pool)", "concurrent.futures"]
+PARALLEL_ALTERNATIVES = ["joblib (loky)", "dask (defaults)", "dask (warm, chunksize=1)", "concurrent.futures"]
 
 
 # -- reporting --------------------------------------------------------------------
@@ -400,8 +418,30 @@ class CpuMeter:
         """(CPU seconds used by other processes, seconds stolen by the hypervisor)."""
         if before is None or after is None:
             return None
-        busy, steal, ours = (a - b for a, b in zip(after, before))
+        busy, steal, ours = (a - b for a, b in zip(after, before, strict=True))
         return max(busy - ours, 0.0), steal
+
+
+def nbpar_source() -> str:
+    """Which nbpar was measured: the git commit of its checkout, and whether
+    nbpar/ had uncommitted changes (read-only git commands)."""
+    import subprocess
+
+    try:
+        import nbpar
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(nbpar.__file__)))
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "nbpar"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except Exception:
+        return "unknown"
+    if not head:
+        return "not a git checkout"
+    return f"git {head}" + (" + uncommitted changes in nbpar/" if dirty else "")
 
 
 def versions() -> dict[str, str]:
@@ -431,6 +471,11 @@ def overlap_report(timing: Timing) -> list[str]:
     return lines
 
 
+def fastest_run(timing: Timing) -> Any:
+    """The RunResult of the fastest timed run."""
+    return min(zip(timing.times, timing.runs, strict=True), key=lambda x: x[0])[1]
+
+
 def timeline(result: Any) -> list[str]:
     """Each step's start and end relative to the run's start."""
     t0 = result.start
@@ -442,14 +487,14 @@ def timeline(result: Any) -> list[str]:
 
 def table(results: dict[str, list[Timing]]) -> list[str]:
     cols = list(results)
-    head = f"| {'tool':<22} |" + "".join(f" {c + ' (s)':>13} | {'ratio':>6} |" for c in cols)
-    rule = "|" + "-" * 24 + "|" + "".join("-" * 15 + "|" + "-" * 8 + "|" for _ in cols)
+    head = f"| {'tool':<24} |" + "".join(f" {c + ' (s)':>13} | {'ratio':>6} |" for c in cols)
+    rule = "|" + "-" * 26 + "|" + "".join("-" * 15 + "|" + "-" * 8 + "|" for _ in cols)
     lines = [head, rule]
     by_tool = {c: {t.tool: t for t in results[c]} for c in cols}
     for tool in TOOL_ORDER:
         if not any(tool in by_tool[c] for c in cols):
             continue
-        row = f"| {tool:<22} |"
+        row = f"| {tool:<24} |"
         for c in cols:
             t = by_tool[c].get(tool)
             ref = by_tool[c]["nbpar process"].best
@@ -485,7 +530,9 @@ def verdict(name: str, timings: list[Timing], workers: int, tiny: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=None, help="worker processes/threads (default: loky.cpu_count())")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes/threads (default: loky.cpu_count())"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes and one timed run (~30 s)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per tool (default 3, 1 with --quick)")
     parser.add_argument("--only", choices=list(WORKLOADS), action="append", help="run only this workload (repeatable)")
@@ -499,12 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()
 
-    print(f"nbpar benchmark, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {'quick' if args.quick else 'full'} sizes")
+    now = datetime.datetime.now().astimezone()
+    print(f"nbpar benchmark, {now:%Y-%m-%d %H:%M %Z}, {'quick' if args.quick else 'full'} sizes")
     print(
         f"machine: {platform.platform()}, {platform.processor() or platform.machine()}; "
         f"os.cpu_count()={os.cpu_count()}, usable={len(os.sched_getaffinity(0))}, loky.cpu_count()={loky.cpu_count()}"
     )
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + f" (nbpar from {nbpar_source()})")
     print(
         f"workers={workers}, best of {repeats} timed run(s) after one warm-up; "
         f"diamond rows={sz.rows:,}, wide {WIDE} x count_primes(~{sz.primes:,}), overhead {sz.tiny} steps"
@@ -551,13 +599,12 @@ def main(argv: list[str] | None = None) -> int:
         print("nbpar process, diamond:")
         for line in overlap_report(nb["nbpar process"]):
             print("  " + line)
-        best = min(zip(nb["nbpar process"].times, nb["nbpar process"].runs), key=lambda x: x[0])[1]
+        best = fastest_run(nb["nbpar process"])
         print("  timeline of the best run:")
         for line in timeline(best):
             print("    " + line)
     if "wide" in results:
-        nb = {t.tool: t for t in results["wide"]}["nbpar process"]
-        best = min(zip(nb.times, nb.runs), key=lambda x: x[0])[1]
+        best = fastest_run({t.tool: t for t in results["wide"]}["nbpar process"])
         busy = sum(r.end - r.start for r in best.steps.values())
         print()
         print(

@@ -1,26 +1,59 @@
-"""Run steps in worker processes: loky's reusable executor, kept warm.
+"""Run steps in worker processes: one loky process pool, kept warm.
 
 Tasks and outcomes cross as bytes that `worker.dump_task`/`dump_outcome`
 made with cloudpickle, so pickling errors name the variable. The pool's
 idle timeout is long, so a notebook's second `%parrun` finds its workers
-warm. When a worker dies, loky fails every future in flight with
+warm. The pool is this module's, shared by every pipeline and thread of the
+process (loky's own `get_reusable_executor` keeps one pool per thread, and a
+background run or the warm-up thread would start pools of their own).
+
+When a worker dies, loky fails every future in flight with
 TerminatedWorkerError; we turn that into `WorkerCrash` and the scheduler
-decides what to resubmit. Stopping kills the workers (a running task can
-only be stopped that way); the next submission starts a fresh pool.
+decides what to resubmit; the broken pool is replaced at the next
+submission. Stopping kills the workers (a running task can only be stopped
+that way).
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 
 import cloudpickle
 import loky
-from loky.process_executor import TerminatedWorkerError
+from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
 
 from ..worker import Outcome, Task, dump_task, ignore_sigint, run_in_process
 from .base import LogCallback, WorkerCrash
 
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
+
+_lock = threading.Lock()  # guards _pool and _pool_workers
+_pool: loky.ProcessPoolExecutor | None = None
+_pool_workers = 0
+
+
+def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.ProcessPoolExecutor:
+    """The shared pool with `workers` processes, started if need be (with
+    `keep`, a pool of another size is kept as it is)."""
+    global _pool, _pool_workers
+    with _lock:
+        if _pool is not None and (fresh or (_pool_workers != workers and not keep)):
+            _pool.shutdown(wait=False, kill_workers=True)
+            _pool = None
+        if _pool is None:
+            _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=ignore_sigint)
+            _pool_workers = workers
+        return _pool
+
+
+def _drop_pool(wait: bool) -> None:
+    """Kill the shared pool's workers; the next submission starts a new one."""
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=wait, kill_workers=True)
+            _pool = None
 
 
 class ProcessBackend:
@@ -28,23 +61,20 @@ class ProcessBackend:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._last: loky.ProcessPoolExecutor | None = None
-
-    def _executor(self) -> loky.ProcessPoolExecutor:
-        self._last = loky.get_reusable_executor(
-            max_workers=self.workers, timeout=IDLE_TIMEOUT, initializer=ignore_sigint
-        )
-        return self._last
 
     def warm_up(self) -> None:
-        """Start the workers now, so the first step does not wait for them."""
-        ex = self._executor()
-        for f in [ex.submit(int) for _ in range(self.workers)]:
+        """Start the workers now, so the first step does not wait for them;
+        a pool already there (maybe busy, maybe sized by a run) is left alone."""
+        pool = _get_pool(self.workers, keep=True)
+        for f in [pool.submit(int) for _ in range(self.workers)]:
             f.result()
 
     def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
         payload = dump_task(task)  # raises PicklingProblem naming the input
-        inner = self._executor().submit(run_in_process, payload)
+        try:
+            inner = _get_pool(self.workers).submit(run_in_process, payload)
+        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+            inner = _get_pool(self.workers, fresh=True).submit(run_in_process, payload)
         outer: Future[Outcome] = Future()
 
         def relay(f: Future[bytes]) -> None:
@@ -66,10 +96,7 @@ class ProcessBackend:
         return outer
 
     def stop(self) -> None:
-        if self._last is not None:
-            self._last.shutdown(wait=False, kill_workers=True)
+        _drop_pool(wait=False)
 
     def shutdown(self) -> None:
-        if self._last is not None:
-            self._last.shutdown(wait=True, kill_workers=True)
-            self._last = None
+        _drop_pool(wait=True)
