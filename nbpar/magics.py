@@ -107,6 +107,8 @@ class NbparMagics(Magics):
         """Run the pipeline's steps in parallel, each as soon as what it
         reads is ready. Outputs enter the namespace as steps finish."""
         args = parse_argstring(self.parrun, line)
+        if not self.pipeline.steps:
+            raise UsageError("there are no steps to run: mark cells with %%step NAME and run them first.")
         if args.dry_run:
             try:
                 plan = self.pipeline.plan(args.steps, args.force)

@@ -243,3 +243,27 @@ def test_unload_shuts_the_workers_down(shell):
     run_cells(shell, "%unload_ext nbpar")
     worker.wait(timeout=10)
     assert not worker.is_running()
+
+
+def test_parrun_without_steps_says_how_to_make_one(shell):
+    with pytest.raises(UsageError, match="no steps to run: mark cells with %%step NAME"):
+        shell.run_line_magic("parrun", "")
+
+
+def test_bad_step_name(shell):
+    with pytest.raises(UsageError, match="'1st' is not a valid step name"):
+        shell.run_cell_magic("step", "1st", "x = 1")
+
+
+def test_bad_defaults_in_the_environment_are_named(shell, monkeypatch):
+    run_cells(shell, "%%step a\nx = 1")
+    monkeypatch.setenv("NBPAR_BACKEND", "gpu")
+    with pytest.raises(UsageError, match="NBPAR_BACKEND is 'gpu'; choose process, thread, inline"):
+        shell.run_line_magic("parrun", "")
+    monkeypatch.setenv("NBPAR_BACKEND", "thread")
+    monkeypatch.setenv("NBPAR_WORKERS", "lots")
+    with pytest.raises(UsageError, match="NBPAR_WORKERS is 'lots'"):
+        shell.run_line_magic("parrun", "")
+    monkeypatch.setenv("NBPAR_WORKERS", "3")
+    run_cells(shell, "%parrun")
+    assert (nbpar.last_run().backend, nbpar.last_run().workers) == ("thread", 3)
