@@ -125,36 +125,55 @@ class Timing:
     wrong: bool = False
     note: str = ""
     runs: list[Any] = field(default_factory=list)  # nbpar RunResults of the timed runs
+    disturbed: list[bool] = field(default_factory=list)  # other processes took CPU during the run
+
+    @property
+    def best_index(self) -> int:
+        """The fastest run that nothing else disturbed (the fastest run if all were)."""
+        clean = [i for i, d in enumerate(self.disturbed) if not d] or list(range(len(self.times)))
+        return min(clean, key=self.times.__getitem__)
 
     @property
     def best(self) -> float:
-        return min(self.times)
+        return self.times[self.best_index]
+
+    @property
+    def noisy(self) -> bool:
+        return all(self.disturbed)
 
 
 Runner = tuple[str, Callable[[], Any], bool]  # (tool, run, needs a warm-up)
 
 
-def measure(runners: list[Runner], repeats: int) -> list[Timing]:
+def measure(runners: list[Runner], repeats: int, meter: CpuMeter) -> list[Timing]:
     """Warm every tool up (one untimed run each, which starts its pool), then
     time `repeats` rounds, each running every tool once. Interleaving the
     tools means a burst of background load hurts them all alike rather than
-    whichever tool happened to be running. `run` returns the workload's
-    result, or (result, RunResult) for nbpar."""
+    whichever tool happened to be running, and a run during which other
+    processes took a noticeable share of the CPUs is marked disturbed and
+    not picked as the best if a clean run exists. `run` returns the
+    workload's result, or (result, RunResult) for nbpar."""
     timings = [Timing(tool) for tool, _, _ in runners]
     for _, run, warm_up in runners:
         if warm_up:
             run()
     for _ in range(repeats):
         for timing, (_, run, _) in zip(timings, runners, strict=True):
+            before = meter.snapshot()
             t0 = time.perf_counter()
             out = run()
-            timing.times.append(time.perf_counter() - t0)
+            wall = time.perf_counter() - t0
+            timing.times.append(wall)
+            other = meter.foreign(before, meter.snapshot())
+            # /proc counts in clock ticks (10 ms): allow two of them
+            timing.disturbed.append(other is not None and sum(other) > 0.1 * wall * meter.cpus + 0.02)
             if isinstance(out, tuple):
                 out, record = out
                 timing.runs.append(record)
             timing.value = out
     for t in timings:
-        print(f"    {t.tool:<24} best {t.best:7.3f} s   runs: {', '.join(f'{x:.3f}' for x in t.times)}", flush=True)
+        runs = ", ".join(f"{x:.3f}" + ("*" if d else "") for x, d in zip(t.times, t.disturbed, strict=True))
+        print(f"    {t.tool:<24} best {t.best:7.3f} s   runs: {runs}", flush=True)
     return timings
 
 
@@ -166,6 +185,7 @@ class Tools:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.meter = CpuMeter()
         # Created first, before any other pool starts threads: on Linux this
         # is a fork-context pool, and forking a threaded process is unsafe.
         self.cf_pool = ProcessPoolExecutor(workers)
@@ -272,6 +292,7 @@ def diamond(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
             ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
         ],
         repeats,
+        tools.meter,
     )
 
 
@@ -308,6 +329,7 @@ def wide(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
             ("nbpar process", tools.nbpar_runner(ns, steps, "process"), True),
         ],
         repeats,
+        tools.meter,
     )
 
 
@@ -344,6 +366,7 @@ def overhead(tools: Tools, sz: Sizes, repeats: int) -> list[Timing]:
             ("nbpar process", tools.nbpar_runner({}, steps, "process"), True),
         ],
         repeats,
+        tools.meter,
     )
 
 
@@ -378,6 +401,7 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self.ok = os.path.exists("/proc/stat")
+        self.cpus = os.cpu_count() or 1
         self.tick = os.sysconf("SC_CLK_TCK") if self.ok else 100
 
     def _machine(self) -> tuple[float, float]:
@@ -434,13 +458,18 @@ def nbpar_source() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "nbpar"], cwd=root, capture_output=True, text=True, timeout=10
+        dirty = subprocess.run(  # GIT_OPTIONAL_LOCKS=0: do not even refresh the index
+            ["git", "status", "--porcelain", "--", "nbpar"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         ).stdout.strip()
-    except Exception:
-        return "unknown"
+    except Exception as e:  # nbpar does not import, or no git
+        return f"unknown ({type(e).__name__})"
     if not head:
-        return "not a git checkout"
+        return root
     return f"git {head}" + (" + uncommitted changes in nbpar/" if dirty else "")
 
 
@@ -472,8 +501,8 @@ def overlap_report(timing: Timing) -> list[str]:
 
 
 def fastest_run(timing: Timing) -> Any:
-    """The RunResult of the fastest timed run."""
-    return min(zip(timing.times, timing.runs, strict=True), key=lambda x: x[0])[1]
+    """The RunResult of the run reported as the best."""
+    return timing.runs[timing.best_index]
 
 
 def timeline(result: Any) -> list[str]:
@@ -501,8 +530,8 @@ def table(results: dict[str, list[Timing]]) -> list[str]:
             if t is None:
                 row += f" {'-':>13} | {'-':>6} |"
             else:
-                mark = " WRONG" if t.wrong else ""
-                row += f" {t.best:>13.4f} | {t.best / ref:>6.2f} |" + mark
+                cell = f"{t.best:.4f}" + ("*" if t.noisy else "")
+                row += f" {cell:>13} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
         lines.append(row)
     return lines
 
@@ -560,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     tools = Tools(workers)
-    meter = CpuMeter()
+    meter = tools.meter
     results: dict[str, list[Timing]] = {}
     foreign: dict[str, tuple[float, float, float]] = {}
     try:
@@ -626,14 +655,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\nload average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
         f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
     )
-    noisy = [n for n, (cpu, steal, wall) in foreign.items() if cpu + steal > 0.05 * wall * (os.cpu_count() or 1)]
+    disturbed = sum(sum(t.disturbed) for ts in results.values() for t in ts)
+    timed = sum(len(t.times) for ts in results.values() for t in ts)
+    noisy = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.noisy]
+    if foreign:
+        print(
+            f"{disturbed} of {timed} timed runs were disturbed by other processes (marked * in the run lists; "
+            "the best is taken from undisturbed runs when there is one)."
+        )
     if noisy:
         print(
-            f"WARNING: other processes took more than 5% of the CPUs during {', '.join(noisy)}: "
-            "those numbers are noisy. Run again on a quiet machine."
+            "WARNING: every run of these was disturbed, so their times (marked * in the table) are "
+            f"pessimistic: {', '.join(noisy)}. Run again on a quieter machine, or with more --repeats."
         )
-    else:
-        print("no significant CPU use by other processes during the timed runs." if foreign else "")
     print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
     return 1 if wrong else 0
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 from .errors import RunError
 from .graph import GraphError
+from .partition import MergeError, Partition, SliceError, partitions
 from .pipeline import Pipeline, PlanError, last_run
+from .pmap import pmap
 from .records import RunResult, SliceRecord, StepRecord
 
 if TYPE_CHECKING:
@@ -18,13 +20,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GraphError",
+    "MergeError",
+    "Partition",
     "Pipeline",
     "PlanError",
     "RunError",
     "RunResult",
+    "SliceError",
     "SliceRecord",
     "StepRecord",
     "last_run",
+    "partitions",
+    "pmap",
 ]
 
 

@@ -26,10 +26,25 @@ class StepStarted:
 
 
 @dataclass(frozen=True)
+class SliceStarted:
+    result: RunResult
+    step: str
+    index: int  # its record is result.steps[step].slices[index]
+
+
+@dataclass(frozen=True)
+class SliceFinished:
+    result: RunResult
+    step: str
+    index: int
+
+
+@dataclass(frozen=True)
 class StepLog:
     result: RunResult
     step: str
     text: str  # one or more whole lines the step printed
+    slice: int | None = None  # the slice that printed it, for fanned-out steps
 
 
 @dataclass(frozen=True)
@@ -43,5 +58,5 @@ class RunFinished:
     result: RunResult
 
 
-Event = RunStarted | StepStarted | StepLog | StepFinished | RunFinished
+Event = RunStarted | StepStarted | SliceStarted | SliceFinished | StepLog | StepFinished | RunFinished
 Listener = Callable[[Event], None]

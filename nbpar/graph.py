@@ -44,6 +44,19 @@ class Step:
     first_line: int = 2  # line number of the body's first line in the cell
     header: str = ""  # the cell's first line as the user wrote it (for tracebacks)
     imports: Mapping[str, str] = field(default_factory=dict)  # writes made by `import` only
+    # fanned out (--over): run once per slice of input `over`, outputs merged
+    over: str | None = None
+    slices: int | None = None  # None and slice_size None: the run's worker count
+    slice_size: int | None = None
+    filter: str | None = None  # a function in the namespace, on the keys of a dict input
+    merge: tuple[tuple[str, str], ...] = ()  # (output or "*", how), the first match wins
+
+    def merge_for(self, output: str) -> str:
+        """How output `output` of a fanned-out step is merged."""
+        for name, how in self.merge:
+            if name in (output, "*"):
+                return how
+        return "auto"
 
 
 @dataclass

@@ -35,6 +35,15 @@ def run_defaults() -> dict[str, Any]:  # {"workers": int | None, "backend": Back
     return {"workers": int(workers) if workers else None, "backend": backend}
 
 
+def _merges(specs: list[str]) -> dict[str, str]:
+    """`--merge sum` or `--merge feats=concat total=sum` as {output or "*": how}."""
+    merges: dict[str, str] = {}
+    for spec in specs:
+        output, _, how = spec.rpartition("=")
+        merges[output or "*"] = how
+    return merges
+
+
 def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by %parrun and %%step --run."""
     for decorator in reversed(
@@ -69,6 +78,17 @@ class NbparMagics(Magics):
     @argument("name", help="the step's name")
     @argument("--after", nargs="+", default=[], metavar="STEP", help="steps to wait for, beside the inferred ones")
     @argument("--backend", choices=BACKENDS, help="where this step runs (default: the run's)")
+    @argument("--over", metavar="VAR", help="fan out: run once per slice of input VAR, merging the outputs")
+    @argument("--slices", type=int, metavar="N", help="with --over: N slices (default: one per worker)")
+    @argument("--slice-size", type=int, metavar="K", help="with --over: slices of K items")
+    @argument("--filter", metavar="FUNC", help="with --over a dict: keep the keys the notebook function FUNC accepts")
+    @argument(
+        "--merge",
+        nargs="+",
+        default=["auto"],
+        metavar="HOW",
+        help="how outputs are merged: auto, concat, dict, list, sum or a function's name; OUTPUT=HOW for one output",
+    )
     @argument("--run", action="store_true", help="register, then run this step and the stale steps it needs")
     @_run_options
     @cell_magic
@@ -90,6 +110,11 @@ class NbparMagics(Magics):
                 backend=args.backend,
                 first_line=2,
                 header=f"%%step {line}".rstrip(),
+                over=args.over,
+                slices=args.slices,
+                slice_size=args.slice_size,
+                filter=args.filter,
+                merge=_merges(args.merge),
             )
         except GraphError as e:
             raise UsageError(str(e)) from None
@@ -149,10 +174,11 @@ class NbparMagics(Magics):
         writer = self.pipeline.graph.writers()
         reads = sorted(r for r in step.reads if r in writer or not is_builtin(r))
         deps = sorted(self.pipeline.graph.dependencies()[step.name])
+        fan = f" | over {step.over}" if step.over else ""
         return (
             f"step {step.name}: reads {', '.join(reads) or '-'}"
             f" | writes {', '.join(sorted(step.writes)) or '-'}"
-            f" | after {', '.join(deps) or '-'}"
+            f" | after {', '.join(deps) or '-'}{fan}"
         )
 
     def _describe_plan(self, plan: Plan) -> str:

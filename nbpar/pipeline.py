@@ -8,7 +8,7 @@ successful run saw and made, which decides whether it is up to date.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from .backends import Backend, make_backend
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
+from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler
 
@@ -28,6 +29,37 @@ _last_run: RunResult | None = None
 
 class PlanError(ValueError):
     """A run cannot start: the message names the step and the variable."""
+
+
+def _check_fan_out(step: Step) -> None:
+    """Raise GraphError for fan-out options that cannot work."""
+    name = step.name
+    if step.over is None:
+        options = (("--slices", step.slices), ("--slice-size", step.slice_size), ("--filter", step.filter))
+        given = [option for option, value in options if value is not None]
+        if step.merge != (("*", "auto"),):
+            given.append("--merge")
+        if given:
+            raise GraphError(f"step '{name}': {', '.join(given)} needs --over VAR, the input to fan out over.")
+        return
+    if step.over not in step.reads:
+        reads = ", ".join(sorted(step.reads)) or "nothing"
+        raise GraphError(
+            f"step '{name}': --over {step.over}, but the step does not read `{step.over}` (it reads {reads}). "
+            "Fan out over an input the cell uses."
+        )
+    if step.slices is not None and step.slice_size is not None:
+        raise GraphError(f"step '{name}': give --slices or --slice-size, not both.")
+    for option, value in (("--slices", step.slices), ("--slice-size", step.slice_size)):
+        if value is not None and value < 1:
+            raise GraphError(f"step '{name}': {option} must be at least 1, not {value}.")
+    for output, how in step.merge:
+        if how not in MERGES and not how.isidentifier():
+            raise GraphError(
+                f"step '{name}': --merge {how!r}: choose {', '.join(MERGES)}, or name a function in the notebook."
+            )
+        if output != "*" and output not in step.writes:
+            raise GraphError(f"step '{name}': --merge {output}={how}, but the step does not write `{output}`.")
 
 
 def last_run() -> RunResult | None:
@@ -74,9 +106,22 @@ class Pipeline:
         backend: BackendName | None = None,
         first_line: int = 1,
         header: str = "",
+        over: str | None = None,
+        slices: int | None = None,
+        slice_size: int | None = None,
+        filter: str | None = None,
+        merge: str | Mapping[str, str] = "auto",
     ) -> Step:
         """Register (or replace) step `name` running `source`. Raises
-        GraphError, naming the steps involved, if the graph would be invalid."""
+        GraphError, naming the steps involved, if the graph would be invalid.
+
+        `over` fans the step out over slices of that input (`slices` of them,
+        or slices of `slice_size` items; default: one per worker), keeping
+        only the keys of a dict input that the namespace function `filter`
+        accepts; `merge` says how outputs are put back together: one of
+        "auto", "concat", "dict", "list", "sum" or a namespace function's
+        name, for all outputs or as a mapping of output name (or "*") to that.
+        """
         if not _STEP_NAME.match(name):
             raise GraphError(
                 f"{name!r} is not a valid step name: use letters, digits, '_', '-' "
@@ -89,7 +134,24 @@ class Pipeline:
         except SyntaxError as e:
             line = (e.lineno or 1) + first_line - 1
             raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
-        step = Step(name, source, names.reads, names.writes, tuple(after), backend, first_line, header, names.imports)
+        merges = tuple((merge if isinstance(merge, Mapping) else {"*": merge}).items())
+        step = Step(
+            name,
+            source,
+            names.reads,
+            names.writes,
+            tuple(after),
+            backend,
+            first_line,
+            header,
+            names.imports,
+            over,
+            slices,
+            slice_size,
+            filter,
+            merges,
+        )
+        _check_fan_out(step)
         self.graph.add(step)
         return step
 
@@ -112,7 +174,22 @@ class Pipeline:
         for name in order:
             if force or deps[name] & set(stale) or not self._up_to_date(self.steps[name]):
                 stale.append(name)
-        return Plan(order, stale, {n: deps[n] for n in order})
+        return Plan(order, stale, {n: deps[n] for n in order}, self._chains(stale))
+
+    def _chains(self, stale: list[str]) -> dict[str, str]:
+        """Fanned-out steps that follow the slices of another in this run:
+        B over an output X of fanned-out A, reading nothing else of A's, with
+        no slicing of its own."""
+        writers = self.graph.writers()
+        chained: dict[str, str] = {}
+        for name in stale:
+            b = self.steps[name]
+            if b.over is None or b.slices or b.slice_size or b.filter or len(writers.get(b.over, [])) != 1:
+                continue
+            a = self.steps[writers[b.over][0]]
+            if a.name in stale and a.over is not None and b.reads & a.writes == {b.over}:
+                chained[name] = a.name
+        return chained
 
     def _up_to_date(self, step: Step) -> bool:
         memo = self._memos.get(step.name)

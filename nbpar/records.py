@@ -15,10 +15,11 @@ FINAL: frozenset[str] = frozenset({"done", "failed", "skipped", "cancelled", "up
 
 @dataclass
 class SliceRecord:
-    """One slice of a fanned-out step (filled by partitioned runs)."""
+    """One slice of a fanned-out step."""
 
     index: int
-    size: int
+    size: int  # items in the slice
+    status: Status = "waiting"
     start: float | None = None
     end: float | None = None
     worker: str | None = None
@@ -30,7 +31,7 @@ class StepRecord:
     status: Status = "waiting"
     start: float | None = None
     end: float | None = None
-    worker: str | None = None  # "pid 1234", "thread 5678" or "kernel"
+    worker: str | None = None  # "pid 1234", "thread nbpar_0" or "kernel"; fanned out: all its slices' workers
     backend: str | None = None
     attempts: int = 0
     error: str | None = None  # the user's traceback, as text

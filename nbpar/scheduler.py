@@ -1,70 +1,101 @@
-"""The run loop: one ready queue, one owner of run state.
+"""The run loop: one ready queue of units, one owner of run state.
+
+A *unit* is what a worker runs: a whole step, or one slice of a step fanned
+out with `--over` (key `(step, index)`, index None for a whole step).
 
 Data flow::
 
     Plan(order, stale, deps) --> Scheduler.run()
-        ready queue (graphlib.TopologicalSorter over the stale steps)
-          | a step is submitted the moment its last dependency is done
-          v
-        backend.submit(Task) -> Future --add_done_callback--> events queue
-        backend on_log(step, text) -----------------------> events queue
-          |
-        loop: events.get(timeout=0.1)   (short waits: Ctrl-C arrives at once)
-          |-- outcome ok     -> outputs into the namespace, all together;
-          |                     record; release dependents
-          |-- outcome error  -> record; dependents skipped (or, fail-fast,
-          |                     everything stopped)
-          |-- worker crash   -> see below
-          '-- log text       -> record and listeners
+      a step *opens* when every step it reads from has completed:
+        whole step         -> one unit, ready
+        fanned-out step    -> split its --over input: one unit per slice, ready
+        chained fan-out    -> (over an output of a fanned-out step A, same
+                              slicing) unit i is ready as soon as A's slice i
+                              is done; no merge and re-split in between
+      ready units --backend.submit([Task, ...])--> Future --done--> events queue
+        (a slice of A and the open chained slices after it go as one task:
+         one worker runs them back to back, nothing crosses to the kernel
+         between them)
+      backend on_log(step, slice, text) ------------------------> events queue
+      loop: events.get(timeout=0.1)  (short waits: Ctrl-C arrives at once)
+        unit ok      -> whole step: outputs into the namespace, all together
+                        slice: kept; when every slice is done, the outputs
+                        are merged in slice order and written, all together
+        unit error   -> the step fails (naming the slice), writes nothing;
+                        what depends on it is skipped (fail-fast: all stops)
+        worker crash -> see below
+      a step *completes* when its outputs are written: dependents may open.
 
 Only `run()`'s loop (in one thread) changes the `RunResult` and the
 namespace; backends and their threads only put items on the events queue.
 Listeners get an event after each change.
 
-A dead worker process fails every step in flight in the pool with
-`WorkerCrash`, the innocent with the culprit. When only one step was in
+A dead worker process fails every unit in flight in the pool with
+`WorkerCrash`, the innocent with the culprit. When only one unit was in
 flight, it is the culprit. Otherwise all of them become suspects and are
-run again one at a time, alone in the pool (other process steps wait; thread
-and inline steps go on): a suspect that crashes alone is the culprit, the
-others succeed.
+run again one at a time, alone in the pool (other process units wait;
+thread and inline units go on): a suspect that crashes alone is the culprit.
 """
 
 from __future__ import annotations
 
-import graphlib
 import queue
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from .backends import Backend, WorkerCrash
-from .events import Event, Listener, RunFinished, RunStarted, StepFinished, StepLog, StepStarted
+from .events import (
+    Event,
+    Listener,
+    RunFinished,
+    RunStarted,
+    SliceFinished,
+    SliceStarted,
+    StepFinished,
+    StepLog,
+    StepStarted,
+)
 from .graph import Step
-from .records import RunResult, StepRecord
-from .worker import PicklingProblem, Task
+from .partition import MERGES, MergeError, Slice, SliceError, merge, split
+from .records import RunResult, SliceRecord, StepRecord
+from .worker import Outcome, PicklingProblem, Task
 
 Commit = Callable[[Step, dict[str, Any], dict[str, Any]], None]  # (step, inputs, outputs)
+Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
 
 
 @dataclass
 class Plan:
     """What a run will do: `order` lists every step it involves in a valid
-    order; `stale` those that will run (the rest are up to date)."""
+    order; `stale` those that will run (the rest are up to date); `chained`
+    maps a fanned-out step to the fanned-out step whose slices it follows."""
 
     order: list[str]
     stale: list[str]
     deps: dict[str, set[str]]  # for each step in order, the steps it waits for
+    chained: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Fan:
+    """The slices of a fanned-out step in this run."""
+
+    count: int | None = None  # known when the step (or its chain parent) opens
+    slices: dict[int, Slice] = field(default_factory=dict)  # split here (not chained)
+    done: dict[int, Outcome] = field(default_factory=dict)
+    submitted: set[int] = field(default_factory=set)
 
 
 @dataclass
 class _Flight:
-    """A submitted step: its future and the inputs it was given."""
+    """Units submitted as one task: their future and the inputs they got."""
 
-    future: Future[Any]
+    keys: list[Key]
+    future: Future[list[Outcome]]
     inputs: dict[str, Any]
     backend: Backend
     solo: bool = False
@@ -96,14 +127,26 @@ class Scheduler:
         for name in self.plan.order:
             if name not in stale:
                 self.result.steps[name].status = "up-to-date"
+        chained = self.plan.chained
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._flights: dict[str, _Flight] = {}
-        self._held: list[str] = []  # ready process steps waiting for a solo suspect
-        self._suspects: list[str] = []
-        self._ready = graphlib.TopologicalSorter({n: self.plan.deps[n] & stale for n in self.plan.stale})
-        self._ready.prepare()
+        self._flights: dict[int, _Flight] = {}  # by id of the flight
+        self._ready: list[Key] = []
+        self._held: list[Key] = []  # ready process units waiting for a solo suspect
+        self._suspects: list[Key] = []
+        self._opened: set[str] = set()
+        self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
+        self._waiting = {n: self.plan.deps[n] & stale - {chained.get(n, "")} for n in self.plan.stale}
+        self._children: dict[str, list[str]] = {}
+        for child, parents in self._waiting.items():
+            for parent in parents:
+                self._children.setdefault(parent, []).append(child)
+        self._followers: dict[str, list[str]] = {}
+        for child, parent in chained.items():
+            self._followers.setdefault(parent, []).append(child)
         self._emit(RunStarted(self.result, tuple(self.plan.order)))
         try:
+            for name in self.plan.stale:
+                self._open_if_ready(name)
             self._loop()
         except KeyboardInterrupt:
             self.result.interrupted = True
@@ -123,98 +166,287 @@ class Scheduler:
                 item = self._events.get(timeout=0.1)
             except queue.Empty:
                 continue
-            kind, name = item[0], item[1]
-            if kind == "log":
-                self._log(name, item[2])
+            if item[0] == "log":
+                self._log(*item[1:])
                 continue
-            flight = self._flights.get(name)
-            if flight is None or flight.future is not item[2]:
-                continue  # a step already stopped or resubmitted
-            self._settle(name, flight)
+            flight = self._flights.pop(id(item[1]), None)
+            if flight is not None:  # else: stopped or resubmitted already
+                self._settle(flight)
+
+    def _open_if_ready(self, name: str) -> None:
+        """Open `name` if all it waits for has completed (and, chained, its
+        parent has opened): make its units ready."""
+        parent = self.plan.chained.get(name)
+        if name in self._opened or self._waiting[name] or (parent and parent not in self._opened):
+            return
+        if self.result.steps[name].status != "waiting":
+            return  # skipped or cancelled meanwhile
+        self._opened.add(name)
+        step = self.steps[name]
+        fan = self._fans.get(name)
+        if fan is None:
+            self._ready.append((name, None))
+        elif parent is not None:
+            fan.count = self._fans[parent].count
+            self._ready.extend((name, i) for i in self._fans[parent].done)
+        else:
+            try:
+                fan.slices = {s.index: s for s in self._split(step)}
+            except SliceError as e:
+                self._fail(name, f"step '{name}': {e}\n")
+                return
+            except Exception as e:  # the --filter function raised
+                self._fail(name, f"step '{name}': --filter {step.filter} raised {type(e).__name__}: {e}\n")
+                return
+            fan.count = len(fan.slices)
+            self._ready.extend((name, i) for i in fan.slices)
+        if fan is not None:
+            assert fan.count is not None
+            self.result.steps[name].slices = [SliceRecord(i, 0) for i in range(fan.count)]
+            for i, s in fan.slices.items():
+                self.result.steps[name].slices[i].size = s.size
+        for follower in self._followers.get(name, ()):
+            self._open_if_ready(follower)
+
+    def _split(self, step: Step) -> list[Slice]:
+        assert step.over is not None
+        value = self._value(step.over)
+        keep = self._function(step.filter, step, "--filter") if step.filter else None
+        if step.slices is None and step.slice_size is None:
+            return split(value, name=step.over, slices=self.workers, keep=keep)
+        return split(value, name=step.over, slices=step.slices, slice_size=step.slice_size, keep=keep)
+
+    def _function(self, name: str, step: Step, option: str) -> Callable[..., Any]:
+        func = self._value(name)
+        if func is _MISSING or not callable(func):
+            raise SliceError(
+                f"{option} {name}: `{name}` is not a function in the notebook; define it in a cell run before %parrun"
+            )
+        return func  # type: ignore[no-any-return]
 
     def _submit_ready(self) -> None:
-        waiting = self._held + list(self._ready.get_ready())
-        self._held = []
-        if self._suspects and not self._process_in_flight():
-            self._submit(self._suspects.pop(0), solo=True)
-        for name in waiting:
-            step = self.steps[name]
-            if self._is_process(step) and (self._suspects or self._solo_in_flight()):
-                self._held.append(name)
+        waiting = self._held + self._ready
+        self._held, self._ready = [], []
+        while self._suspects and not self._process_in_flight():
+            suspect = self._suspects.pop(0)
+            if self.result.steps[suspect[0]].status == "running":
+                self._submit(suspect, solo=True)
+        for key in waiting:
+            if self.result.steps[key[0]].status not in ("waiting", "running"):
+                continue  # its step failed or was cancelled meanwhile
+            if self._is_process(key) and (self._suspects or self._solo_in_flight()):
+                self._held.append(key)
             else:
-                self._submit(name)
+                self._submit(key)
 
-    def _submit(self, name: str, solo: bool = False) -> None:
-        step = self.steps[name]
-        record = self.result.steps[name]
-        inputs = {r: v for r in step.reads if (v := self._value(r)) is not _MISSING}
-        task = Task(name, step.source, inputs, tuple(sorted(step.writes)), step.first_line, step.header)
-        backend = self.backend_for(step)
-        record.status, record.backend = "running", backend.name
-        record.attempts += 1
-        self._emit(StepStarted(self.result, name))
+    def _submit(self, key: Key, solo: bool = False) -> None:
+        """Submit `key`, with the open chained slices that follow it."""
+        keys = [key] if solo else self._chain_from(key)
+        backend = self._backend(key)
+        tasks: list[Task] = []
+        inputs: dict[str, Any] = {}
+        for k in keys:
+            task = self._task(k, chained=bool(tasks))
+            tasks.append(task)
+            inputs.update(task.inputs)
+            self._mark_started(k, backend)
         try:
-            future = backend.submit(task, self._on_log)
+            future = backend.submit(tasks, self._on_log)
         except PicklingProblem as e:
-            self._fail(name, str(e) + "\n")
+            self._fail_unit(key, str(e) + "\n")
             return
-        self._flights[name] = _Flight(future, inputs, backend, solo)
-        future.add_done_callback(partial(self._on_done, name))
+        flight = _Flight(keys, future, inputs, backend, solo)
+        self._flights[id(future)] = flight
+        future.add_done_callback(self._on_done)
+
+    def _chain_from(self, key: Key) -> list[Key]:
+        """`key` and, while the next chained step is open on the same
+        backend, its slice of the same index (one worker runs them all)."""
+        keys = [key]
+        name, index = key
+        while index is not None:
+            nxt = [
+                f
+                for f in self._followers.get(name, ())
+                if f in self._opened
+                and index not in self._fans[f].submitted
+                and self._backend((f, index)) is self._backend(key)
+            ]
+            if not nxt:
+                break
+            name = nxt[0]
+            keys.append((name, index))
+            if (name, index) in self._ready:
+                self._ready.remove((name, index))
+        return keys
+
+    def _task(self, key: Key, chained: bool) -> Task:
+        name, index = key
+        step = self.steps[name]
+        inputs = {r: v for r in step.reads if (v := self._value(r)) is not _MISSING}
+        chain_var = None
+        if index is not None:
+            assert step.over is not None
+            parent = self.plan.chained.get(name)
+            inputs.pop(step.over, None)
+            if chained:
+                chain_var = step.over  # the previous task's output, in the worker
+            elif parent is not None:
+                upstream = self._fans[parent].done[index].outputs
+                if step.over in upstream:
+                    inputs[step.over] = upstream[step.over]
+            else:
+                inputs[step.over] = self._fans[name].slices[index].value
+        return Task(
+            name,
+            step.source,
+            inputs,
+            tuple(sorted(step.writes)),
+            step.first_line,
+            step.header,
+            slice=index,
+            over=step.over if index is not None else None,
+            chain_var=chain_var,
+        )
+
+    def _mark_started(self, key: Key, backend: Backend) -> None:
+        name, index = key
+        record = self.result.steps[name]
+        first = record.status == "waiting"
+        record.status, record.backend = "running", backend.name
+        if index is None:
+            record.attempts += 1
+        else:
+            self._fans[name].submitted.add(index)
+            record.attempts = max(record.attempts, 1)
+        if first:
+            self._emit(StepStarted(self.result, name))
+        if index is not None:
+            self._emit(SliceStarted(self.result, name, index))
 
     def _value(self, name: str) -> Any:
         if name in self.external:
             return self.external[name]
         return self.namespace.get(name, _MISSING)
 
-    def _on_log(self, step: str, text: str) -> None:
-        self._events.put(("log", step, text))  # any thread
+    def _on_log(self, step: str, index: int | None, text: str) -> None:
+        self._events.put(("log", step, index, text))  # any thread
 
-    def _on_done(self, step: str, future: Future[Any]) -> None:
-        self._events.put(("done", step, future))  # any thread
+    def _on_done(self, future: Future[list[Outcome]]) -> None:
+        self._events.put(("done", future))  # any thread
 
     # -- outcomes -----------------------------------------------------------
-    def _settle(self, name: str, flight: _Flight) -> None:
-        del self._flights[name]
-        record = self.result.steps[name]
+    def _settle(self, flight: _Flight) -> None:
         try:
-            outcome = flight.future.result()
+            outcomes = flight.future.result()
         except WorkerCrash as crash:
-            self._crashed(name, flight, crash)
+            self._crashed(flight, crash)
             return
-        except Exception as e:  # nbpar could not run or read back the step
-            self._fail(name, f"nbpar could not run step '{name}': {type(e).__name__}: {e}\n")
+        except Exception as e:  # nbpar could not run or read back the task
+            self._fail_unit(flight.keys[0], f"nbpar could not run it: {type(e).__name__}: {e}\n")
             return
+        # A chain stops at its first failing slice: the slices after it were
+        # not run, and their steps are skipped as dependents of the failure.
+        for key, outcome in zip(flight.keys, outcomes, strict=False):
+            if self.result.steps[key[0]].status == "running":  # else failed or skipped meanwhile
+                self._unit_done(key, outcome, flight.inputs)
+
+    def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any]) -> None:
+        name, index = key
+        record = self.result.steps[name]
         if outcome.output:
-            self._log(name, outcome.output)
-        record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
-        if not outcome.ok:
-            self._fail(name, outcome.error)
+            self._log(name, index, outcome.output)
+        if index is None:
+            record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
+            if not outcome.ok:
+                self._fail(name, outcome.error or "")
+                return
+            self._complete(name, outcome.outputs, outcome.deleted, inputs)
             return
-        self.namespace.update(outcome.outputs)
-        for gone in outcome.deleted:
+        piece = record.slices[index]
+        piece.start, piece.end, piece.worker = outcome.start, outcome.end, outcome.worker
+        if outcome.size is not None:
+            piece.size = outcome.size
+        piece.status = "done" if outcome.ok else "failed"
+        if not outcome.ok:
+            self._fail_unit(key, outcome.error or "")
+            return
+        fan = self._fans[name]
+        fan.done[index] = outcome
+        self._emit(SliceFinished(self.result, name, index))
+        for follower in self._followers.get(name, ()):
+            if follower in self._opened and index not in self._fans[follower].submitted:
+                self._ready.append((follower, index))
+        if len(fan.done) == fan.count:
+            self._merge(name)
+
+    def _merge(self, name: str) -> None:
+        """Every slice of `name` is done: merge each output in slice order."""
+        step = self.steps[name]
+        fan = self._fans[name]
+        record = self.result.steps[name]
+        done = [fan.done[i] for i in range(len(fan.done))]
+        record.start = min(o.start for o in done)
+        record.end = max(o.end for o in done)
+        record.worker = ", ".join(sorted({o.worker for o in done}))
+        outputs: dict[str, Any] = {}
+        try:
+            for var in sorted(step.writes):
+                values = [o.outputs[var] for o in done if var in o.outputs]
+                if values:
+                    how = step.merge_for(var)
+                    func = how if how in MERGES else self._function(how, step, "--merge")
+                    outputs[var] = merge(var, values, func)
+        except (MergeError, SliceError) as e:
+            self._fail(name, f"step '{name}': {e}\n")
+            return
+        except Exception as e:
+            self._fail(name, f"step '{name}': merging its outputs failed: {type(e).__name__}: {e}\n")
+            return
+        deleted = tuple(sorted({d for o in done for d in o.deleted}))
+        inputs = {r: v for r in step.reads if (v := self._value(r)) is not _MISSING}
+        self._complete(name, outputs, deleted, inputs)
+
+    def _complete(self, name: str, outputs: dict[str, Any], deleted: tuple[str, ...], inputs: dict[str, Any]) -> None:
+        self.namespace.update(outputs)
+        for gone in deleted:
             self.namespace.pop(gone, None)
         if self.on_commit is not None:
-            self.on_commit(self.steps[name], flight.inputs, outcome.outputs)
-        record.status = "done"
-        self._ready.done(name)
+            self.on_commit(self.steps[name], inputs, outputs)
+        self.result.steps[name].status = "done"
         self._emit(StepFinished(self.result, name))
+        for child in self._children.get(name, ()):
+            self._waiting[child].discard(name)
+            self._open_if_ready(child)
 
-    def _crashed(self, name: str, flight: _Flight, crash: WorkerCrash) -> None:
-        cohort = [name] + [n for n, f in self._flights.items() if f.backend is flight.backend]
-        if len(cohort) == 1:
-            self._fail(
-                name,
-                f"The worker process running step '{name}' died.\n{crash}\n"
+    def _crashed(self, flight: _Flight, crash: WorkerCrash) -> None:
+        cohort = [flight] + [f for f in self._flights.values() if f.backend is flight.backend]
+        if len(cohort) == 1 and len(flight.keys) == 1:
+            name, index = flight.keys[0]
+            what = f"step '{name}'" + (f" (slice {index})" if index is not None else "")
+            self._fail_unit(
+                flight.keys[0],
+                f"The worker process running {what} died.\n{crash}\n"
                 "This is usually a crash in native code (segmentation fault), "
                 "os._exit() in the step, or the machine running out of memory. "
                 "Run the step with --backend inline to see it fail in the kernel.\n",
             )
             return
-        for n in cohort[1:]:
-            del self._flights[n]
-        for n in cohort:
-            self.result.steps[n].status = "waiting"
-        self._suspects.extend(cohort)
+        for f in cohort[1:]:
+            del self._flights[id(f.future)]
+        for f in cohort:
+            for key in f.keys:
+                if key[1] is not None:
+                    self._fans[key[0]].submitted.discard(key[1])
+                self._suspects.append(key)
+
+    def _fail_unit(self, key: Key, error: str) -> None:
+        name, index = key
+        if index is not None:
+            fan = self._fans[name]
+            described = fan.slices[index].describe() if index in fan.slices else f"slice {index}"
+            error = f"{described} of step '{name}' failed:\n{error}"
+        self._fail(name, error)
 
     def _fail(self, name: str, error: str) -> None:
         record = self.result.steps[name]
@@ -227,28 +459,30 @@ class Scheduler:
             return
         for dependent in self._descendants(name):
             rec = self.result.steps[dependent]
-            if rec.status == "waiting":
+            if rec.status in ("waiting", "running"):
                 rec.status, rec.reason = "skipped", f"it needs '{name}', which failed"
                 self._emit(StepFinished(self.result, dependent))
 
     def _stop_all(self, reason: str) -> None:
-        """Stop every step in flight and cancel every step not started."""
+        """Stop every unit in flight and cancel every step not finished."""
         for backend in {id(f.backend): f.backend for f in self._flights.values()}.values():
             backend.stop()
-        for name, rec in self.result.steps.items():
+        for rec in self.result.steps.values():
             if rec.status in ("waiting", "running"):
-                rec.status, rec.reason = "cancelled", reason
-                if name in self._flights:
+                if rec.status == "running":
                     rec.end = time.time()
-                self._emit(StepFinished(self.result, name))
+                rec.status, rec.reason = "cancelled", reason
+                self._emit(StepFinished(self.result, rec.name))
         self._flights.clear()
+        self._ready.clear()
         self._held.clear()
         self._suspects.clear()
 
     # -- helpers -------------------------------------------------------------
-    def _log(self, name: str, text: str) -> None:
-        self.result.steps[name].output += text
-        self._emit(StepLog(self.result, name, text))
+    def _log(self, name: str, index: int | None, text: str) -> None:
+        record = self.result.steps[name]
+        record.output += text
+        self._emit(StepLog(self.result, name, text, index))
 
     def _descendants(self, name: str) -> list[str]:
         found: list[str] = []
@@ -259,8 +493,11 @@ class Scheduler:
                 found.append(n)
         return found
 
-    def _is_process(self, step: Step) -> bool:
-        return self.backend_for(step).name == "process"
+    def _backend(self, key: Key) -> Backend:
+        return self.backend_for(self.steps[key[0]])
+
+    def _is_process(self, key: Key) -> bool:
+        return self._backend(key).name == "process"
 
     def _process_in_flight(self) -> bool:
         return any(f.backend.name == "process" for f in self._flights.values())

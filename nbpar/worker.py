@@ -4,13 +4,13 @@ Data flow of one step::
 
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
-    Task(step, source, inputs, writes) ---> execute(task, on_line)
-        (process: dump_task -> bytes)          compile with filename "<step NAME>",
+    [Task(step, source, inputs, writes)] ---> execute_all(tasks): execute(task)
+        (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
                                                line numbers as in the notebook cell
                                                exec in a fresh dict holding only
                                                the inputs; print() -> on_line
-    Outcome(outputs | error, times) <------    outputs = the written names
-        (process: bytes via dump_outcome)
+    [Outcome(outputs | error, times)] <---    outputs = the written names
+        (process: bytes via dump_outcomes)
 
 Nothing here raises for a failing step: a failure is an `Outcome` whose
 `error` holds the user's traceback as text (traceback objects do not pickle),
@@ -33,6 +33,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import cloudpickle
@@ -48,6 +49,9 @@ class Task:
     writes: tuple[str, ...]
     first_line: int = 1  # the body's first line, numbered as in the cell
     header: str = ""  # the cell's line 1 when the body starts on line 2
+    slice: int | None = None  # the slice index, for a fanned-out step
+    over: str | None = None  # the fanned-out input (its length is the slice's size)
+    chain_var: str | None = None  # take this input from the previous task's outputs
 
 
 @dataclass
@@ -60,10 +64,32 @@ class Outcome:
     deleted: tuple[str, ...] = ()  # inputs the step deleted with `del`
     output: str = ""  # printed text not yet reported line by line
     error: str | None = None  # the user's traceback, or why it could not run
+    size: int | None = None  # items in the slice, for a fanned-out step
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+LogCallback = Callable[[str, "int | None", str], None]  # (step, slice, text): called from any thread
+
+
+def execute_all(tasks: list[Task], worker: str, on_log: LogCallback | None) -> list[Outcome]:
+    """Run `tasks` one after another; stop at the first that fails. A task
+    with `chain_var` takes that input from the previous task's outputs (a
+    chain of slices run by one worker). With `on_log` None, what a task
+    prints is kept in its outcome's `output` instead (worker processes)."""
+    outcomes: list[Outcome] = []
+    for task in tasks:
+        if task.chain_var is not None and outcomes and task.chain_var in outcomes[-1].outputs:
+            task = replace(task, inputs={**task.inputs, task.chain_var: outcomes[-1].outputs[task.chain_var]})
+        printed: list[str] = []
+        outcome = execute(task, worker, printed.append if on_log is None else partial(on_log, task.step, task.slice))
+        outcome.output = "".join(printed)
+        outcomes.append(outcome)
+        if not outcome.ok:
+            break
+    return outcomes
 
 
 def step_filename(step: str) -> str:
@@ -82,11 +108,19 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
         except (Exception, SystemExit) as e:
             error = format_user_error(e)
     end = time.time()
+    size = _size(task.inputs.get(task.over)) if task.over else None
     if error is not None:
-        return Outcome(task.step, worker, start, end, error=error)
+        return Outcome(task.step, worker, start, end, error=error, size=size)
     outputs = {w: namespace[w] for w in task.writes if w in namespace}
     deleted = tuple(w for w in task.writes if w not in namespace and w in task.inputs)
-    return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted)
+    return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted, size=size)
+
+
+def _size(value: Any) -> int | None:
+    try:
+        return len(value)
+    except TypeError:
+        return None
 
 
 def _compile(task: Task) -> Any:
@@ -186,27 +220,36 @@ class PicklingProblem(Exception):
     """A value a step needs or makes cannot cross to or from a process."""
 
 
-def dump_task(task: Task) -> bytes:
-    """Pickle a task for a worker process, naming the input that fails."""
+def dump_tasks(tasks: list[Task]) -> bytes:
+    """Pickle tasks for a worker process, naming the input that fails."""
     try:
-        return cloudpickle.dumps(task)
+        return cloudpickle.dumps(tasks)
     except Exception as whole:
-        for name, value in task.inputs.items():
-            problem = _pickle_problem(value)
-            if problem:
-                raise PicklingProblem(
-                    f"step '{task.step}' reads `{name}` ({type(value).__name__}), "
-                    f"which cannot be sent to a worker process: {problem}. Create "
-                    "it inside the step, or run the step with --backend thread."
-                ) from None
-        raise PicklingProblem(f"step '{task.step}' cannot be sent to a worker process: {whole}") from None
+        for task in tasks:
+            for name, value in task.inputs.items():
+                problem = _pickle_problem(value)
+                if problem:
+                    raise PicklingProblem(
+                        f"step '{task.step}' reads `{name}` ({type(value).__name__}), "
+                        f"which cannot be sent to a worker process: {problem}. Create "
+                        "it inside the step, or run the step with --backend thread."
+                    ) from None
+        raise PicklingProblem(f"step '{tasks[0].step}' cannot be sent to a worker process: {whole}") from None
 
 
-def dump_outcome(outcome: Outcome) -> bytes:
-    """Pickle an outcome for the kernel; an output that fails becomes the
+def dump_outcomes(outcomes: list[Outcome]) -> bytes:
+    """Pickle outcomes for the kernel; an output that fails becomes its
     step's error, naming the variable."""
     try:
-        return cloudpickle.dumps(outcome)
+        return cloudpickle.dumps(outcomes)
+    except Exception:
+        return cloudpickle.dumps([_picklable(o) for o in outcomes])
+
+
+def _picklable(outcome: Outcome) -> Outcome:
+    try:
+        cloudpickle.dumps(outcome)
+        return outcome
     except Exception as whole:
         bad = [(n, v) for n, v in outcome.outputs.items() if _pickle_problem(v)]
         if bad:
@@ -219,7 +262,7 @@ def dump_outcome(outcome: Outcome) -> bytes:
             )
         else:
             error = f"step '{outcome.step}': its result could not be sent back: {whole}\n"
-        return cloudpickle.dumps(replace(outcome, outputs={}, deleted=(), error=error))
+        return replace(outcome, outputs={}, deleted=(), error=error)
 
 
 def _pickle_problem(value: Any) -> str | None:
@@ -230,19 +273,19 @@ def _pickle_problem(value: Any) -> str | None:
     return None
 
 
-def run_in_process(task_bytes: bytes) -> bytes:
-    """The function loky runs in a worker process."""
+def run_in_process(payload: bytes) -> bytes:
+    """The function loky runs in a worker process: tasks in, outcomes out."""
     worker = f"pid {os.getpid()}"
-    printed: list[str] = []
     try:
-        task: Task = cloudpickle.loads(task_bytes)
+        tasks: list[Task] = cloudpickle.loads(payload)
     except Exception as e:
         now = time.time()
-        error = "the step's inputs could not be loaded in the worker process:\n" + format_user_error(e)
-        return cloudpickle.dumps(Outcome("?", worker, now, now, error=error))
-    outcome = execute(task, worker, printed.append)
-    outcome.output = "".join(printed)
-    return dump_outcome(outcome)
+        error = (
+            "its inputs could not be loaded in the worker process (a module they need may not be "
+            "importable there):\n" + format_user_error(e)
+        )
+        return cloudpickle.dumps([Outcome("?", worker, now, now, error=error)])
+    return dump_outcomes(execute_all(tasks, worker, on_log=None))
 
 
 def ignore_sigint() -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Protocol
 
-from ..worker import Outcome, Task
+from ..worker import LogCallback, Outcome, Task
 
-LogCallback = Callable[[str, str], None]  # (step, text): called from any thread
+__all__ = ["Backend", "LogCallback", "WorkerCrash"]
 
 
 class WorkerCrash(Exception):
@@ -20,10 +19,11 @@ class Backend(Protocol):
     name: str
     workers: int
 
-    def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
-        """Start `task`; the future resolves to its Outcome. A failing step is
-        an Outcome with `error`, never an exception; the future raises only
-        for WorkerCrash or an error of nbpar itself."""
+    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+        """Start `tasks`, to run one after another in one worker (see
+        worker.execute_all); the future resolves to their Outcomes. A failing
+        step is an Outcome with `error`, never an exception; the future raises
+        only for WorkerCrash or an error of nbpar itself."""
         ...
 
     def warm_up(self) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from functools import partial
 
-from ..worker import Outcome, Task, execute
+from ..worker import Outcome, Task, execute_all
 from .base import LogCallback
 
 
@@ -13,9 +12,9 @@ class InlineBackend:
     name = "inline"
     workers = 1
 
-    def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
-        future: Future[Outcome] = Future()
-        future.set_result(execute(task, "kernel", partial(on_log, task.step)))
+    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+        future: Future[list[Outcome]] = Future()
+        future.set_result(execute_all(tasks, "kernel", on_log))
         return future
 
     def warm_up(self) -> None:

@@ -1,6 +1,6 @@
 """Run steps in worker processes: one loky process pool, kept warm.
 
-Tasks and outcomes cross as bytes that `worker.dump_task`/`dump_outcome`
+Tasks and outcomes cross as bytes that `worker.dump_tasks`/`dump_outcomes`
 made with cloudpickle, so pickling errors name the variable. The pool's
 idle timeout is long, so a notebook's second `%parrun` finds its workers
 warm. The pool is this module's, shared by every pipeline and thread of the
@@ -23,7 +23,7 @@ import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
 
-from ..worker import Outcome, Task, dump_task, ignore_sigint, run_in_process
+from ..worker import Outcome, Task, dump_tasks, ignore_sigint, run_in_process
 from .base import LogCallback, WorkerCrash
 
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
@@ -69,13 +69,13 @@ class ProcessBackend:
         for f in [pool.submit(int) for _ in range(self.workers)]:
             f.result()
 
-    def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
-        payload = dump_task(task)  # raises PicklingProblem naming the input
+    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+        payload = dump_tasks(tasks)  # raises PicklingProblem naming the input
         try:
             inner = _get_pool(self.workers).submit(run_in_process, payload)
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
             inner = _get_pool(self.workers, fresh=True).submit(run_in_process, payload)
-        outer: Future[Outcome] = Future()
+        outer: Future[list[Outcome]] = Future()
 
         def relay(f: Future[bytes]) -> None:
             if f.cancelled():

@@ -10,13 +10,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ..worker import Outcome, Task, execute
+from ..worker import Outcome, Task, execute_all
 from .base import LogCallback
 
 
-def _run(task: Task, on_log: LogCallback) -> Outcome:
-    worker = f"thread {threading.current_thread().name}"
-    return execute(task, worker, lambda text: on_log(task.step, text))
+def _run(tasks: list[Task], on_log: LogCallback) -> list[Outcome]:
+    return execute_all(tasks, f"thread {threading.current_thread().name}", on_log)
 
 
 class ThreadBackend:
@@ -26,8 +25,8 @@ class ThreadBackend:
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nbpar")
 
-    def submit(self, task: Task, on_log: LogCallback) -> Future[Outcome]:
-        return self._pool.submit(_run, task, on_log)
+    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+        return self._pool.submit(_run, tasks, on_log)
 
     def warm_up(self) -> None:
         pass  # threads start in no time

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..events import Event, RunFinished, RunStarted, StepFinished, StepLog, StepStarted
+from ..events import Event, RunFinished, RunStarted, SliceFinished, StepFinished, StepLog, StepStarted
 
 _MARK = {
     "done": "done   ",
@@ -40,8 +40,20 @@ class TextDisplay:
         elif isinstance(event, StepStarted):
             self._print(f"  {_clock()} start   {event.step}")
         elif isinstance(event, StepLog):
+            label = event.step if event.slice is None else f"{event.step}[{event.slice}]"
             for line in event.text.splitlines():
-                self._print(f"  [{event.step}] {line}")
+                self._print(f"  [{label}] {line}")
+        elif isinstance(event, SliceFinished):
+            slices = r.steps[event.step].slices
+            done = sum(1 for s in slices if s.status == "done")
+            # at most about ten lines a step, however many slices it has
+            if len(slices) <= 10 or done * 10 // len(slices) != (done - 1) * 10 // len(slices):
+                piece = slices[event.index]
+                seconds = f" {piece.end - piece.start:.2f}s" if piece.start and piece.end else ""
+                self._print(
+                    f"  {_clock()} slice   {event.step}[{event.index}]{seconds} on {piece.worker}"
+                    f" ({done}/{len(slices)} done)"
+                )
         elif isinstance(event, StepFinished):
             s = r.steps[event.step]
             detail = ""

@@ -1,0 +1,463 @@
+"""Split a step's input into slices, merge its outputs back, and list partitioned folders.
+
+A step fanned out with ``--over VAR`` runs once per slice of ``VAR``:
+
+* ``split(value, name=..., slices=N | slice_size=K, keep=...)`` cuts ``value``
+  into contiguous :class:`Slice` objects, in order, each holding a value of the
+  same kind as the input (a list slice is a list, a dict slice a dict, an array
+  slice a view, a pandas slice an ``.iloc`` slice). Dicts are cut by sorted keys
+  (insertion order when the keys do not sort), after ``keep`` (``--filter``)
+  has dropped keys. An empty input gives one empty slice, so the step still
+  runs once, as a sequential run would. Nothing else about the input is read.
+* ``merge(name, values, how)`` takes one value of output ``name`` per slice, in
+  slice order, and puts them back together (``auto``, ``concat``, ``dict``,
+  ``list``, ``sum`` or a function). Modules, functions and classes are taken
+  from the first slice, not merged: every slice defines the same one.
+* ``partitions(source)`` lists a folder or glob pattern as a dict of partition
+  name -> :class:`Partition`, a picklable handle that loads its file only when
+  called (in the worker), like Kedro's ``PartitionedDataset``.
+
+The module is pure: NumPy and pandas are never imported here to *detect* a
+value; a NumPy array or pandas frame can only exist when its library is in
+``sys.modules``, so that is where they are looked up. Only the default CSV and
+Parquet loaders import pandas, when a partition is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import fnmatch
+import functools
+import glob
+import inspect
+import itertools
+import json
+import operator
+import os
+import pickle
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MERGES",
+    "MergeError",
+    "MergeHow",
+    "Partition",
+    "Slice",
+    "SliceError",
+    "merge",
+    "partitions",
+    "split",
+]
+
+SLICEABLE = (
+    "Sliceable: lists, tuples, ranges, dicts, NumPy arrays, pandas DataFrames and Series, "
+    "nbpar.partitions(...) folders."
+)
+MergeHow = str  # one of MERGES
+MERGES = ("auto", "concat", "dict", "list", "sum")
+_ADVICE = "use --merge list to keep the list of the slices' values, or --merge FUNC to combine them with a function"
+
+
+class SliceError(ValueError):
+    """A fan-out that cannot be done: a bad slicing request or an unsliceable value."""
+
+
+class MergeError(ValueError):
+    """An output whose slices' values cannot be merged as asked."""
+
+
+# -- split --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One slice of a fanned-out input: its value and where it sits in the whole."""
+
+    index: int  # from 0
+    value: Any  # same kind as the input
+    size: int
+    first: Any  # first key: a position, a pandas index label or a dict key; None when empty
+    last: Any
+
+    def describe(self) -> str:
+        """``slice 3 (keys 'b' … 'f')``, ``slice 0 (items 0 … 9)``, ``slice 0 (empty)``."""
+        if self.size == 0:
+            return f"slice {self.index} (empty)"
+        kind = "key" if isinstance(self.value, Mapping) or _is_pandas(self.value) else "item"
+        if self.size == 1:
+            return f"slice {self.index} ({kind} {self.first!r})"
+        return f"slice {self.index} ({kind}s {self.first!r} … {self.last!r})"
+
+
+def split(
+    value: Any,
+    *,
+    name: str,
+    slices: int | None = None,
+    slice_size: int | None = None,
+    keep: Callable[[Any], bool] | None = None,
+) -> list[Slice]:
+    """Cut ``value`` into ``slices`` slices as equal as possible, or slices of ``slice_size`` items."""
+    _check_request(name, slices, slice_size)
+    if keep is not None and not isinstance(value, Mapping):
+        raise SliceError(
+            f"cannot fan out over `{name}`: --filter applies to the keys of a dict input, "
+            f"and `{name}` is {_a(type(value).__name__)}"
+        )
+    if isinstance(value, Mapping):
+        keys = [key for key in value if keep is None or keep(key)]
+        try:
+            keys = sorted(keys)
+        except TypeError:
+            pass  # keys of mixed or unordered types: insertion order
+        return [
+            Slice(i, {key: value[key] for key in keys[a:b]}, b - a, *_ends(keys, a, b))
+            for i, (a, b) in enumerate(_bounds(len(keys), slices, slice_size))
+        ]
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            raise SliceError(f"cannot fan out over `{name}`: a 0-d NumPy array cannot be sliced. {SLICEABLE}")
+        return _positional(value, slices, slice_size)
+    if _is_pandas(value):
+        labels = [_plain(label) for label in value.index]
+        return [
+            Slice(i, value.iloc[a:b], b - a, *_ends(labels, a, b))
+            for i, (a, b) in enumerate(_bounds(len(value), slices, slice_size))
+        ]
+    if isinstance(value, (str, bytes, bytearray)):
+        raise SliceError(
+            f"cannot fan out over `{name}`: {_a(type(value).__name__)} cannot be sliced: cutting text into runs "
+            f"of characters is rarely what is meant; put the pieces in a list (e.g. `{name}.splitlines()`) "
+            f"and fan out over that. {SLICEABLE}"
+        )
+    if isinstance(value, Sequence):
+        return _positional(value, slices, slice_size)
+    hint = " (make it a list first)" if hasattr(value, "__iter__") else ""
+    raise SliceError(f"cannot fan out over `{name}`: {_a(type(value).__name__)} cannot be sliced{hint}. {SLICEABLE}")
+
+
+def _check_request(name: str, slices: int | None, slice_size: int | None) -> None:
+    if (slices is None) == (slice_size is None):
+        raise SliceError(f"cannot fan out over `{name}`: give exactly one of --slices N and --slice-size K")
+    flag, count = ("--slices", slices) if slices is not None else ("--slice-size", slice_size)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise SliceError(f"cannot fan out over `{name}`: {flag} must be a whole number of at least 1, not {count!r}")
+
+
+def _bounds(length: int, slices: int | None, slice_size: int | None) -> list[tuple[int, int]]:
+    """The (start, stop) of each slice: never empty, except one empty slice for an empty input."""
+    if length == 0:
+        return [(0, 0)]
+    if slice_size is not None:
+        return [(a, min(a + slice_size, length)) for a in range(0, length, slice_size)]
+    count = min(slices or 1, length)
+    base, extra = divmod(length, count)  # the first `extra` slices get one more item
+    stops = list(itertools.accumulate(base + (i < extra) for i in range(count)))
+    return list(zip([0, *stops[:-1]], stops, strict=True))
+
+
+def _positional(value: Any, slices: int | None, slice_size: int | None) -> list[Slice]:
+    """Slices of a sequence or array, ``value[a:b]``, keyed by position."""
+    return [
+        Slice(i, value[a:b], b - a, *((a, b - 1) if b > a else (None, None)))
+        for i, (a, b) in enumerate(_bounds(len(value), slices, slice_size))
+    ]
+
+
+def _ends(keys: list[Any], a: int, b: int) -> tuple[Any, Any]:
+    return (keys[a], keys[b - 1]) if b > a else (None, None)
+
+
+def _is_pandas(value: Any) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, (pd.DataFrame, pd.Series))
+
+
+def _plain(label: Any) -> Any:
+    """A NumPy scalar label as the Python scalar it holds (``3``, not ``np.int64(3)``)."""
+    np = sys.modules.get("numpy")
+    return label.item() if np is not None and isinstance(label, np.generic) else label
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+# -- merge --------------------------------------------------------------------
+
+
+def merge(name: str, values: list[Any], how: str | Callable[[list[Any]], Any] = "auto") -> Any:
+    """Put output ``name`` back together from its slices' ``values`` (in slice order).
+
+    ``auto`` concatenates lists, tuples, contiguous ranges, arrays and pandas
+    objects, merges dicts (later slices win), unites sets, and otherwise gives
+    the list of the values. It never joins strings: a string per slice is
+    usually a label or a message, and gluing them would silently lose the
+    boundaries (``--merge concat`` joins them when that is meant).
+    """
+    if callable(how):
+        return how(values)
+    if how not in MERGES:
+        choices = ", ".join(MERGES)
+        raise MergeError(f"cannot merge `{name}`: unknown --merge {how!r}; choose one of {choices} or a function")
+    if not values:
+        raise MergeError(f"cannot merge `{name}`: no slice gave a value")
+    if all(_taken_once(v) for v in values):
+        return values[0]
+    if how == "list":
+        return list(values)
+    if how == "sum":
+        try:
+            return functools.reduce(operator.add, values)
+        except (TypeError, ValueError) as err:
+            raise MergeError(f"cannot merge `{name}` with --merge sum: {err}; {_ADVICE}") from None
+    if how == "dict":
+        for i, v in enumerate(values):
+            if not isinstance(v, Mapping):
+                raise MergeError(
+                    f"cannot merge `{name}` with --merge dict: slice {i} gave {_a(_type(v))}, not a dict; {_ADVICE}"
+                )
+        return _merge_dicts(values)
+    kinds = [_kind(v, strict=how == "auto") for v in values]
+    first = kinds[0]
+    if how == "concat":
+        for i, kind in enumerate(kinds):
+            if kind is None or kind != first:
+                why = "which cannot be concatenated" if kind is None else f"but slice 0 gave {_a(_type(values[0]))}"
+                raise MergeError(
+                    f"cannot merge `{name}` with --merge concat: "
+                    f"slice {i} gave {_a(_type(values[i]))}, {why}; {_ADVICE}"
+                )
+        assert first is not None
+        return _concat(name, first, values, auto=False)
+    if first is not None and all(kind == first for kind in kinds):
+        return _concat(name, first, values, auto=True)
+    if all(isinstance(v, dict) for v in values):
+        return _merge_dicts(values)
+    if all(isinstance(v, (set, frozenset)) for v in values):
+        return values[0].union(*values[1:])
+    return list(values)
+
+
+def _taken_once(value: Any) -> bool:
+    tests = (inspect.ismodule, inspect.isfunction, inspect.isclass, inspect.isbuiltin, inspect.ismethod)
+    return any(test(value) for test in tests)
+
+
+def _kind(value: Any, *, strict: bool) -> str | None:
+    """What ``value`` concatenates as; ``strict`` (auto) leaves out text and named tuples."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, tuple):
+        return None if strict and hasattr(value, "_fields") else "tuple"
+    if isinstance(value, range):
+        return "range"
+    if isinstance(value, str):
+        return None if strict else "str"
+    if isinstance(value, (bytes, bytearray)):
+        return None if strict else "bytes"
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return "array" if value.ndim >= 1 else None
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.DataFrame):
+        return "frame"
+    if pd is not None and isinstance(value, pd.Series):
+        return "series"
+    return None
+
+
+def _concat(name: str, kind: str, values: list[Any], *, auto: bool) -> Any:
+    if kind == "list":
+        return list(itertools.chain.from_iterable(values))
+    if kind == "tuple":
+        return tuple(itertools.chain.from_iterable(values))
+    if kind == "str":
+        return "".join(values)
+    if kind == "bytes":
+        joined = b"".join(values)
+        return bytearray(joined) if isinstance(values[0], bytearray) else joined
+    if kind == "range":
+        if all(a.step == b.step and a.stop == b.start for a, b in zip(values[:-1], values[1:], strict=True)):
+            return range(values[0].start, values[-1].stop, values[0].step)
+        return list(values) if auto else list(itertools.chain.from_iterable(values))
+    what = "arrays" if kind == "array" else "pandas objects"
+    try:
+        if kind == "array":
+            return sys.modules["numpy"].concatenate(values)
+        return sys.modules["pandas"].concat(values)
+    except (TypeError, ValueError) as err:
+        raise MergeError(f"cannot merge `{name}`: the slices' {what} do not concatenate ({err}); {_ADVICE}") from None
+
+
+def _merge_dicts(values: list[Any]) -> Any:
+    """Later slices win; the first value's type is kept (item by item, so a Counter's counts are replaced)."""
+    merged = copy.copy(values[0]) if isinstance(values[0], dict) else dict(values[0])
+    for v in values[1:]:
+        for key, item in v.items():
+            merged[key] = item
+    return merged
+
+
+def _type(value: Any) -> str:
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray) and value.ndim == 0:
+        return "0-d ndarray"
+    return type(value).__name__
+
+
+# -- partitioned folders ------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Partition:
+    """One file of a partitioned folder; calling it loads the file."""
+
+    name: str  # path relative to the folder, without extension, "/" separators
+    path: str  # absolute path
+    loader: Callable[[str], Any] | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Any:
+        """Load the file: with ``loader``, or by its extension."""
+        if self.loader is not None:
+            return self.loader(self.path)
+        return _LOADERS.get(os.path.splitext(self.path)[1].lower(), _read_bytes)(self.path)
+
+    load = __call__
+
+    def __repr__(self) -> str:
+        extra = f", settings={dict(self.settings)!r}" if self.settings else ""
+        return f"Partition({self.name!r}{extra})"
+
+
+def partitions(
+    source: str | os.PathLike[str],
+    loader: Callable[[str], Any] | None = None,
+    *,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    suffix: str | None = None,
+) -> dict[str, Partition]:
+    """The files of a folder (recursively, hidden ones skipped) or of a glob pattern, by partition name.
+
+    A partition's name is its path relative to the folder (for a pattern: its
+    longest leading part without wildcards), with "/" separators and without
+    the extension (without ``suffix`` instead, when ``suffix`` starts with a
+    dot, so ``suffix=".tar.gz"`` names ``a.tar.gz`` ``a``). ``settings`` maps
+    glob patterns on names to dicts; a partition gets the merge of every
+    matching one, in order. Nothing is loaded here.
+    """
+    text = os.path.expanduser(os.fspath(source))
+    if os.path.isdir(text):
+        base, files, looked = os.path.abspath(text), _walk(os.path.abspath(text)), "files in folder"
+    elif any(c in text for c in "*?["):
+        pattern = os.path.abspath(text)
+        base = _fixed_prefix(pattern)
+        files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        looked = "files matching"
+    elif os.path.exists(text):
+        raise NotADirectoryError(f"partitions: {text!r} is a file; give its folder or a glob pattern")
+    else:
+        raise FileNotFoundError(f"partitions: no folder {text!r} (looked for a folder or a glob pattern of files)")
+    if suffix:
+        files = [p for p in files if p.endswith(suffix)]
+    if not files:
+        ending = f" ending with {suffix!r}" if suffix else ""
+        raise FileNotFoundError(f"partitions: no {looked} {text!r}{ending}")
+    found: dict[str, Partition] = {}
+    for path in files:
+        name = _name(os.path.relpath(path, base), suffix)
+        if name in found:
+            raise ValueError(f"partitions: {found[name].path!r} and {path!r} both have the name {name!r}")
+        found[name] = Partition(name, os.path.abspath(path), loader, _settings_for(name, settings or {}))
+    return dict(sorted(found.items()))
+
+
+def _walk(folder: str) -> list[str]:
+    files: list[str] = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files.extend(os.path.join(top, n) for n in names if not n.startswith("."))
+    return sorted(files)
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The longest leading folder of an absolute ``pattern`` without wildcards."""
+    head, parts = pattern, []
+    while True:
+        head, tail = os.path.split(head)
+        if not tail:
+            break
+        parts.append(tail)
+    fixed = head  # the root
+    for part in reversed(parts[1:]):  # never the last part: that names files
+        if any(c in part for c in "*?["):
+            break
+        fixed = os.path.join(fixed, part)
+    return fixed
+
+
+def _name(relative: str, suffix: str | None) -> str:
+    relative = relative.replace(os.sep, "/")
+    if suffix and suffix.startswith(".") and len(os.path.basename(relative)) > len(suffix):
+        return relative[: -len(suffix)]
+    return os.path.splitext(relative)[0]
+
+
+def _settings_for(name: str, settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for pattern, values in settings.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            merged.update(values)
+    return merged
+
+
+def _read_csv(path: str) -> Any:
+    try:
+        import pandas
+    except ImportError:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    return pandas.read_csv(path)
+
+
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _read_parquet(path: str) -> Any:
+    import pandas
+
+    return pandas.read_parquet(path)
+
+
+def _read_pickle(path: str) -> Any:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+_LOADERS: dict[str, Callable[[str], Any]] = {
+    ".csv": _read_csv,
+    ".json": _read_json,
+    ".txt": _read_text,
+    ".md": _read_text,
+    ".parquet": _read_parquet,
+    ".pkl": _read_pickle,
+    ".pickle": _read_pickle,
+}
