@@ -7,8 +7,8 @@ live `RunResult` so a listener can redraw from it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from .records import RunResult
 
@@ -17,6 +17,7 @@ from .records import RunResult
 class RunStarted:
     result: RunResult
     order: tuple[str, ...]  # the steps of this run, in a valid order
+    deps: Mapping[str, frozenset[str]] = field(default_factory=dict)  # step -> the steps it waits for
 
 
 @dataclass(frozen=True)

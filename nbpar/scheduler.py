@@ -143,7 +143,8 @@ class Scheduler:
         self._followers: dict[str, list[str]] = {}
         for child, parent in chained.items():
             self._followers.setdefault(parent, []).append(child)
-        self._emit(RunStarted(self.result, tuple(self.plan.order)))
+        deps = {n: frozenset(self.plan.deps[n]) for n in self.plan.order}
+        self._emit(RunStarted(self.result, tuple(self.plan.order), deps))
         try:
             for name in self.plan.stale:
                 self._open_if_ready(name)
