@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Status = Literal["waiting", "running", "done", "failed", "skipped", "cancelled", "up-to-date"]
+Status = Literal["waiting", "queued", "running", "done", "failed", "skipped", "cancelled", "up-to-date"]
 FINAL: frozenset[str] = frozenset({"done", "failed", "skipped", "cancelled", "up-to-date"})
 
 

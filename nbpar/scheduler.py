@@ -16,7 +16,9 @@ Data flow::
         (a slice of A and the open chained slices after it go as one task:
          one worker runs them back to back, nothing crosses to the kernel
          between them)
-      backend on_log(step, slice, text) ------------------------> events queue
+      backend report(kind, step, slice, payload) ---------------> events queue
+        ("start" when a worker takes the unit, "log" for printed lines; from
+         worker processes through channel.py)
       loop: events.get(timeout=0.1)  (short waits: Ctrl-C arrives at once)
         unit ok      -> whole step: outputs into the namespace, all together
                         slice: kept; when every slice is done, the outputs
@@ -133,6 +135,8 @@ class Scheduler:
         self._ready: list[Key] = []
         self._held: list[Key] = []  # ready process units waiting for a solo suspect
         self._suspects: list[Key] = []
+        self._queued: set[Key] = set()  # units submitted and not yet given back
+        self._started: set[Key] = set()  # those of them a worker has taken
         self._opened: set[str] = set()
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
         self._waiting = {n: self.plan.deps[n] & stale - {chained.get(n, "")} for n in self.plan.stale}
@@ -167,8 +171,8 @@ class Scheduler:
                 item = self._events.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if item[0] == "log":
-                self._log(*item[1:])
+            if item[0] == "report":
+                self._reported(*item[1:])
                 continue
             flight = self._flights.pop(id(item[1]), None)
             if flight is not None:  # else: stopped or resubmitted already
@@ -230,10 +234,10 @@ class Scheduler:
         self._held, self._ready = [], []
         while self._suspects and not self._process_in_flight():
             suspect = self._suspects.pop(0)
-            if self.result.steps[suspect[0]].status == "running":
+            if self.result.steps[suspect[0]].status in ("queued", "running"):
                 self._submit(suspect, solo=True)
         for key in waiting:
-            if self.result.steps[key[0]].status not in ("waiting", "running"):
+            if self.result.steps[key[0]].status not in ("waiting", "queued", "running"):
                 continue  # its step failed or was cancelled meanwhile
             if self._is_process(key) and (self._suspects or self._solo_in_flight()):
                 self._held.append(key)
@@ -250,10 +254,11 @@ class Scheduler:
             task = self._task(k, chained=bool(tasks))
             tasks.append(task)
             inputs.update(task.inputs)
-            self._mark_started(k, backend)
+            self._mark_queued(k, backend)
         try:
-            future = backend.submit(tasks, self._on_log)
+            future = backend.submit(tasks, self._report)
         except PicklingProblem as e:
+            self._queued.difference_update(keys)
             self._fail_unit(key, str(e) + "\n")
             return
         flight = _Flight(keys, future, inputs, backend, solo)
@@ -310,19 +315,40 @@ class Scheduler:
             chain_var=chain_var,
         )
 
-    def _mark_started(self, key: Key, backend: Backend) -> None:
+    def _mark_queued(self, key: Key, backend: Backend) -> None:
         name, index = key
         record = self.result.steps[name]
-        first = record.status == "waiting"
-        record.status, record.backend = "running", backend.name
+        record.backend = backend.name
+        if record.status == "waiting":
+            record.status = "queued"
+        self._queued.add(key)
         if index is None:
             record.attempts += 1
         else:
             self._fans[name].submitted.add(index)
+            record.slices[index].status = "queued"
             record.attempts = max(record.attempts, 1)
-        if first:
+
+    def _reported(self, kind: str, name: str, index: int | None, payload: Any) -> None:
+        """A worker took a unit ("start"), or a unit printed ("log")."""
+        record = self.result.steps.get(name)
+        if record is None or record.status not in ("queued", "running"):
+            return  # a late report of a step already settled
+        if kind == "log":
+            self._log(name, index, payload)
+            return
+        if (name, index) not in self._queued:
+            return  # a start reported after the unit's result arrived
+        worker, started = payload
+        self._started.add((name, index))
+        if record.status == "queued":
+            record.status = "running"
+            if index is None:
+                record.start, record.worker = started, worker
             self._emit(StepStarted(self.result, name))
         if index is not None:
+            piece = record.slices[index]
+            piece.status, piece.start, piece.worker = "running", started, worker
             self._emit(SliceStarted(self.result, name, index))
 
     def _value(self, name: str) -> Any:
@@ -330,14 +356,15 @@ class Scheduler:
             return self.external[name]
         return self.namespace.get(name, _MISSING)
 
-    def _on_log(self, step: str, index: int | None, text: str) -> None:
-        self._events.put(("log", step, index, text))  # any thread
+    def _report(self, kind: str, step: str, index: int | None, payload: Any) -> None:
+        self._events.put(("report", kind, step, index, payload))  # any thread
 
     def _on_done(self, future: Future[list[Outcome]]) -> None:
         self._events.put(("done", future))  # any thread
 
     # -- outcomes -----------------------------------------------------------
     def _settle(self, flight: _Flight) -> None:
+        self._queued.difference_update(flight.keys)
         try:
             outcomes = flight.future.result()
         except WorkerCrash as crash:
@@ -348,8 +375,9 @@ class Scheduler:
             return
         # A chain stops at its first failing slice: the slices after it were
         # not run, and their steps are skipped as dependents of the failure.
+        self._started.difference_update(flight.keys)
         for key, outcome in zip(flight.keys, outcomes, strict=False):
-            if self.result.steps[key[0]].status == "running":  # else failed or skipped meanwhile
+            if self.result.steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
                 self._unit_done(key, outcome, flight.inputs)
 
     def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any]) -> None:
@@ -421,25 +449,33 @@ class Scheduler:
             self._open_if_ready(child)
 
     def _crashed(self, flight: _Flight, crash: WorkerCrash) -> None:
+        """A worker died: every unit in flight in the pool failed with it.
+        Units no worker had taken are innocent: run them again. Of those
+        taken, a lone one is the culprit; several become suspects."""
         cohort = [flight] + [f for f in self._flights.values() if f.backend is flight.backend]
-        if len(cohort) == 1 and len(flight.keys) == 1:
-            name, index = flight.keys[0]
-            what = f"step '{name}'" + (f" (slice {index})" if index is not None else "")
+        for f in cohort[1:]:
+            del self._flights[id(f.future)]
+        keys = [key for f in cohort for key in f.keys]
+        taken = [key for key in keys if key in self._started] or keys
+        self._queued.difference_update(keys)
+        self._started.difference_update(keys)
+        if len(taken) == 1:
+            culprit = taken[0]
+            what = f"step '{culprit[0]}'" + (f" (slice {culprit[1]})" if culprit[1] is not None else "")
             self._fail_unit(
-                flight.keys[0],
+                culprit,
                 f"The worker process running {what} died.\n{crash}\n"
                 "This is usually a crash in native code (segmentation fault), "
                 "os._exit() in the step, or the machine running out of memory. "
                 "Run the step with --backend inline to see it fail in the kernel.\n",
             )
-            return
-        for f in cohort[1:]:
-            del self._flights[id(f.future)]
-        for f in cohort:
-            for key in f.keys:
-                if key[1] is not None:
-                    self._fans[key[0]].submitted.discard(key[1])
+        for key in keys:
+            if key[1] is not None:
+                self._fans[key[0]].submitted.discard(key[1])
+            if len(taken) > 1 and key in taken:
                 self._suspects.append(key)
+            elif key not in taken:
+                self._ready.append(key)
 
     def _fail_unit(self, key: Key, error: str) -> None:
         name, index = key
@@ -460,7 +496,7 @@ class Scheduler:
             return
         for dependent in self._descendants(name):
             rec = self.result.steps[dependent]
-            if rec.status in ("waiting", "running"):
+            if rec.status in ("waiting", "queued", "running"):
                 rec.status, rec.reason = "skipped", f"it needs '{name}', which failed"
                 self._emit(StepFinished(self.result, dependent))
 
@@ -469,7 +505,7 @@ class Scheduler:
         for backend in {id(f.backend): f.backend for f in self._flights.values()}.values():
             backend.stop()
         for rec in self.result.steps.values():
-            if rec.status in ("waiting", "running"):
+            if rec.status in ("waiting", "queued", "running"):
                 if rec.status == "running":
                     rec.end = time.time()
                 rec.status, rec.reason = "cancelled", reason

@@ -38,6 +38,8 @@ from typing import Any
 
 import cloudpickle
 
+from .channel import Address, LineBuffer, report
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -71,20 +73,26 @@ class Outcome:
         return self.error is None
 
 
-LogCallback = Callable[[str, "int | None", str], None]  # (step, slice, text): called from any thread
+# report(kind, step, slice, payload), called from any thread as a task runs:
+#   "start": payload (worker, time.time())    "log": payload, text the step printed
+Report = Callable[[str, str, "int | None", Any], None]
 
 
-def execute_all(tasks: list[Task], worker: str, on_log: LogCallback | None) -> list[Outcome]:
+def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[Outcome]:
     """Run `tasks` one after another; stop at the first that fails. A task
     with `chain_var` takes that input from the previous task's outputs (a
-    chain of slices run by one worker). With `on_log` None, what a task
-    prints is kept in its outcome's `output` instead (worker processes)."""
+    chain of slices run by one worker). With `report` None, what a task
+    prints is kept in its outcome's `output` instead."""
     outcomes: list[Outcome] = []
     for task in tasks:
         if task.chain_var is not None and outcomes and task.chain_var in outcomes[-1].outputs:
             task = replace(task, inputs={**task.inputs, task.chain_var: outcomes[-1].outputs[task.chain_var]})
         printed: list[str] = []
-        outcome = execute(task, worker, printed.append if on_log is None else partial(on_log, task.step, task.slice))
+        if report is not None:
+            report("start", task.step, task.slice, (worker, time.time()))
+        outcome = execute(
+            task, worker, printed.append if report is None else partial(report, "log", task.step, task.slice)
+        )
         outcome.output = "".join(printed)
         outcomes.append(outcome)
         if not outcome.ok:
@@ -273,8 +281,10 @@ def _pickle_problem(value: Any) -> str | None:
     return None
 
 
-def run_in_process(payload: bytes) -> bytes:
-    """The function loky runs in a worker process: tasks in, outcomes out."""
+def run_in_process(payload: bytes, channel: tuple[Address, str] | None = None) -> bytes:
+    """The function loky runs in a worker process: tasks in, outcomes out;
+    with a `channel` (address, run token), starts and printed lines are
+    reported live to the kernel as well."""
     worker = f"pid {os.getpid()}"
     try:
         tasks: list[Task] = cloudpickle.loads(payload)
@@ -285,7 +295,26 @@ def run_in_process(payload: bytes) -> bytes:
             "importable there):\n" + format_user_error(e)
         )
         return cloudpickle.dumps([Outcome("?", worker, now, now, error=error)])
-    return dump_outcomes(execute_all(tasks, worker, on_log=None))
+    if channel is None:
+        return dump_outcomes(execute_all(tasks, worker, report=None))
+    address, token = channel
+    buffers: dict[tuple[str, int | None], LineBuffer] = {}
+
+    def send(kind: str, step: str, index: int | None, payload: Any) -> None:
+        if kind == "log":  # batched: a chatty step must not send a message a line
+            key = (step, index)
+            if key not in buffers:
+                buffers[key] = LineBuffer(lambda text: report(address, (token, "log", step, index, text)))
+            buffers[key].write(payload)
+        else:
+            report(address, (token, kind, step, index, payload))
+
+    try:
+        outcomes = execute_all(tasks, worker, send)
+    finally:
+        for buffer in buffers.values():
+            buffer.close()
+    return dump_outcomes(outcomes)
 
 
 def ignore_sigint() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -197,3 +198,32 @@ def test_missing_input_is_refused_before_anything_runs(backend):
     with pytest.raises(PlanError, match=r"step 'broken' reads `nowhere`"):
         p.run(backend=backend)
     assert "a" not in p.namespace
+
+
+def test_prints_arrive_while_the_step_runs(backend):
+    if backend == "inline":
+        pytest.skip("inline steps block the loop that would show them")
+    p = make({"chatty": "import time\nprint('early line')\ntime.sleep(1.5)\nx = 1"})
+    arrived = {}
+
+    def listener(event):
+        if isinstance(event, StepLog):
+            arrived["log"] = time.time()
+            arrived["status"] = event.result.steps["chatty"].status
+
+    result = p.run(backend=backend, workers=1, listeners=[listener])
+    assert arrived["status"] == "running"
+    assert arrived["log"] < result.steps["chatty"].end  # seen before the step ended
+    assert result.steps["chatty"].output == "early line\n"
+
+
+def test_a_step_is_queued_until_a_worker_takes_it(backend):
+    p = make({"a": "import time\ntime.sleep(0.3)\nx = 1", "b": "y = 2"})
+    seen = {}
+
+    def listener(event):
+        if isinstance(event, StepStarted) and event.step == "a":
+            seen["b"] = event.result.steps["b"].status
+
+    p.run(backend=backend, workers=1, listeners=[listener])
+    assert seen["b"] in ("waiting", "queued")  # one worker: b cannot run beside a

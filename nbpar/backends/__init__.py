@@ -8,12 +8,12 @@ scheduler has one loop for all of them (see `base.Backend`).
 
 from __future__ import annotations
 
-from .base import Backend, LogCallback, WorkerCrash
+from .base import Backend, Report, WorkerCrash
 from .inline import InlineBackend
 from .process import ProcessBackend
 from .thread import ThreadBackend
 
-__all__ = ["Backend", "LogCallback", "WorkerCrash", "make_backend"]
+__all__ = ["Backend", "Report", "WorkerCrash", "make_backend"]
 
 
 def make_backend(name: str, workers: int) -> Backend:

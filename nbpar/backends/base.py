@@ -5,9 +5,9 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Protocol
 
-from ..worker import LogCallback, Outcome, Task
+from ..worker import Outcome, Report, Task
 
-__all__ = ["Backend", "LogCallback", "WorkerCrash"]
+__all__ = ["Backend", "Report", "WorkerCrash"]
 
 
 class WorkerCrash(Exception):
@@ -19,7 +19,7 @@ class Backend(Protocol):
     name: str
     workers: int
 
-    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+    def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         """Start `tasks`, to run one after another in one worker (see
         worker.execute_all); the future resolves to their Outcomes. A failing
         step is an Outcome with `error`, never an exception; the future raises

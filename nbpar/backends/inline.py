@@ -5,16 +5,16 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from ..worker import Outcome, Task, execute_all
-from .base import LogCallback
+from .base import Report
 
 
 class InlineBackend:
     name = "inline"
     workers = 1
 
-    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+    def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         future: Future[list[Outcome]] = Future()
-        future.set_result(execute_all(tasks, "kernel", on_log))
+        future.set_result(execute_all(tasks, "kernel", report))
         return future
 
     def warm_up(self) -> None:

@@ -17,14 +17,16 @@ that way).
 from __future__ import annotations
 
 import threading
+import weakref
 from concurrent.futures import Future
 
 import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
 
-from ..worker import Outcome, Task, dump_tasks, ignore_sigint, run_in_process
-from .base import LogCallback, WorkerCrash
+from ..channel import Message, kernel_channel
+from ..worker import Outcome, Report, Task, dump_tasks, ignore_sigint, run_in_process
+from .base import WorkerCrash
 
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
 
@@ -45,6 +47,29 @@ def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.Pro
             _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=ignore_sigint)
             _pool_workers = workers
         return _pool
+
+
+_routes: dict[str, weakref.WeakMethod[Report]] = {}  # run token -> the run's report method
+
+
+def _route(report: Report) -> str:
+    """The token under which workers' messages reach `report` (a bound
+    method of the run: held weakly, so a finished run's late lines drop)."""
+    token = str(id(getattr(report, "__self__", report)))
+    if token not in _routes:
+        for old in [t for t, ref in _routes.items() if ref() is None]:
+            del _routes[old]
+        _routes[token] = weakref.WeakMethod(report)  # type: ignore[arg-type]
+        kernel_channel().sink = _dispatch
+    return token
+
+
+def _dispatch(message: Message) -> None:
+    token, kind, step, index, payload = message
+    route = _routes.get(token)
+    report = route() if route is not None else None
+    if report is not None:
+        report(kind, step, index, payload)
 
 
 def _drop_pool(wait: bool) -> None:
@@ -69,12 +94,13 @@ class ProcessBackend:
         for f in [pool.submit(int) for _ in range(self.workers)]:
             f.result()
 
-    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
+    def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         payload = dump_tasks(tasks)  # raises PicklingProblem naming the input
+        channel = (kernel_channel().address, _route(report))
         try:
-            inner = _get_pool(self.workers).submit(run_in_process, payload)
+            inner = _get_pool(self.workers).submit(run_in_process, payload, channel)
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            inner = _get_pool(self.workers, fresh=True).submit(run_in_process, payload)
+            inner = _get_pool(self.workers, fresh=True).submit(run_in_process, payload, channel)
         outer: Future[list[Outcome]] = Future()
 
         def relay(f: Future[bytes]) -> None:

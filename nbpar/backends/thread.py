@@ -11,11 +11,11 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..worker import Outcome, Task, execute_all
-from .base import LogCallback
+from .base import Report
 
 
-def _run(tasks: list[Task], on_log: LogCallback) -> list[Outcome]:
-    return execute_all(tasks, f"thread {threading.current_thread().name}", on_log)
+def _run(tasks: list[Task], report: Report) -> list[Outcome]:
+    return execute_all(tasks, f"thread {threading.current_thread().name}", report)
 
 
 class ThreadBackend:
@@ -25,8 +25,8 @@ class ThreadBackend:
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nbpar")
 
-    def submit(self, tasks: list[Task], on_log: LogCallback) -> Future[list[Outcome]]:
-        return self._pool.submit(_run, tasks, on_log)
+    def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
+        return self._pool.submit(_run, tasks, report)
 
     def warm_up(self) -> None:
         pass  # threads start in no time
