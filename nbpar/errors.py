@@ -25,8 +25,8 @@ class RunError(Exception):
     def _summary(self) -> str:
         r = self.result
         parts = []
-        if r.interrupted:
-            parts.append("run interrupted")
+        if r.interrupted or r.cancelled:
+            parts.append("run interrupted" if r.interrupted else "run cancelled")
         if self.failed:
             parts.append(f"{len(self.failed)} of {len(r.steps)} steps failed: {', '.join(self.failed)}")
         for status in ("skipped", "cancelled"):
@@ -37,7 +37,7 @@ class RunError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         lines = [self._summary()]
-        if self.result.interrupted:
+        if self.result.interrupted or self.result.cancelled:
             done = self.result.by_status("done")
             lines.append(
                 "Steps that finished wrote their outputs"

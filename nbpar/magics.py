@@ -3,6 +3,7 @@ work is done by the `Pipeline` over the shell's namespace."""
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .analysis import is_builtin
+from .errors import RunError
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import Pipeline, PlanError
+from .pipeline import BackgroundRun, Pipeline, PlanError, last_run
 from .scheduler import Plan
 from .ui.text import TextDisplay
 
@@ -52,6 +54,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             argument("--force", action="store_true", help="re-run steps that are up to date"),
             argument("--fail-fast", action="store_true", help="stop everything at the first failure"),
             argument("--no-widget", action="store_true", help="text output only"),
+            argument(
+                "--background",
+                action="store_true",
+                help="return at once; the run goes on (see %%parstatus, %%parwait, %%parcancel)",
+            ),
         ]
     ):
         func = decorator(func)
@@ -63,6 +70,9 @@ class NbparMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
         self.pipeline = Pipeline(shell.user_ns)
+        self._background: BackgroundRun | None = None  # the last background run, until waited for
+        self._text = io.StringIO()  # a background run's text display
+        self._text_shown = 0
         # Start the worker processes now, while the user registers steps.
         threading.Thread(target=self._warm_up, name="nbpar-warm-up", daemon=True).start()
 
@@ -155,20 +165,92 @@ class NbparMagics(Magics):
             raise UsageError(str(e)) from None
         print(f"step {args.name} forgotten")
 
+    @line_magic
+    def parstatus(self, line: str) -> None:
+        """Show how the run going on (or the last one) stands."""
+        result = last_run()
+        if result is None:
+            print("nbpar: no run yet: %parrun starts one.")
+            return
+        self._print_new_text()
+        state = "going on" if result.end is None else "finished"
+        counts: dict[str, int] = {}
+        for record in result.steps.values():
+            counts[record.status] = counts.get(record.status, 0) + 1
+        print(f"nbpar: run {state}, {result.wall:.1f}s: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        for record in result.steps.values():
+            if record.status == "running":
+                slices = record.slices
+                progress = f" ({sum(s.status == 'done' for s in slices)}/{len(slices)} slices)" if slices else ""
+                print(f"  running  {record.name}{progress}")
+
+    @magic_arguments()
+    @argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds (the run goes on)")
+    @line_magic
+    def parwait(self, line: str) -> None:
+        """Wait for the background run to end; raise its error if it failed."""
+        args = parse_argstring(self.parwait, line)
+        run = self.pipeline.active or self._background
+        if run is None:
+            print("nbpar: no background run: %parrun --background starts one.")
+            return
+        try:
+            run.wait(args.timeout, check=False)
+        except TimeoutError as e:
+            raise UsageError(f"{e}; it goes on: %parstatus to see it, %parcancel to stop it.") from None
+        except KeyboardInterrupt:
+            print("nbpar: stopped waiting; the run goes on (%parcancel stops it).")
+            return
+        finally:
+            self._print_new_text()
+        self._background = None
+        if not run.result.ok:
+            raise RunError(run.result)
+
+    @line_magic
+    def parcancel(self, line: str) -> None:
+        """Stop the background run: steps in flight are stopped, finished ones keep their outputs."""
+        run = self.pipeline.active
+        if run is None:
+            print("nbpar: no run is going on.")
+            return
+        run.cancel()
+        run.wait(check=False)
+        self._print_new_text()
+        cancelled = run.result.by_status("cancelled")
+        print(
+            f"nbpar: run cancelled; {len(cancelled)} steps cancelled"
+            + (f": {', '.join(cancelled)}" if cancelled else "")
+        )
+
     # -- helpers --------------------------------------------------------------
     def _run(self, targets: list[str], args: Any, backend: BackendName | None) -> None:
+        defaults = run_defaults()
+        options: dict[str, Any] = {
+            "workers": defaults["workers"] if args.workers is None else args.workers,
+            "backend": backend or defaults["backend"],
+            "force": args.force,
+            "fail_fast": args.fail_fast,
+        }
         try:
-            defaults = run_defaults()
-            self.pipeline.run(
-                targets,
-                workers=defaults["workers"] if args.workers is None else args.workers,
-                backend=backend or defaults["backend"],
-                force=args.force,
-                fail_fast=args.fail_fast,
-                listeners=[TextDisplay()],
-            )
+            if args.background:
+                # Text goes to a buffer that %parstatus and %parwait print: a
+                # thread's prints would land in whatever cell runs meanwhile.
+                self._text = io.StringIO()
+                self._text_shown = 0
+                self._background = self.pipeline.start(targets, listeners=[TextDisplay(self._text)], **options)
+                print("nbpar: running in the background: %parstatus, %parwait, %parcancel.")
+            else:
+                self.pipeline.run(targets, listeners=[TextDisplay()], **options)
         except (GraphError, PlanError) as e:
             raise UsageError(str(e)) from None
+
+    def _print_new_text(self) -> None:
+        """Print what a background run's text display wrote since last time."""
+        text = self._text.getvalue()
+        if len(text) > self._text_shown:
+            print(text[self._text_shown :], end="")
+            self._text_shown = len(text)
 
     def _describe(self, step: Step) -> str:
         writer = self.pipeline.graph.writers()

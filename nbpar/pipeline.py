@@ -8,6 +8,8 @@ successful run saw and made, which decides whether it is up to date.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,35 @@ def last_run() -> RunResult | None:
     return _last_run
 
 
+class BackgroundRun:
+    """A run going on in a background thread (or, for a blocking run, in
+    the thread that called `run`)."""
+
+    def __init__(self, scheduler: Scheduler, thread: threading.Thread | None) -> None:
+        self._scheduler = scheduler
+        self._thread = thread
+        self.result = scheduler.result  # live: changes as the run goes on
+
+    def done(self) -> bool:
+        return self.result.end is not None
+
+    def wait(self, timeout: float | None = None, check: bool = True) -> RunResult:
+        """Wait for the run to end (in short steps: Ctrl-C stops the wait, not
+        the run); with `check`, raise the RunError a blocking run would have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread is not None and self._thread.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"the run is still going after {timeout}s")
+            self._thread.join(0.1)
+        if check and not self.result.ok:
+            raise RunError(self.result)
+        return self.result
+
+    def cancel(self) -> None:
+        """Stop the run: steps in flight are stopped, nothing more starts."""
+        self._scheduler.cancel()
+
+
 @dataclass
 class _Memo:
     """What a step's last successful run read and wrote (objects, compared
@@ -95,6 +126,7 @@ class Pipeline:
         self.graph = Graph()
         self._memos: dict[str, _Memo] = {}
         self._backends: dict[tuple[str, int], Backend] = {}
+        self.active: BackgroundRun | None = None  # the run going on, if any
 
     # -- steps --------------------------------------------------------------
     def add_step(
@@ -237,12 +269,63 @@ class Pipeline:
         listeners: Iterable[Listener] = (),
         check: bool = True,
     ) -> RunResult:
-        """Run `targets` (all steps when empty) and what they need.
+        """Run `targets` (all steps when empty) and what they need, in this
+        thread (Ctrl-C stops the run).
 
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
+        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
+        self.active = BackgroundRun(scheduler, thread=None)
+        try:
+            result = scheduler.run()
+        finally:
+            self.active = None
+        if check and not result.ok:
+            raise RunError(result)
+        return result
+
+    def start(
+        self,
+        targets: Iterable[str] = (),
+        *,
+        workers: int | None = None,
+        backend: BackendName = "process",
+        force: bool = False,
+        fail_fast: bool = False,
+        listeners: Iterable[Listener] = (),
+    ) -> BackgroundRun:
+        """Like `run`, but in a background thread: returns at once. Outputs
+        still enter the namespace step by step."""
+        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
+        thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
+        self.active = BackgroundRun(scheduler, thread)
+        thread.start()
+        return self.active
+
+    def _run_in_background(self, scheduler: Scheduler) -> None:
+        try:
+            scheduler.run()
+        finally:
+            self.active = None
+
+    def _scheduler(
+        self,
+        targets: Iterable[str],
+        workers: int | None,
+        backend: BackendName,
+        force: bool,
+        fail_fast: bool,
+        listeners: Iterable[Listener],
+    ) -> Scheduler:
         global _last_run
+        if self.active is not None:
+            r = self.active.result
+            done = sum(1 for s in r.steps.values() if s.status in ("done", "up-to-date"))
+            raise PlanError(
+                f"a run is going on ({done} of {len(r.steps)} steps done, for {r.wall:.0f}s): "
+                "wait for it with %parwait (Pipeline.active.wait()), or stop it with %parcancel."
+            )
         if backend not in BACKENDS:
             raise PlanError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
         if workers is not None and workers < 1:
@@ -261,10 +344,8 @@ class Pipeline:
             on_commit=self._remember,
             external=self._external_inputs(plan),
         )
-        _last_run = result = scheduler.run()
-        if check and not result.ok:
-            raise RunError(result)
-        return result
+        _last_run = scheduler.result
+        return scheduler
 
     def _remember(self, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
         self._memos[step.name] = _Memo(step.source, inputs, outputs)

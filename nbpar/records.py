@@ -53,7 +53,8 @@ class RunResult:
     workers: int
     start: float
     end: float | None = None
-    interrupted: bool = False
+    interrupted: bool = False  # stopped by Ctrl-C / the stop button
+    cancelled: bool = False  # stopped by %parcancel or the Cancel button
 
     @property
     def wall(self) -> float:

@@ -116,9 +116,7 @@ class Scheduler:
     on_commit: Commit | None = None
     external: dict[str, Any] = field(default_factory=dict)  # inputs no step writes
 
-    def run(self) -> RunResult:
-        """Run the plan to its end (or Ctrl-C); return the records.
-        Mutates the namespace (outputs) and nothing else outside itself."""
+    def __post_init__(self) -> None:
         self.result = RunResult(
             steps={n: StepRecord(n) for n in self.plan.order},
             backend=self.backend_name,
@@ -147,6 +145,11 @@ class Scheduler:
         self._followers: dict[str, list[str]] = {}
         for child, parent in chained.items():
             self._followers.setdefault(parent, []).append(child)
+
+    def run(self) -> RunResult:
+        """Run the plan to its end (or Ctrl-C, or `cancel()`); return the
+        records. Mutates the namespace (outputs) and nothing else outside
+        itself. Runs in the calling thread."""
         deps = {n: frozenset(self.plan.deps[n]) for n in self.plan.order}
         self._emit(RunStarted(self.result, tuple(self.plan.order), deps))
         try:
@@ -161,6 +164,10 @@ class Scheduler:
             self._emit(RunFinished(self.result))
         return self.result
 
+    def cancel(self) -> None:
+        """Ask the loop to stop everything (from any thread)."""
+        self._events.put(("cancel",))
+
     # -- the loop ---------------------------------------------------------
     def _loop(self) -> None:
         while True:
@@ -174,6 +181,10 @@ class Scheduler:
             if item[0] == "report":
                 self._reported(*item[1:])
                 continue
+            if item[0] == "cancel":
+                self.result.cancelled = True
+                self._stop_all("the run was cancelled")
+                return
             flight = self._flights.pop(id(item[1]), None)
             if flight is not None:  # else: stopped or resubmitted already
                 self._settle(flight)

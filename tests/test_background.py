@@ -1,0 +1,88 @@
+"""`%parrun --background`: the kernel stays free while the run goes on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from IPython.core.error import UsageError
+
+import nbpar
+from nbpar.errors import RunError
+
+from .conftest import run_cell, run_cells
+
+SLOW = "import time\ntime.sleep({s})\n"
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_background_run_returns_at_once_and_fills_the_namespace(shell, capsys, backend):
+    run_cells(
+        shell,
+        "%%step quick\nquick = 1",
+        f"%%step slow\n{SLOW.format(s=1.0)}slow = 2",
+        "%%step last\nlast = quick + slow",
+        f"%parrun --background --backend {backend} --workers 2",
+    )
+    assert "running in the background" in capsys.readouterr().out
+    assert "last" not in shell.user_ns
+    run_cells(shell, "busy_meanwhile = sum(range(1000))")  # the kernel is free
+    deadline = time.time() + 10
+    while "quick" not in shell.user_ns and time.time() < deadline:
+        time.sleep(0.05)
+    assert shell.user_ns["quick"] == 1 and "last" not in shell.user_ns  # step by step
+    run_cells(shell, "%parstatus")
+    status = capsys.readouterr().out
+    assert "run going on" in status and "running  slow" in status
+    with pytest.raises(UsageError, match="a run is going on .*%parwait.*%parcancel"):
+        shell.run_line_magic("parrun", "--backend thread")
+    run_cells(shell, "%parwait")
+    out = capsys.readouterr().out
+    assert "done    last" in out  # the text display's lines, shown by %parwait
+    assert shell.user_ns["last"] == 3 and nbpar.last_run().ok
+
+
+def test_parwait_raises_the_error_of_a_failed_background_run(shell, capsys):
+    run_cells(shell, "%%step bad\nboom = 1 / 0", "%parrun --background --backend thread")
+    result = run_cell(shell, "%parwait")
+    assert isinstance(result.error_in_exec, RunError)
+    assert 'File "<step bad>", line 2' in capsys.readouterr().out
+    assert "boom" not in shell.user_ns
+
+
+def test_parcancel_stops_the_run(shell, capsys):
+    run_cells(
+        shell,
+        "%%step quick\nquick = 1",
+        f"%%step slow --after quick\n{SLOW.format(s=30)}slow = 2",
+        "%parrun --background --workers 2",
+    )
+    deadline = time.time() + 20
+    while nbpar.last_run().steps["slow"].status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    run_cells(shell, "%parcancel")
+    out = capsys.readouterr().out
+    assert "run cancelled; 1 steps cancelled: slow" in out
+    run = nbpar.last_run()
+    assert run.cancelled and run.steps["slow"].status == "cancelled" and run.steps["quick"].status == "done"
+    assert "slow" not in shell.user_ns and shell.user_ns["quick"] == 1
+    result = run_cell(shell, "%parwait")
+    assert isinstance(result.error_in_exec, RunError)  # as a blocking run would have ended
+    run_cells(shell, "%parrun quick --backend thread")  # and a new run can start
+
+
+def test_parwait_timeout_and_nothing_to_wait_for(shell, capsys):
+    run_cells(shell, "%parwait")
+    assert "no background run" in capsys.readouterr().out
+    run_cells(shell, f"%%step slow\n{SLOW.format(s=1.0)}slow = 2", "%parrun --background --backend thread")
+    with pytest.raises(UsageError, match="still going after 0.1s; it goes on"):
+        shell.run_line_magic("parwait", "--timeout 0.1")
+    run_cells(shell, "%parwait")
+    assert shell.user_ns["slow"] == 2
+
+
+def test_parstatus_before_any_run(shell, capsys):
+    nbpar.pipeline._last_run = None
+    run_cells(shell, "%parstatus", "%parcancel")
+    out = capsys.readouterr().out
+    assert "no run yet" in out and "no run is going on" in out
