@@ -1,4 +1,9 @@
-"""A text display of a run: one line per event, for terminals and logs."""
+"""A text display of a run: one line per event, for terminals and logs.
+
+On a terminal (a tty) a progress bar also stays on the last line, redrawn
+in place under the event lines; anywhere else (a notebook cell, a log file,
+a pipe) there are only the plain lines.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import time
 from typing import TextIO
 
 from ..events import Event, RunFinished, RunStarted, SliceFinished, StepFinished, StepLog, StepStarted
+from ..records import FINAL, RunResult
 
 _MARK = {
     "done": "done   ",
@@ -20,15 +26,40 @@ _MARK = {
 class TextDisplay:
     """Prints each event as it comes; step output is prefixed `[step]`."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, bar: bool | None = None) -> None:
         self._stream = stream
+        self._bar = bar  # None: a bar if the stream is a terminal
+        self._bar_shown = False
+
+    def _out(self) -> TextIO:
+        return self._stream or sys.stdout
 
     def _print(self, text: str) -> None:
-        stream = self._stream or sys.stdout
+        stream = self._out()
+        if self._bar_shown:
+            stream.write("\r\x1b[K")  # clear the bar; it is drawn again below
+            self._bar_shown = False
         stream.write(text + "\n")
         stream.flush()
 
+    def _draw_bar(self, event: Event) -> None:
+        if self._bar is False or isinstance(event, RunFinished):
+            return
+        if self._bar is None:
+            isatty = getattr(self._out(), "isatty", None)
+            self._bar = bool(isatty and isatty())
+            if not self._bar:
+                return
+        stream = self._out()
+        stream.write("\r\x1b[K" + progress_bar(event.result))
+        stream.flush()
+        self._bar_shown = True
+
     def __call__(self, event: Event) -> None:
+        self._show(event)
+        self._draw_bar(event)
+
+    def _show(self, event: Event) -> None:
         r = event.result
         if isinstance(event, RunStarted):
             fresh = sum(1 for s in r.steps.values() if s.status == "up-to-date")
@@ -68,6 +99,24 @@ class TextDisplay:
                 counts[s.status] = counts.get(s.status, 0) + 1
             summary = ", ".join(f"{n} {status}" for status, n in counts.items())
             self._print(f"nbpar: {summary} in {r.wall:.2f}s")
+
+
+def progress_bar(result: RunResult, width: int = 24) -> str:
+    """`[#########...........] 3/8 steps · 12/32 slices · 4.2s`"""
+    steps = [s for s in result.steps.values() if s.status != "up-to-date"]
+    finished = sum(1 for s in steps if s.status in FINAL)
+    slices = [piece for s in steps for piece in s.slices]
+    slices_done = sum(1 for piece in slices if piece.status == "done")
+    units, done = len(steps) + len(slices), finished + slices_done
+    filled = width * done // units if units else width
+    parts = [f"{finished}/{len(steps)} steps"]
+    if slices:
+        parts.append(f"{slices_done}/{len(slices)} slices")
+    failed = sum(1 for s in steps if s.status == "failed")
+    if failed:
+        parts.append(f"{failed} failed")
+    parts.append(f"{result.wall:.1f}s")
+    return f"[{'#' * filled}{'.' * (width - filled)}] " + " · ".join(parts)
 
 
 def _count(n: int, noun: str) -> str:

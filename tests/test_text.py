@@ -1,0 +1,43 @@
+"""The text display: plain lines in logs and cells, a progress bar on a terminal."""
+
+from __future__ import annotations
+
+import io
+
+from nbpar import Pipeline
+from nbpar.ui.text import TextDisplay, progress_bar
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run_with(stream: io.StringIO) -> str:
+    p = Pipeline({"xs": list(range(8))})
+    p.add_step("a", "print('hello')\nx = 1")
+    p.add_step("fan", "y = xs", over="xs", slices=4)
+    p.add_step("bad", "z = x / 0")
+    p.run(backend="inline", listeners=[TextDisplay(stream)], check=False)
+    return stream.getvalue()
+
+
+def test_plain_lines_when_not_a_terminal():
+    out = run_with(io.StringIO())
+    assert "\x1b" not in out and "\r" not in out
+    assert "nbpar: 3 steps to run, on " in out
+    assert "[a] hello" in out and "slice   fan[3]" in out and "FAILED  bad" in out
+    assert out.rstrip().splitlines()[-1].startswith("nbpar: 2 done, 1 failed in")
+
+
+def test_a_progress_bar_on_a_terminal():
+    out = run_with(Terminal())
+    assert "\r\x1b[K[" in out and "3/3 steps · 4/4 slices · 1 failed" in out
+    assert out.endswith("s\n") and "\r\x1b[Knbpar: 2 done, 1 failed in" in out  # the bar is cleared at the end
+
+
+def test_progress_bar_counts():
+    p = Pipeline({"xs": list(range(4))})
+    p.add_step("fan", "y = xs", over="xs", slices=2)
+    result = p.run(backend="inline")
+    assert progress_bar(result, width=10).startswith("[##########] 1/1 steps · 2/2 slices · ")
