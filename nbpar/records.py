@@ -53,6 +53,7 @@ class RunResult:
     workers: int
     start: float
     end: float | None = None
+    deps: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> the steps it waits for
     interrupted: bool = False  # stopped by Ctrl-C / the stop button
     cancelled: bool = False  # stopped by %parcancel or the Cancel button
 

@@ -122,6 +122,7 @@ class Scheduler:
             backend=self.backend_name,
             workers=self.workers,
             start=time.time(),
+            deps={n: frozenset(self.plan.deps[n]) for n in self.plan.order},
         )
         stale = set(self.plan.stale)
         for name in self.plan.order:
@@ -150,8 +151,7 @@ class Scheduler:
         """Run the plan to its end (or Ctrl-C, or `cancel()`); return the
         records. Mutates the namespace (outputs) and nothing else outside
         itself. Runs in the calling thread."""
-        deps = {n: frozenset(self.plan.deps[n]) for n in self.plan.order}
-        self._emit(RunStarted(self.result, tuple(self.plan.order), deps))
+        self._emit(RunStarted(self.result, tuple(self.plan.order), self.result.deps))
         try:
             for name in self.plan.stale:
                 self._open_if_ready(name)
