@@ -13,11 +13,14 @@ import loky
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
 
 from .analysis import is_builtin
 from .errors import RunError
+from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
 from .pipeline import BackgroundRun, Pipeline, PlanError, last_run
+from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
 
@@ -166,6 +169,39 @@ class NbparMagics(Magics):
         print(f"step {args.name} forgotten")
 
     @line_magic
+    def pardag(self, line: str) -> None:
+        """Show the graph of the steps, coloured by their last run's states."""
+        graph = self.pipeline.graph
+        order = graph.select()
+        deps = graph.dependencies()
+        if getattr(self.shell, "kernel", None) is not None:
+            from .ui.monitor import Monitor
+
+            display(Monitor.for_graph(order, deps, self._statuses()).widget)
+        else:
+            print(self._describe_plan(self.pipeline.plan()))
+
+    @line_magic
+    def parsteps(self, line: str) -> None:
+        """A table of the steps: what each reads, writes, waits for, and its last state."""
+        from .ui.table import steps_table_html, steps_table_text
+
+        graph = self.pipeline.graph
+        deps, statuses = graph.dependencies(), self._statuses()
+        bundle = {
+            "text/plain": steps_table_text(graph.steps, deps, statuses),
+            "text/html": steps_table_html(graph.steps, deps, statuses),
+        }
+        display(bundle, raw=True)
+
+    def _statuses(self) -> dict[str, Status]:
+        last = last_run()
+        statuses: dict[str, Status] = {name: "waiting" for name in self.pipeline.steps}
+        if last is not None:
+            statuses.update((n, r.status) for n, r in last.steps.items() if n in statuses)
+        return statuses
+
+    @line_magic
     def parstatus(self, line: str) -> None:
         """Show how the run going on (or the last one) stands."""
         result = last_run()
@@ -233,17 +269,37 @@ class NbparMagics(Magics):
             "fail_fast": args.fail_fast,
         }
         try:
+            self.pipeline.require_idle()  # refuse before showing anything
+            self.pipeline.plan(targets)
+            listener = self._display(background=args.background, text_only=args.no_widget)
             if args.background:
-                # Text goes to a buffer that %parstatus and %parwait print: a
-                # thread's prints would land in whatever cell runs meanwhile.
-                self._text = io.StringIO()
-                self._text_shown = 0
-                self._background = self.pipeline.start(targets, listeners=[TextDisplay(self._text)], **options)
+                self._background = self.pipeline.start(targets, listeners=[listener], **options)
                 print("nbpar: running in the background: %parstatus, %parwait, %parcancel.")
             else:
-                self.pipeline.run(targets, listeners=[TextDisplay()], **options)
+                self.pipeline.run(targets, listeners=[listener], **options)
         except (GraphError, PlanError) as e:
             raise UsageError(str(e)) from None
+
+    def _display(self, background: bool, text_only: bool) -> Listener:
+        """The run's display: the monitor widget in a Jupyter kernel, text
+        elsewhere. Made and shown here, in the main thread."""
+        if getattr(self.shell, "kernel", None) is not None and not text_only:
+            from .ui.monitor import Monitor
+
+            monitor = Monitor(on_cancel=self._cancel_active if background else None)
+            display(monitor.widget)
+            return monitor
+        if background:
+            # Text goes to a buffer that %parstatus and %parwait print: a
+            # thread's prints would land in whatever cell runs meanwhile.
+            self._text = io.StringIO()
+            self._text_shown = 0
+            return TextDisplay(self._text)
+        return TextDisplay()
+
+    def _cancel_active(self) -> None:
+        if self.pipeline.active is not None:
+            self.pipeline.active.cancel()
 
     def _print_new_text(self) -> None:
         """Print what a background run's text display wrote since last time."""

@@ -303,6 +303,16 @@ class Pipeline:
         thread.start()
         return self.active
 
+    def require_idle(self) -> None:
+        """Raise PlanError if a run is going on: one run at a time."""
+        if self.active is not None:
+            r = self.active.result
+            done = sum(1 for s in r.steps.values() if s.status in ("done", "up-to-date"))
+            raise PlanError(
+                f"a run is going on ({done} of {len(r.steps)} steps done, for {r.wall:.0f}s): "
+                "wait for it with %parwait (Pipeline.active.wait()), or stop it with %parcancel."
+            )
+
     def _run_in_background(self, scheduler: Scheduler) -> None:
         try:
             scheduler.run()
@@ -319,13 +329,7 @@ class Pipeline:
         listeners: Iterable[Listener],
     ) -> Scheduler:
         global _last_run
-        if self.active is not None:
-            r = self.active.result
-            done = sum(1 for s in r.steps.values() if s.status in ("done", "up-to-date"))
-            raise PlanError(
-                f"a run is going on ({done} of {len(r.steps)} steps done, for {r.wall:.0f}s): "
-                "wait for it with %parwait (Pipeline.active.wait()), or stop it with %parcancel."
-            )
+        self.require_idle()
         if backend not in BACKENDS:
             raise PlanError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
         if workers is not None and workers < 1:

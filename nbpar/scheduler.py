@@ -136,6 +136,7 @@ class Scheduler:
         self._suspects: list[Key] = []
         self._queued: set[Key] = set()  # units submitted and not yet given back
         self._started: set[Key] = set()  # those of them a worker has taken
+        self._received: dict[Key, int] = {}  # characters of output reported live, per unit
         self._opened: set[str] = set()
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
         self._waiting = {n: self.plan.deps[n] & stale - {chained.get(n, "")} for n in self.plan.stale}
@@ -333,6 +334,7 @@ class Scheduler:
         if record.status == "waiting":
             record.status = "queued"
         self._queued.add(key)
+        self._received.pop(key, None)
         if index is None:
             record.attempts += 1
         else:
@@ -346,7 +348,9 @@ class Scheduler:
         if record is None or record.status not in ("queued", "running"):
             return  # a late report of a step already settled
         if kind == "log":
-            self._log(name, index, payload)
+            if (name, index) in self._queued:  # else its outcome came first and had it all
+                self._received[(name, index)] = self._received.get((name, index), 0) + len(payload)
+                self._log(name, index, payload)
             return
         if (name, index) not in self._queued:
             return  # a start reported after the unit's result arrived
@@ -394,8 +398,9 @@ class Scheduler:
     def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any]) -> None:
         name, index = key
         record = self.result.steps[name]
-        if outcome.output:
-            self._log(name, index, outcome.output)
+        missed = outcome.output[self._received.pop(key, 0) :]  # printed, not reported live
+        if missed:
+            self._log(name, index, missed)
         if index is None:
             record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
             if not outcome.ok:

@@ -81,23 +81,29 @@ Report = Callable[[str, str, "int | None", Any], None]
 def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[Outcome]:
     """Run `tasks` one after another; stop at the first that fails. A task
     with `chain_var` takes that input from the previous task's outputs (a
-    chain of slices run by one worker). With `report` None, what a task
-    prints is kept in its outcome's `output` instead."""
+    chain of slices run by one worker). What a task prints goes to `report`
+    as it comes, and all of it is in its outcome's `output` too (a live
+    report may arrive after the outcome: the kernel shows what it missed)."""
     outcomes: list[Outcome] = []
     for task in tasks:
         if task.chain_var is not None and outcomes and task.chain_var in outcomes[-1].outputs:
             task = replace(task, inputs={**task.inputs, task.chain_var: outcomes[-1].outputs[task.chain_var]})
         printed: list[str] = []
+        live = partial(report, "log", task.step, task.slice) if report is not None else None
         if report is not None:
             report("start", task.step, task.slice, (worker, time.time()))
-        outcome = execute(
-            task, worker, printed.append if report is None else partial(report, "log", task.step, task.slice)
-        )
+        outcome = execute(task, worker, partial(_keep_and_report, printed, live))
         outcome.output = "".join(printed)
         outcomes.append(outcome)
         if not outcome.ok:
             break
     return outcomes
+
+
+def _keep_and_report(printed: list[str], live: Callable[[str], None] | None, text: str) -> None:
+    printed.append(text)
+    if live is not None:
+        live(text)
 
 
 def step_filename(step: str) -> str:

@@ -267,3 +267,14 @@ def test_bad_defaults_in_the_environment_are_named(shell, monkeypatch):
     monkeypatch.setenv("NBPAR_WORKERS", "3")
     run_cells(shell, "%parrun")
     assert (nbpar.last_run().backend, nbpar.last_run().workers) == ("thread", 3)
+
+
+def test_parsteps_and_pardag_in_a_terminal(shell, capsys):
+    run_cells(shell, "xs = [1, 2]", "%%step a\nx = 1", "%%step b --over xs --slices 2\ny = [x + v for v in xs]")
+    capsys.readouterr()
+    run_cells(shell, "%parsteps")
+    table = capsys.readouterr().out
+    assert "step" in table and "reads" in table and "xs, 2 slices" in table and "waiting" in table
+    run_cells(shell, "%parrun --backend inline", "%pardag")
+    dag = capsys.readouterr().out
+    assert "up to date  b  (after a)" in dag

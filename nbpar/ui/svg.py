@@ -88,26 +88,44 @@ def graph_svg(order: Sequence[str], deps: Mapping[str, Iterable[str]], steps: Ma
     """The steps of `order` as a layered graph, top to bottom, an arrow from
     each dependency to its dependent, each box coloured by its status in
     `steps` (a missing record: waiting)."""
+    legend, legend_w = _legend()
+    at = _layout(order, deps, legend_w)
+    edges = [_edge(dep, name, at) for name in order for dep in deps.get(name, ()) if dep in at.place]
+    nodes = [_node(name, steps.get(name), at.place[name][1:], at.box_w) for name in order]
+    body = [legend, f'<g fill="none" stroke="{_EDGE}" stroke-width="1.2">', *edges, "</g>", *nodes]
+    return _svg("nbpar-graph", at.width, at.height, body)
+
+
+@dataclass
+class _Layout:
+    box_w: int
+    width: float
+    height: float
+    rows: list[list[float]]  # the left edges of each row's boxes
+    place: dict[str, tuple[int, float, float]]  # step -> (row, x, y) of its box
+
+
+def _layout(order: Sequence[str], deps: Mapping[str, Iterable[str]], min_width: float) -> _Layout:
+    """Boxes in rows: a layer a row (wrapped when wide), in `order`, each row centred."""
     rows = _rows(order, layers(order, deps))
     box_w = _box_width(order)
-    legend = _legend()
-    width = max(_MARGIN * 2 + max((len(r) for r in rows), default=0) * (box_w + _GAP_X) - _GAP_X, legend[1])
+    width = max(_MARGIN * 2 + max((len(r) for r in rows), default=0) * (box_w + _GAP_X) - _GAP_X, min_width)
     height = _MARGIN * 2 + _LEGEND_H + len(rows) * (_BOX_H + _GAP_Y) - (_GAP_Y if rows else 0)
-    place: dict[str, tuple[float, float]] = {}
+    at = _Layout(box_w, width, height, [], {})
     for r, row in enumerate(rows):
         x0 = (width - (len(row) * (box_w + _GAP_X) - _GAP_X)) / 2
-        for i, name in enumerate(row):
-            place[name] = (x0 + i * (box_w + _GAP_X), _MARGIN + _LEGEND_H + r * (_BOX_H + _GAP_Y))
-    edges = [
-        _edge(dep, name, place[dep], place[name], box_w) for name in order for dep in deps.get(name, ()) if dep in place
-    ]
-    nodes = [_node(name, steps.get(name), *place[name], box_w) for name in order]
-    body = [legend[0], f'<g fill="none" stroke="{_EDGE}" stroke-width="1.2">', *edges, "</g>", *nodes]
-    return _svg("nbpar-graph", width, height, body)
+        at.rows.append([x0 + i * (box_w + _GAP_X) for i in range(len(row))])
+        for name, x in zip(row, at.rows[-1], strict=True):
+            at.place[name] = (r, x, _row_top(r))
+    return at
+
+
+def _row_top(row: int) -> float:
+    return _MARGIN + _LEGEND_H + row * (_BOX_H + _GAP_Y)
 
 
 def _rows(order: Sequence[str], layer: Mapping[str, int]) -> list[list[str]]:
-    """The rows of boxes, top to bottom: a layer a row, in `order`, wrapped."""
+    """The names in each row, top to bottom."""
     by_layer: dict[int, list[str]] = {}
     for name in order:
         by_layer.setdefault(layer[name], []).append(name)
@@ -131,19 +149,35 @@ def _legend() -> tuple[str, float]:
     return f'<g class="nbpar-legend">{"".join(parts)}</g>', x + _MARGIN
 
 
-def _edge(source: str, target: str, at: tuple[float, float], to: tuple[float, float], box_w: int) -> str:
-    """A curve from the bottom of `source`'s box to the top of `target`'s, with a chevron."""
-    x1, y1 = at[0] + box_w / 2, at[1] + _BOX_H
-    x2, y2 = to[0] + box_w / 2, to[1] - 1
-    bend = (y2 - y1) / 2
-    d = (
-        f"M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"
-        f" M{x2 - 4:.1f},{y2 - 7:.1f} L{x2:.1f},{y2:.1f} L{x2 + 4:.1f},{y2 - 7:.1f}"
-    )
+def _edge(source: str, target: str, at: _Layout) -> str:
+    """A path from the bottom of `source`'s box to the top of `target`'s,
+    ending in a chevron; through the rows in between it runs down the gap
+    between two boxes nearest its straight line, so it never hides behind
+    a box."""
+    (r1, x1, y1), (r2, x2, y2) = at.place[source], at.place[target]
+    x1, y1, x2 = x1 + at.box_w / 2, y1 + _BOX_H, x2 + at.box_w / 2
+    points = [(x1, y1)]  # pairs: where the path leaves a row, where it enters the next
+    for r in range(r1 + 1, r2):
+        lefts = at.rows[r]
+        gaps = [lefts[0] - _GAP_X / 2, *(x + at.box_w + _GAP_X / 2 for x in lefts)]
+        straight = x1 + (x2 - x1) * (r - r1) / (r2 - r1)
+        gap = min(gaps, key=lambda g: abs(g - straight))
+        points += [(gap, _row_top(r) - 4), (gap, _row_top(r) + _BOX_H + 4)]
+    points.append((x2, y2 - 1))
+    d = f"M{x1:.1f},{y1:.1f}"
+    for i in range(0, len(points), 2):
+        (ax, ay), (bx, by) = points[i], points[i + 1]
+        mid = (ay + by) / 2
+        d += f" C{ax:.1f},{mid:.1f} {bx:.1f},{mid:.1f} {bx:.1f},{by:.1f}"
+        if i + 2 < len(points):
+            d += f" L{points[i + 2][0]:.1f},{points[i + 2][1]:.1f}"
+    tip_x, tip_y = points[-1]
+    d += f" M{tip_x - 4:.1f},{tip_y - 7:.1f} L{tip_x:.1f},{tip_y:.1f} L{tip_x + 4:.1f},{tip_y - 7:.1f}"
     return f'<path data-from="{_attr(source)}" data-to="{_attr(target)}" d="{d}"/>'
 
 
-def _node(name: str, record: StepRecord | None, x: float, y: float, box_w: int) -> str:
+def _node(name: str, record: StepRecord | None, xy: tuple[float, float], box_w: int) -> str:
+    x, y = xy
     status = record.status if record is not None else "waiting"
     stroke, stroke_w = _STROKES.get(status, _STROKE)
     slices = record.slices if record is not None else []
@@ -295,7 +329,7 @@ def _axis(span: float, left: float, y: float) -> str:
         x = left + i * step / span * _PLOT_W
         parts.append(
             f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="{_MUTED}"/>'
-            f'<text x="{x:.1f}" y="{y + 15}" text-anchor="middle">{i * step:.{decimals}f}</text>'
+            f'<text x="{x:.1f}" y="{y + 15}" text-anchor="middle">{_tick_label(i * step, decimals)}</text>'
         )
     parts.append(f'<text x="{left}" y="{y + 32}">seconds since the run started</text></g>')
     return "".join(parts)
@@ -307,6 +341,12 @@ def _tick_step(span: float) -> float:
     raw = span / _TICKS
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+
+
+def _tick_label(value: float, decimals: int) -> str:
+    """0, 0.5, 1, 1.5: no trailing zeros."""
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _natural(text: str) -> list[str | int]:

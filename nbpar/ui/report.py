@@ -1,0 +1,144 @@
+"""A run as one self-contained HTML page, and the text pieces the monitor shares.
+
+    RunResult (+ the run's order and deps, from RunStarted or the plan)
+        --report_html--> <html>: summary line, graph SVG, timeline SVG,
+                         a table of steps, failed steps' tracebacks,
+                         every step's output in <details>
+        --write_report--> that page, written to a file (`nbpar run --report`)
+
+`summary_text` (the progress line) and `step_log_html` (a step's output and
+traceback) are used live by the monitor too. Inline CSS only: the page can
+be mailed or attached to a CI run.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from ..records import RunResult, StepRecord
+from .svg import colour, graph_svg, seconds, timeline_svg
+
+_PRE = "margin:4px 0;padding:6px 8px;white-space:pre-wrap;font:12px ui-monospace,Menlo,Consolas,monospace"
+_CSS = f"""
+body {{ font: 14px system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px; color: #111827; }}
+h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin-top: 28px; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border-bottom: 1px solid #e5e7eb; padding: 3px 10px; text-align: left; vertical-align: top; }}
+td.num {{ text-align: right; }}
+pre {{ {_PRE}; background: #f9fafb; }}
+pre.error {{ background: #fef2f2; color: #991b1b; }}
+details {{ margin: 4px 0; }} summary {{ cursor: pointer; }}
+"""
+
+
+def summary_text(result: RunResult, now: float) -> str:
+    """One line: "3/6 steps done · 1 running · 12/32 slices · 4.2 s · 1 failed"."""
+    records = list(result.steps.values())
+    done = sum(1 for r in records if r.status in ("done", "up-to-date"))
+    parts = [f"{done}/{len(records)} steps done"]
+    running = sum(1 for r in records if r.status == "running")
+    if running:
+        parts.append(f"{running} running")
+    pieces = [p for r in records for p in r.slices]
+    if pieces:
+        parts.append(f"{sum(1 for p in pieces if p.status == 'done')}/{len(pieces)} slices")
+    parts.append(seconds((result.end if result.end is not None else now) - result.start))
+    for status in ("failed", "skipped", "cancelled"):
+        count = sum(1 for r in records if r.status == status)
+        if count:
+            parts.append(f"{count} {status}")
+    if result.interrupted:
+        parts.append("interrupted")
+    return " · ".join(parts)
+
+
+def step_log_html(record: StepRecord, limit: int | None = None) -> str:
+    """What `record`'s step printed (the last `limit` characters), why it
+    was skipped or cancelled, and its traceback if it failed."""
+    parts = []
+    if record.reason:
+        parts.append(f"<div><i>{html.escape(record.status)}: {html.escape(record.reason)}</i></div>")
+    output = record.output
+    if limit is not None and len(output) > limit:
+        cut = len(output) - limit
+        output = f"… ({cut} earlier characters not shown)\n" + output[cut:]
+    if output:
+        parts.append(f'<pre style="{_PRE};background:#f9fafb">{html.escape(output)}</pre>')
+    if record.error:
+        parts.append(f'<pre style="{_PRE};background:#fef2f2;color:#991b1b">{html.escape(record.error)}</pre>')
+    if not parts:
+        parts.append(f"<div><i>no output{'' if record.status in ('done', 'up-to-date') else ' yet'}</i></div>")
+    return "".join(parts)
+
+
+def report_html(
+    result: RunResult,
+    order: Sequence[str],
+    deps: Mapping[str, Iterable[str]],
+    title: str = "nbpar run",
+) -> str:
+    """The whole report page for a finished (or running) run."""
+    now = result.end if result.end is not None else time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.start))
+    failed = [r for r in result.steps.values() if r.status == "failed"]
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p><b>{html.escape(summary_text(result, now))}</b><br>"
+        f"started {when} on {result.workers} {html.escape(result.backend)} worker{'s' if result.workers != 1 else ''}"
+        "</p>",
+        "<h2>Graph</h2>",
+        graph_svg(order, deps, result.steps),
+        "<h2>Timeline</h2>",
+        timeline_svg(result, {}, now),
+        "<h2>Steps</h2>",
+        _steps_table(result),
+    ]
+    if failed:
+        sections.append("<h2>Failures</h2>")
+        sections += [
+            f'<h3>{html.escape(r.name)}</h3><pre class="error">{html.escape(r.error or "")}</pre>' for r in failed
+        ]
+    sections.append("<h2>Output</h2>")
+    sections += [_output_details(r) for r in result.steps.values()]
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    result: RunResult,
+    order: Sequence[str],
+    deps: Mapping[str, Iterable[str]],
+) -> None:
+    """Write `report_html` of the run to `path` (UTF-8)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(report_html(result, order, deps))
+
+
+def _steps_table(result: RunResult) -> str:
+    rows = [
+        "<table><tr><th>step</th><th>status</th><th>duration</th><th>worker</th><th>attempts</th><th>note</th></tr>"
+    ]
+    for r in result.steps.values():
+        duration = seconds(r.duration) if r.duration is not None else ""
+        note = r.reason or (f"{len(r.slices)} slices" if r.slices else "")
+        rows.append(
+            f"<tr><td>{html.escape(r.name)}</td>"
+            f'<td style="background:{colour(r.status)}">{html.escape(r.status)}</td>'
+            f'<td class="num">{duration}</td><td>{html.escape(r.worker or "")}</td>'
+            f'<td class="num">{r.attempts}</td><td>{html.escape(note)}</td></tr>'
+        )
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _output_details(record: StepRecord) -> str:
+    return (
+        f"<details><summary>{html.escape(record.name)} ({html.escape(record.status)})</summary>"
+        f"{step_log_html(record)}</details>"
+    )
