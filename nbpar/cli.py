@@ -14,6 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from .graph import BACKENDS
+from .pipeline import last_run
+from .records import RunResult
+from .ui.report import write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,14 +26,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("notebook", help="path to a .ipynb file")
     run.add_argument("--workers", type=int, metavar="N", help="workers for every %%parrun (default: the CPU count)")
     run.add_argument("--backend", choices=BACKENDS, help="backend for every %%parrun that names none")
+    run.add_argument(
+        "--report", metavar="FILE.html", help="write a self-contained HTML page of the runs' graphs and timelines"
+    )
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
-    return run_notebook(args.notebook, workers=args.workers, backend=args.backend)
+    return run_notebook(args.notebook, workers=args.workers, backend=args.backend, report=args.report)
 
 
-def run_notebook(path: str, workers: int | None = None, backend: str | None = None) -> int:
-    """Run the notebook at `path`; return the process exit status."""
+def run_notebook(path: str, workers: int | None = None, backend: str | None = None, report: str | None = None) -> int:
+    """Run the notebook at `path`; return the process exit status. With
+    `report`, write the HTML report of every run there, even if a cell failed."""
+    report = os.path.abspath(report) if report else None
+    runs: list[RunResult] = []
+    try:
+        return _run_cells(path, workers, backend, runs)
+    finally:
+        if report is not None:
+            write_report(report, runs, title=f"nbpar run {os.path.basename(path)}")
+            print(f"nbpar: report of {len(runs)} run{'s' if len(runs) != 1 else ''} written to {report}")
+
+
+def _run_cells(path: str, workers: int | None, backend: str | None, runs: list[RunResult]) -> int:
     try:
         with open(path, encoding="utf-8") as f:
             notebook = json.load(f)
@@ -53,7 +71,11 @@ def run_notebook(path: str, workers: int | None = None, backend: str | None = No
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         if not source.strip():
             continue
+        before = last_run()
         result = shell.run_cell(source, store_history=True)
+        after = last_run()
+        if after is not None and after is not before:
+            runs.append(after)
         if not result.success:
             print(f"nbpar: cell {number} of {len(cells)} failed; stopping.", file=sys.stderr)
             return 1

@@ -334,7 +334,7 @@ class Pipeline:
             raise PlanError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
         if workers is not None and workers < 1:
             raise PlanError(f"--workers must be at least 1, not {workers}.")
-        n = workers or loky.cpu_count()
+        n = workers or (1 if backend == "inline" else loky.cpu_count())
         plan = self.plan(targets, force)
         scheduler = Scheduler(
             steps=self.steps,

@@ -89,3 +89,24 @@ def test_the_quick_start_notebook_runs_headless():
     done = nbpar_run(str(root / "example_notebooks" / "quickstart.ipynb"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "speed-up:" in done.stdout and "all 13 cells ran" in done.stdout
+
+
+def test_report_has_every_run_even_when_a_step_fails(tmp_path: Path):
+    nb = write(
+        tmp_path / "rep.ipynb",
+        "%load_ext nbpar",
+        "%%step first\nx = 1",
+        "%parrun --workers 1",
+        "%%step broken\ny = x / 0",
+        "%parrun --workers 1",
+    )
+    report = tmp_path / "out" / "run.html"
+    report.parent.mkdir()
+    done = nbpar_run(str(nb), "--report", str(report))
+    assert done.returncode == 1
+    assert f"report of 2 runs written to {report}" in done.stdout
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Run 2 of 2" in page
+    assert 'class="nbpar-graph"' in page and 'class="nbpar-timeline"' in page
+    assert 'data-step="broken"' in page and "ZeroDivisionError" in page
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")  # self-contained

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 
 from ..records import RunResult, StepRecord
 from .svg import colour, graph_svg, seconds, timeline_svg
@@ -74,50 +74,48 @@ def step_log_html(record: StepRecord, limit: int | None = None) -> str:
     return "".join(parts)
 
 
-def report_html(
-    result: RunResult,
-    order: Sequence[str],
-    deps: Mapping[str, Iterable[str]],
-    title: str = "nbpar run",
-) -> str:
-    """The whole report page for a finished (or running) run."""
-    now = result.end if result.end is not None else time.time()
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.start))
-    failed = [r for r in result.steps.values() if r.status == "failed"]
-    sections = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p><b>{html.escape(summary_text(result, now))}</b><br>"
-        f"started {when} on {result.workers} {html.escape(result.backend)} worker{'s' if result.workers != 1 else ''}"
-        "</p>",
-        "<h2>Graph</h2>",
-        graph_svg(order, deps, result.steps),
-        "<h2>Timeline</h2>",
-        timeline_svg(result, {}, now),
-        "<h2>Steps</h2>",
-        _steps_table(result),
-    ]
-    if failed:
-        sections.append("<h2>Failures</h2>")
-        sections += [
-            f'<h3>{html.escape(r.name)}</h3><pre class="error">{html.escape(r.error or "")}</pre>' for r in failed
-        ]
-    sections.append("<h2>Output</h2>")
-    sections += [_output_details(r) for r in result.steps.values()]
+def report_html(runs: Sequence[RunResult], title: str = "nbpar run") -> str:
+    """The report page: for each run, in order, its summary, graph,
+    timeline, steps, failures and output."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for number, result in enumerate(runs, 1):
+        heading = f"Run {number} of {len(runs)}" if len(runs) > 1 else "Run"
+        body += _run_sections(result, heading)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
 
-def write_report(
-    path: str | os.PathLike[str],
-    result: RunResult,
-    order: Sequence[str],
-    deps: Mapping[str, Iterable[str]],
-) -> None:
-    """Write `report_html` of the run to `path` (UTF-8)."""
+def _run_sections(result: RunResult, heading: str) -> list[str]:
+    now = result.end if result.end is not None else time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.start))
+    failed = [r for r in result.steps.values() if r.status == "failed"]
+    workers = f"{result.workers} {html.escape(result.backend)} worker{'s' if result.workers != 1 else ''}"
+    sections = [
+        f"<h2>{heading}</h2>",
+        f"<p><b>{html.escape(summary_text(result, now))}</b><br>started {when} on {workers}</p>",
+        "<h3>Graph</h3>",
+        graph_svg(list(result.steps), result.deps, result.steps),
+        "<h3>Timeline</h3>",
+        timeline_svg(result, {}, now),
+        "<h3>Steps</h3>",
+        _steps_table(result),
+    ]
+    if failed:
+        sections.append("<h3>Failures</h3>")
+        sections += [
+            f'<h4>{html.escape(r.name)}</h4><pre class="error">{html.escape(r.error or "")}</pre>' for r in failed
+        ]
+    sections.append("<h3>Output</h3>")
+    sections += [_output_details(r) for r in result.steps.values()]
+    return sections
+
+
+def write_report(path: str | os.PathLike[str], runs: Sequence[RunResult], title: str = "nbpar run") -> None:
+    """Write `report_html(runs)` to `path` (UTF-8)."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(report_html(result, order, deps))
+        f.write(report_html(runs, title))
 
 
 def _steps_table(result: RunResult) -> str:
