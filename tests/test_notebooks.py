@@ -77,3 +77,44 @@ def test_failed_step_in_a_kernel_shows_the_user_traceback(kernel_name: str, tmp_
     assert 'File "<step bad>", line 3, in <module>' in text and "ZeroDivisionError" in text
     assert "scheduler.py" not in text
     assert stream_text(nb.cells[3]).strip() == "[]"
+
+
+def widget_values(nb: nbformat.NotebookNode) -> list[str]:
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
+
+
+def test_background_run_in_a_kernel_updates_the_monitor_and_keeps_cells_clean(kernel_name: str, tmp_path: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("%%step slow\nimport time\nprint('from the step')\ntime.sleep(1.5)\nslow = 1"),
+        nbformat.v4.new_code_cell("%%step after\nafter = slow + 1"),
+        nbformat.v4.new_code_cell("%parrun --background --workers 2"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(0.5)\nprint('meanwhile', 'after' in globals())"),
+        nbformat.v4.new_code_cell("%parwait"),
+        nbformat.v4.new_code_cell("print('finally', after)"),
+    ]
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=120, store_widget_state=True)
+    client.execute()
+    assert stream_text(nb.cells[4]).strip() == "meanwhile False"  # the kernel was free, the run not done
+    assert "from the step" not in stream_text(nb.cells[4])  # a step's output never lands in another cell
+    assert stream_text(nb.cells[6]).strip() == "finally 2"
+    graphs = [v for v in widget_values(nb) if 'class="nbpar-graph"' in v]
+    assert graphs and 'data-step="after" data-status="done"' in graphs[-1].replace("\n", " ")
+    logs = [v for v in widget_values(nb) if "from the step" in v]
+    assert logs  # the step's print reached the monitor's log
+
+
+def test_background_run_without_widget_prints_only_when_asked(kernel_name: str, tmp_path: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("%%step talk\nimport time\nprint('step speaking')\ntime.sleep(1.0)\nt = 1"),
+        nbformat.v4.new_code_cell("%parrun --background --no-widget --workers 1"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(1.5)\nprint('other cell')"),
+        nbformat.v4.new_code_cell("%parwait"),
+    ]
+    NotebookClient(nb, kernel_name=kernel_name, timeout=120).execute()
+    assert "step speaking" not in stream_text(nb.cells[2]) + stream_text(nb.cells[3])
+    assert "[talk] step speaking" in stream_text(nb.cells[4])
