@@ -46,4 +46,7 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
 
     magics = ip.magics_manager.registry.get(NbparMagics.__name__)
     if magics is not None:
+        if magics.pipeline.active is not None:  # a background run: stop it first
+            magics.pipeline.active.cancel()
+            magics.pipeline.active.wait(check=False)
         magics.pipeline.shutdown()

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .partition import MERGES
+
 BackendName = Literal["process", "thread", "inline"]
 BACKENDS: tuple[BackendName, ...] = ("process", "thread", "inline")
 
@@ -50,6 +52,15 @@ class Step:
     slice_size: int | None = None
     filter: str | None = None  # a function in the namespace, on the keys of a dict input
     merge: tuple[tuple[str, str], ...] = ()  # (output or "*", how), the first match wins
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """What the step needs from the namespace: the names its code reads,
+        and the functions its --filter and --merge name (used in the kernel)."""
+        functions = {how for _, how in self.merge if how not in MERGES}
+        if self.filter:
+            functions.add(self.filter)
+        return self.reads | functions
 
     def merge_for(self, output: str) -> str:
         """How output `output` of a fanned-out step is merged."""
@@ -84,9 +95,12 @@ class Graph:
         self.steps = candidate
 
     def remove(self, name: str) -> Step:
-        """Forget step `name`; KeyError-free: raises GraphError if unknown."""
+        """Forget step `name`; raises GraphError if unknown. (A new dict: a
+        run going on keeps the steps it started with.)"""
         self.require([name])
-        return self.steps.pop(name)
+        removed = self.steps[name]
+        self.steps = {n: s for n, s in self.steps.items() if n != name}
+        return removed
 
     # -- queries --------------------------------------------------------
     def require(self, names: Iterable[str]) -> None:
@@ -148,7 +162,7 @@ def dependencies(steps: Mapping[str, Step]) -> dict[str, set[str]]:
     writer = writers(steps)
     deps: dict[str, set[str]] = {}
     for s in steps.values():
-        d = {w for r in s.reads for w in writer.get(r, ()) if w != s.name}
+        d = {w for r in s.inputs for w in writer.get(r, ()) if w != s.name}
         d.update(a for a in s.after if a in steps)
         deps[s.name] = d
     return deps
@@ -184,7 +198,7 @@ def check_acyclic(steps: Mapping[str, Step]) -> None:
         writer = writers(steps)
         lines = []
         for a, b in itertools.pairwise(cycle):
-            why = sorted(r for r in steps[b].reads if a in writer.get(r, ()))
+            why = sorted(r for r in steps[b].inputs if a in writer.get(r, ()))
             reason = f"reads {', '.join(why)}" if why else "--after"
             lines.append(f"  {b}  waits for  {a}  ({reason})")
         raise GraphError(

@@ -230,7 +230,7 @@ class Pipeline:
         for name, value in memo.outputs.items():
             if self.namespace.get(name, _MISSING) is not value:
                 return False  # the user changed or deleted an output
-        for name in step.reads:
+        for name in step.inputs:
             now = self.namespace.get(name, _MISSING)
             if now is memo.inputs.get(name, _MISSING):
                 continue
@@ -244,14 +244,16 @@ class Pipeline:
         writer = self.graph.writers()
         external: dict[str, Any] = {}
         for name in plan.stale:
-            for var in sorted(self.steps[name].reads):
+            for var in sorted(self.steps[name].inputs):
                 if var in writer or var in external:
                     continue
                 if var in self.namespace:
                     external[var] = self.namespace[var]
                 elif not is_builtin(var):
+                    step = self.steps[name]
+                    how = "reads" if var in step.reads else "--filter" if var == step.filter else "--merge names"
                     raise PlanError(
-                        f"step '{name}' reads `{var}`, which no step writes and the "
+                        f"step '{name}' {how} `{var}`, which no step writes and the "
                         "notebook has not defined. Define it in a cell run before "
                         "%parrun, or mark the cell that makes it with %%step."
                     )
@@ -299,9 +301,9 @@ class Pipeline:
         still enter the namespace step by step."""
         scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
         thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
-        self.active = BackgroundRun(scheduler, thread)
+        self.active = run = BackgroundRun(scheduler, thread)
         thread.start()
-        return self.active
+        return run  # not self.active: a quick run may have ended and cleared it already
 
     def require_idle(self) -> None:
         """Raise PlanError if a run is going on: one run at a time."""

@@ -449,7 +449,7 @@ class Scheduler:
             self._fail(name, f"step '{name}': merging its outputs failed: {type(e).__name__}: {e}\n")
             return
         deleted = tuple(sorted({d for o in done for d in o.deleted}))
-        inputs = {r: v for r in step.reads if (v := self._value(r)) is not _MISSING}
+        inputs = {r: v for r in step.inputs if (v := self._value(r)) is not _MISSING}
         self._complete(name, outputs, deleted, inputs)
 
     def _complete(self, name: str, outputs: dict[str, Any], deleted: tuple[str, ...], inputs: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ def test_background_run_returns_at_once_and_fills_the_namespace(shell, capsys, b
     assert "last" not in shell.user_ns
     run_cells(shell, "busy_meanwhile = sum(range(1000))")  # the kernel is free
     deadline = time.time() + 10
-    while "quick" not in shell.user_ns and time.time() < deadline:
+    while nbpar.last_run().steps["slow"].status != "running" and time.time() < deadline:
         time.sleep(0.05)
     assert shell.user_ns["quick"] == 1 and "last" not in shell.user_ns  # step by step
     run_cells(shell, "%parstatus")
@@ -45,8 +45,9 @@ def test_background_run_returns_at_once_and_fills_the_namespace(shell, capsys, b
 def test_parwait_raises_the_error_of_a_failed_background_run(shell, capsys):
     run_cells(shell, "%%step bad\nboom = 1 / 0", "%parrun --background --backend thread")
     result = run_cell(shell, "%parwait")
-    assert isinstance(result.error_in_exec, RunError)
-    assert 'File "<step bad>", line 2' in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert isinstance(result.error_in_exec, RunError), shown
+    assert 'File "<step bad>", line 2' in shown
     assert "boom" not in shell.user_ns
 
 

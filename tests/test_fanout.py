@@ -267,8 +267,19 @@ def test_bad_merge_at_run_time_names_step_and_output():
     assert "out" not in p.namespace
 
 
-def test_merge_function_missing_from_the_notebook():
+def test_merge_or_filter_function_missing_from_the_notebook():
     p = Pipeline({"xs": [1, 2]})
+    p.add_step("s", "out = xs", over="xs", merge="combine")
+    with pytest.raises(nbpar.PlanError, match=r"step 's' --merge names `combine`, which no step writes"):
+        p.run(backend="inline")
+    p.add_step("s", "out = xs", over="xs", filter="choose")
+    with pytest.raises(nbpar.PlanError, match=r"step 's' --filter `choose`, which no step writes"):
+        p.run(backend="inline")
+    assert "out" not in p.namespace
+
+
+def test_merge_names_something_that_is_not_a_function():
+    p = Pipeline({"xs": [1, 2], "combine": 3})
     p.add_step("s", "out = xs", over="xs", merge="combine")
     with pytest.raises(RunError) as info:
         p.run(backend="inline")
@@ -334,3 +345,26 @@ def test_pmap_error_names_the_item():
         nbpar.pmap(fragile, range(10), workers=2)
     text = str(info.value)
     assert "(item 5) of step 'pmap' failed" in text and "in fragile" in text and "ZeroDivisionError" in text
+
+
+def test_filter_and_merge_functions_are_inputs_of_the_step():
+    p = Pipeline({"rows": {"a": 1, "b": 2, "c": 3}})
+    p.add_step("rules", "def keep(key):\n    return key != 'b'\ndef total(values):\n    return sum(values)")
+    p.add_step("count", "n = len(rows)", over="rows", filter="keep", merge="total")
+    assert p.graph.dependencies()["count"] == {"rules"}  # the functions come from a step: wait for it
+    p.run(backend="thread")
+    assert p.namespace["n"] == 2
+    assert p.run(backend="thread").steps["count"].status == "up-to-date"
+    p.add_step("rules", "def keep(key):\n    return True\ndef total(values):\n    return sum(values)")
+    assert p.run(backend="thread").steps["count"].status == "done"  # its filter changed
+    assert p.namespace["n"] == 3
+
+
+def test_a_filter_redefined_in_the_notebook_reruns_the_step():
+    p = Pipeline({"rows": {"a": 1, "b": 2}, "keep": lambda key: key == "a"})
+    p.add_step("count", "n = len(rows)", over="rows", filter="keep", merge="sum")
+    p.run(backend="thread")
+    assert p.namespace["n"] == 1
+    p.namespace["keep"] = lambda key: True
+    assert p.run(backend="thread").steps["count"].status == "done"
+    assert p.namespace["n"] == 2
