@@ -19,7 +19,7 @@ from .analysis import is_builtin
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import BackgroundRun, Pipeline, PlanError, last_run
+from .pipeline import RunHandle, Pipeline, PlanError, last_run
 from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
@@ -73,7 +73,7 @@ class NbparMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
         self.pipeline = Pipeline(shell.user_ns)
-        self._background: BackgroundRun | None = None  # the last background run, until waited for
+        self._background: RunHandle | None = None  # the last background run, until waited for
         self._text = io.StringIO()  # a background run's text display
         self._text_shown = 0
         # Start the worker processes now, while the user registers steps.

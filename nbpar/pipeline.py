@@ -69,9 +69,9 @@ def last_run() -> RunResult | None:
     return _last_run
 
 
-class BackgroundRun:
-    """A run going on in a background thread (or, for a blocking run, in
-    the thread that called `run`)."""
+class RunHandle:
+    """A run going on: in a background thread (`Pipeline.start`), or in the
+    thread that called `Pipeline.run`. Its `result` is live."""
 
     def __init__(self, scheduler: Scheduler, thread: threading.Thread | None) -> None:
         self._scheduler = scheduler
@@ -126,7 +126,7 @@ class Pipeline:
         self.graph = Graph()
         self._memos: dict[str, _Memo] = {}
         self._backends: dict[tuple[str, int], Backend] = {}
-        self.active: BackgroundRun | None = None  # the run going on, if any
+        self.active: RunHandle | None = None  # the run going on, if any
 
     # -- steps --------------------------------------------------------------
     def add_step(
@@ -278,7 +278,7 @@ class Pipeline:
         succeed raises RunError, which carries it as `.result`.
         """
         scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
-        self.active = BackgroundRun(scheduler, thread=None)
+        self.active = RunHandle(scheduler, thread=None)
         try:
             result = scheduler.run()
         finally:
@@ -296,12 +296,12 @@ class Pipeline:
         force: bool = False,
         fail_fast: bool = False,
         listeners: Iterable[Listener] = (),
-    ) -> BackgroundRun:
+    ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
         scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
         thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
-        self.active = run = BackgroundRun(scheduler, thread)
+        self.active = run = RunHandle(scheduler, thread)
         thread.start()
         return run  # not self.active: a quick run may have ended and cleared it already
 
