@@ -19,7 +19,7 @@ from .analysis import is_builtin
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import RunHandle, Pipeline, PlanError, last_run
+from .pipeline import Pipeline, PlanError, RunHandle, last_run
 from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
