@@ -118,3 +118,52 @@ def test_background_run_without_widget_prints_only_when_asked(kernel_name: str, 
     NotebookClient(nb, kernel_name=kernel_name, timeout=120).execute()
     assert "step speaking" not in stream_text(nb.cells[2]) + stream_text(nb.cells[3])
     assert "[talk] step speaking" in stream_text(nb.cells[4])
+
+
+def test_interrupting_the_kernel_stops_the_run_and_keeps_the_kernel_usable(kernel_name: str):
+    """The notebook's stop button: SIGINT to the kernel (and, on Linux, its
+    process group). The run stops, finished steps keep their outputs, the
+    workers survive or are replaced, and the next %parrun resumes."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name=kernel_name)
+    try:
+
+        def run(code: str, timeout: float = 60) -> dict:
+            msg_id = kc.execute(code)
+            outputs: list[str] = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=timeout)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    outputs.append(msg["content"]["text"])
+                if msg["msg_type"] == "error":
+                    outputs.append("\n".join(msg["content"]["traceback"]))
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return {"text": "".join(outputs), "reply": kc.get_shell_msg(timeout=timeout)["content"]}
+
+        run("%load_ext nbpar")
+        run("%%step quick\nquick = 1")
+        run("%%step slow --after quick\nimport time\ntime.sleep(30)\nslow = 2")
+        msg_id = kc.execute("%parrun --workers 2 --no-widget")
+        import time
+
+        time.sleep(3)
+        km.interrupt_kernel()
+        deadline = time.time() + 20
+        reply = None
+        while time.time() < deadline:
+            msg = kc.get_shell_msg(timeout=20)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                reply = msg["content"]
+                break
+        assert reply is not None and reply["status"] == "error" and reply["ename"] == "RunError"
+        after = run("print(quick, 'slow' in globals())\n%parstatus")
+        assert after["text"].startswith("1 False")
+        assert "cancelled" in after["text"]
+        resumed = run("%parrun --workers 2 --no-widget quick\nprint('resumed', quick)")
+        assert "resumed 1" in resumed["text"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
