@@ -246,15 +246,24 @@ class Scheduler:
         self._held, self._ready = [], []
         while self._suspects and not self._process_in_flight():
             suspect = self._suspects.pop(0)
-            if self.result.steps[suspect[0]].status in ("queued", "running"):
+            if self._wanted(suspect):
                 self._submit(suspect, solo=True)
         for key in waiting:
-            if self.result.steps[key[0]].status not in ("waiting", "queued", "running"):
-                continue  # its step failed or was cancelled meanwhile
+            if not self._wanted(key):
+                continue
             if self._is_process(key) and (self._suspects or self._solo_in_flight()):
                 self._held.append(key)
             else:
                 self._submit(key)
+
+    def _wanted(self, key: Key) -> bool:
+        """Whether `key` still has to be submitted: its step has not failed or
+        been cancelled meanwhile, and the unit is neither in flight (say, in a
+        chain with the slice before it) nor done."""
+        name, index = key
+        if self.result.steps[name].status not in ("waiting", "queued", "running") or key in self._queued:
+            return False
+        return index is None or index not in self._fans[name].done
 
     def _submit(self, key: Key, solo: bool = False) -> None:
         """Submit `key`, with the open chained slices that follow it."""

@@ -93,3 +93,16 @@ def test_interrupt_cancels_the_run_and_keeps_finished_outputs(shell, backend, ca
     run_cells(shell, f"%parrun --backend {backend} --workers 2")
     assert nbpar.last_run().steps["quick"].status == "up-to-date"
     assert shell.user_ns["last"] == 3
+
+
+def test_a_crash_inside_a_chain_names_the_slice_and_spares_the_rest():
+    p = Pipeline({"items": list(range(8))})
+    p.add_step("features", "import time\ntime.sleep(0.2)\nfeats = [x * 2 for x in items]", over="items", slices=4)
+    p.add_step("scores", "import os\nif 8 in feats:\n    os._exit(9)\nscores = [f + 1 for f in feats]", over="feats")
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=2)
+    result = info.value.result
+    assert result.steps["features"].status == "done" and p.namespace["feats"] == [x * 2 for x in range(8)]
+    assert result.steps["scores"].status == "failed" and "scores" not in p.namespace
+    error = result.steps["scores"].error
+    assert "slice 2 of step 'scores' failed" in error and "running step 'scores' (slice 2) died" in error
