@@ -323,7 +323,17 @@ def run_in_process(payload: bytes, channel: tuple[Address, str] | None = None) -
     return dump_outcomes(outcomes)
 
 
-def ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C / the notebook's stop button reach the whole
-    process group; the kernel decides what to stop, not the workers."""
+def init_worker() -> None:
+    """Worker initializer. Ctrl-C / the notebook's stop button reach the
+    whole process group: the kernel decides what to stop, not the workers,
+    so they ignore SIGINT. And a worker whose kernel died without shutting
+    the pool down (killed, crashed) exits instead of idling for an hour."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)

@@ -106,3 +106,29 @@ def test_a_crash_inside_a_chain_names_the_slice_and_spares_the_rest():
     assert result.steps["scores"].status == "failed" and "scores" not in p.namespace
     error = result.steps["scores"].error
     assert "slice 2 of step 'scores' failed" in error and "running step 'scores' (slice 2) died" in error
+
+
+def test_workers_exit_when_their_kernel_dies_without_shutting_down(tmp_path):
+    """A kernel killed (OOM, SIGKILL) cannot shut its pool down: its workers
+    must not idle on for the pool's hour-long timeout."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "kernel.py"
+    script.write_text(
+        "import os, sys, time, nbpar\n"
+        "p = nbpar.Pipeline()\n"
+        "p.add_step('a', 'import os\\npid = os.getpid()')\n"
+        "p.run(workers=1)\n"
+        "print(p.namespace['pid'], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    kernel = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(kernel.stdout.readline()))
+    kernel.send_signal(signal.SIGKILL)
+    kernel.wait()
+    worker.wait(timeout=15)  # raises psutil.TimeoutExpired if it lingers
+    assert not worker.is_running()

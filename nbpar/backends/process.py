@@ -25,7 +25,7 @@ import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
 
 from ..channel import Message, kernel_channel
-from ..worker import Outcome, Report, Task, dump_tasks, ignore_sigint, run_in_process
+from ..worker import Outcome, Report, Task, dump_tasks, init_worker, run_in_process
 from .base import WorkerCrash
 
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
@@ -44,7 +44,7 @@ def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.Pro
             _pool.shutdown(wait=False, kill_workers=True)
             _pool = None
         if _pool is None:
-            _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=ignore_sigint)
+            _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker)
             _pool_workers = workers
         return _pool
 
