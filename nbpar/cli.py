@@ -2,7 +2,9 @@
 
 Every code cell runs in order in an in-process IPython shell, as a kernel
 would run it; `%parrun` cells show a text progress display. The exit status
-is 0 only if every cell, and so every step, succeeded.
+is 0 only if every cell, and so every step, succeeded, but for cells tagged
+`raises-exception` (as nbclient and papermill treat them: a failure there is
+the notebook's point).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def _run_cells(path: str, workers: int | None, backend: str | None, runs: list[R
         if after is not None and after is not before:
             runs.append(after)
         if not result.success:
+            if "raises-exception" in cell.get("metadata", {}).get("tags", []):
+                print(f"nbpar: cell {number} failed, as its raises-exception tag says it will.", file=sys.stderr)
+                continue
             print(f"nbpar: cell {number} of {len(cells)} failed; stopping.", file=sys.stderr)
             return 1
     print(f"nbpar: {path}: all {len(cells)} cells ran.")

@@ -110,3 +110,17 @@ def test_report_has_every_run_even_when_a_step_fails(tmp_path: Path):
     assert 'class="nbpar-graph"' in page and 'class="nbpar-timeline"' in page
     assert 'data-step="broken"' in page and "ZeroDivisionError" in page
     assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")  # self-contained
+
+
+def test_a_cell_tagged_raises_exception_may_fail(tmp_path: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("%%step bad\nz = 1 / 0"),
+        nbformat.v4.new_code_cell("%parrun --workers 1", metadata={"tags": ["raises-exception"]}),
+        nbformat.v4.new_code_cell("print('went on')"),
+    ]
+    nbformat.write(nb, tmp_path / "tagged.ipynb")
+    done = nbpar_run(str(tmp_path / "tagged.ipynb"))
+    assert done.returncode == 0 and "went on" in done.stdout
+    assert "cell 3 failed, as its raises-exception tag says it will" in done.stderr
