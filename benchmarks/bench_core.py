@@ -1,6 +1,6 @@
 """Compare nbpar with other ways of running the same small task graphs.
 
-    .venv/bin/python benchmarks/bench_core.py [--workers N] [--quick] [--repeats R]
+    .venv/bin/python benchmarks/bench_core.py [--workers N] [--quick] [--repeats R] [--only WORKLOAD]
 
 Three workloads, each run by every tool on the same graph, expressed the way
 that tool is normally used:
@@ -22,12 +22,16 @@ concurrent.futures.ProcessPoolExecutor (warm), and nbpar's process, thread
 (and, for the overhead workload, inline) backends.
 
 Every tool gets one untimed warm-up run of the workload (which starts its
-pool), then the best of R timed runs is kept (R=3, R=1 with --quick). Ratios
-are `tool time / nbpar process time`: above 1 means nbpar is faster.
+pool), then R rounds (R=3, R=1 with --quick) each time every tool once, and
+the best run is kept. Runs during which other processes (or the hypervisor)
+took a noticeable share of the CPUs are marked and not kept when a clean run
+exists (see `CpuMeter`). Ratios are `tool time / nbpar process time`: above 1
+means nbpar is faster. Exit status 1 if a tool's result differs from the
+sequential one.
 
-Only the standard library is imported at module level: worker processes
-started with "spawn" (concurrent.futures, dask) re-import this file, and
-should not pay for importing nbpar, joblib and dask when they do not need to.
+Only the standard library is imported at module level: dask's worker
+processes are started with "spawn" and re-import this file, and should not
+pay for importing nbpar and joblib.
 """
 
 from __future__ import annotations

@@ -248,10 +248,11 @@ class Scheduler:
             suspect = self._suspects.pop(0)
             if self._wanted(suspect):
                 self._submit(suspect, solo=True)
+        isolating = bool(self._suspects) or any(f.solo for f in self._flights.values())
         for key in waiting:
             if not self._wanted(key):
                 continue
-            if self._is_process(key) and (self._suspects or self._solo_in_flight()):
+            if isolating and self._is_process(key):
                 self._held.append(key)
             else:
                 self._submit(key)
@@ -465,13 +466,16 @@ class Scheduler:
         self.namespace.update(outputs)
         for gone in deleted:
             self.namespace.pop(gone, None)
-        if self.on_commit is not None:
-            self.on_commit(self.steps[name], inputs, outputs)
         self.result.steps[name].status = "done"
         self._emit(StepFinished(self.result, name))
         for child in self._children.get(name, ()):
             self._waiting[child].discard(name)
             self._open_if_ready(child)
+        try:
+            self._submit_ready()  # dependents first: the commit may free big old values
+        finally:  # (an inline dependent runs inside _submit_ready, and may be interrupted)
+            if self.on_commit is not None:
+                self.on_commit(self.steps[name], inputs, outputs)
 
     def _crashed(self, flight: _Flight, crash: WorkerCrash) -> None:
         """A worker died: every unit in flight in the pool failed with it.
@@ -563,9 +567,6 @@ class Scheduler:
 
     def _process_in_flight(self) -> bool:
         return any(f.backend.name == "process" for f in self._flights.values())
-
-    def _solo_in_flight(self) -> bool:
-        return any(f.solo for f in self._flights.values())
 
     def _emit(self, event: Event) -> None:
         for listener in self.listeners:
