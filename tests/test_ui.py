@@ -301,3 +301,16 @@ def test_monitor_in_a_real_kernel_saves_the_final_graph(kernel_name: str, tmp_pa
     assert len(graphs) == 1
     nodes = {n.get("data-step"): n.get("data-status") for n in by_class(svg_of(graphs[0]), "nbpar-step")}
     assert nodes == {"load": "done", "fan": "done", "both": "done"}
+
+
+def test_a_quiet_long_step_still_moves_the_clock():
+    from nbpar.ui.monitor import Monitor
+
+    monitor = Monitor()
+    progress: list[str] = []
+    monitor.progress.observe(lambda change: progress.append(change["new"]), names="value")
+    p = Pipeline()
+    p.add_step("quiet", "import time\ntime.sleep(2.5)\nx = 1")
+    p.run(backend="thread", listeners=[monitor])
+    running = [v for v in progress if "Running" in v]
+    assert len(set(running)) >= 2, running  # redrawn while no event came

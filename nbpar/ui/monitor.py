@@ -12,6 +12,8 @@ Data flow::
           RunFinished                  -> redraw now, always: the final state
     redraw (under one lock): render with svg.py / report.py, then set the
         widgets' traits inside hold_sync(); unchanged values send nothing
+    heartbeat: while a run goes on, a redraw at least every second, so the
+        clock and the running bars move during a long quiet step
 
 The widgets are made in the constructor, in the thread that displays
 `monitor.widget` (the kernel's main thread); afterwards they are only changed
@@ -41,6 +43,7 @@ from .svg import graph_svg, timeline_svg
 
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
 
+HEARTBEAT = 1.0  # seconds between redraws of a run that sends no events
 OUTPUT_LIMIT = 20_000  # the log pane shows the last this many characters of a step's output
 _COST_SHARE = 5  # the gap between redraws is at least this many times a redraw's cost
 _HIDDEN, _SHOWN = "none", ""
@@ -67,6 +70,7 @@ class Monitor:
         # the throttle
         self._dirty = False
         self._timer: threading.Timer | None = None
+        self._heartbeat: threading.Timer | None = None  # redraws a quiet run: clock, running bars
         self._last_draw = -float("inf")  # time.monotonic() at the end of the last redraw
         self._gap = interval
         self._setting_picker = False
@@ -162,6 +166,22 @@ class Monitor:
             self._redraw()
             self._last_draw = time.monotonic()
             self._gap = max(self._interval, _COST_SHARE * (self._last_draw - began))
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = None
+            if self._result is not None and self._result.end is None:
+                self._heartbeat = threading.Timer(max(HEARTBEAT, self._gap), self._beat)
+                self._heartbeat.daemon = True
+                self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """No redraw for a second while the run goes on: redraw anyway, so
+        its clock moves and its running bars grow."""
+        with self._lock:
+            self._heartbeat = None
+            if self._result is not None and self._result.end is None:
+                self._dirty = True
+                self._schedule()
 
     # -- drawing -------------------------------------------------------------------
     def _redraw(self) -> None:
