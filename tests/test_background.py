@@ -87,3 +87,21 @@ def test_parstatus_before_any_run(shell, capsys):
     run_cells(shell, "%parstatus", "%parcancel")
     out = capsys.readouterr().out
     assert "no run yet" in out and "no run is going on" in out
+
+
+def test_the_monitors_cancel_button_stops_a_background_run():
+    from nbpar import Pipeline
+    from nbpar.ui.monitor import Monitor
+
+    runs = []
+    monitor = Monitor(on_cancel=lambda: runs[0].cancel())
+    p = Pipeline()
+    p.add_step("slow", "import time\ntime.sleep(30)\nx = 1")
+    runs.append(p.start(backend="process", workers=1, listeners=[monitor]))
+    deadline = time.time() + 20
+    while runs[0].result.steps["slow"].status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    monitor.cancel_button.click()
+    result = runs[0].wait(timeout=20, check=False)
+    assert result.cancelled and result.steps["slow"].status == "cancelled" and "x" not in p.namespace
+    assert monitor.cancel_button.disabled
