@@ -242,6 +242,8 @@ class Scheduler:
         return func  # type: ignore[no-any-return]
 
     def _submit_ready(self) -> None:
+        if not (self._held or self._ready or self._suspects):
+            return  # the common case, once per event: keep it O(1)
         waiting = self._held + self._ready
         self._held, self._ready = [], []
         while self._suspects and not self._process_in_flight():
