@@ -429,11 +429,14 @@ def ceiling(tools: Tools, loops: int) -> str:
     )
 
 
-def versions() -> dict[str, str]:
+PACKAGES = ("nbpar", "joblib", "dask", "loky", "cloudpickle", "numpy")
+
+
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("nbpar", "joblib", "dask", "loky", "cloudpickle", "numpy"):
+    for pkg in packages:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -441,24 +444,32 @@ def versions() -> dict[str, str]:
     return out
 
 
-def table(results: dict[str, list[Timing]]) -> list[str]:
+def table(
+    results: dict[str, list[Timing]],
+    order: list[str] = TOOL_ORDER,
+    name_of: Callable[[str], str] = row_name,
+) -> list[str]:
+    """A Markdown table: a row per tool in `order`, per workload its best time
+    and its ratio to nbpar process (also used by bench_kedro.py)."""
     cols = list(results)
-    head = f"| {'tool':<29} |" + "".join(f" {c + ' (s)':>13} | {'ratio':>6} |" for c in cols)
-    rule = "|" + "-" * 31 + "|" + "".join("-" * 15 + "|" + "-" * 8 + "|" for _ in cols)
+    width = max(len(tool) for tool in order)
+    cell_width = max(13, *(len(c) + 4 for c in cols))
+    head = f"| {'tool':<{width}} |" + "".join(f" {c + ' (s)':>{cell_width}} | {'ratio':>6} |" for c in cols)
+    rule = "|" + "-" * (width + 2) + "|" + "".join("-" * (cell_width + 2) + "|" + "-" * 8 + "|" for _ in cols)
     lines = [head, rule]
-    by_tool = {c: {row_name(t.tool): t for t in results[c]} for c in cols}
-    for tool in TOOL_ORDER:
+    by_tool = {c: {name_of(t.tool): t for t in results[c]} for c in cols}
+    for tool in order:
         if not any(tool in by_tool[c] for c in cols):
             continue
-        row = f"| {tool:<29} |"
+        row = f"| {tool:<{width}} |"
         for c in cols:
             t = by_tool[c].get(tool)
             ref = by_tool[c]["nbpar process"].best
             if t is None:
-                row += f" {'-':>13} | {'-':>6} |"
+                row += f" {'-':>{cell_width}} | {'-':>6} |"
             else:
                 cell = f"{t.best:.3f}" + ("*" if t.noisy else "")
-                row += f" {cell:>13} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
+                row += f" {cell:>{cell_width}} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
         lines.append(row)
     return lines
 

@@ -76,24 +76,12 @@ handlers: {console: {class: logging.StreamHandler, level: WARNING}}
 root: {handlers: [console], level: WARNING}
 """
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import add, count_primes, digit_sum, make_rows  # noqa: E402
 from bench_fanout import CpuMeter, Timing, measure, nbpar_source, spin  # noqa: E402
+from bench_fanout import table as fanout_table  # noqa: E402
+from bench_fanout import versions as package_versions  # noqa: E402
 
 # -- the work: module-level functions (Kedro pickles nodes by reference) ------
-
-
-def make_rows(n: int) -> list[int]:
-    return list(range(n))
-
-
-def digit_sum(rows: list[int], parity: int) -> int:
-    """Sum of the decimal digits of the elements of `rows` with this parity."""
-    total = 0
-    for x in rows:
-        if x % 2 == parity:
-            while x:
-                total += x % 10
-                x //= 10
-    return total
 
 
 def evens_of(rows: list[int]) -> int:
@@ -102,24 +90,6 @@ def evens_of(rows: list[int]) -> int:
 
 def odds_of(rows: list[int]) -> int:
     return digit_sum(rows, 1)
-
-
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-def count_primes(limit: int) -> int:
-    """Primes below `limit`, by trial division (deliberately slow)."""
-    count = 0
-    for n in range(2, limit):
-        d = 2
-        while d * d <= n:
-            if n % d == 0:
-                break
-            d += 1
-        else:
-            count += 1
-    return count
 
 
 def sum_all(*values: int) -> int:
@@ -434,37 +404,11 @@ def row_name(tool: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("nbpar", "kedro", "kedro-partitioned", "loky", "cloudpickle"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return package_versions(("nbpar", "kedro", "kedro-partitioned", "loky", "cloudpickle"))
 
 
 def table(results: dict[str, list[Timing]]) -> list[str]:
-    cols = list(results)
-    head = f"| {'tool':<38} |" + "".join(f" {c + ' (s)':>14} | {'ratio':>6} |" for c in cols)
-    rule = "|" + "-" * 40 + "|" + "".join("-" * 16 + "|" + "-" * 8 + "|" for _ in cols)
-    lines = [head, rule]
-    by_tool = {c: {row_name(t.tool): t for t in results[c]} for c in cols}
-    for tool in TOOL_ORDER:
-        if not any(tool in by_tool[c] for c in cols):
-            continue
-        row = f"| {tool:<38} |"
-        for c in cols:
-            t = by_tool[c].get(tool)
-            ref = by_tool[c]["nbpar process"].best
-            if t is None:
-                row += f" {'-':>14} | {'-':>6} |"
-            else:
-                cell = f"{t.best:.3f}" + ("*" if t.noisy else "")
-                row += f" {cell:>14} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
-        lines.append(row)
-    return lines
+    return fanout_table(results, TOOL_ORDER, row_name)
 
 
 def verdict(name: str, timings: list[Timing]) -> str:
