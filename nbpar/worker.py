@@ -137,15 +137,28 @@ def _size(value: Any) -> int | None:
         return None
 
 
+_compiled: dict[tuple[str, str, int, str], Any] = {}  # a worker runs many slices of one step: compile once
+_COMPILED_KEPT = 256
+
+
 def _compile(task: Task) -> Any:
+    """The step's code, its line numbers those of the notebook cell, its
+    source in linecache (so tracebacks show the lines)."""
     filename = step_filename(task.step)
     lines = task.source.splitlines(keepends=True)
     padding = [task.header + "\n"] + ["\n"] * (task.first_line - 2) if task.first_line > 1 else []
     all_lines = padding + lines
     linecache.cache[filename] = (len("".join(all_lines)), None, all_lines, filename)
-    tree = ast.parse(task.source, filename)
-    ast.increment_lineno(tree, task.first_line - 1)
-    return compile(tree, filename, "exec")
+    key = (task.step, task.source, task.first_line, task.header)
+    code = _compiled.get(key)
+    if code is None:
+        tree = ast.parse(task.source, filename)
+        ast.increment_lineno(tree, task.first_line - 1)
+        code = compile(tree, filename, "exec")
+        if len(_compiled) >= _COMPILED_KEPT:
+            _compiled.clear()
+        _compiled[key] = code
+    return code
 
 
 def format_user_error(e: BaseException) -> str:

@@ -227,3 +227,15 @@ def test_a_step_is_queued_until_a_worker_takes_it(backend):
 
     p.run(backend=backend, workers=1, listeners=[listener])
     assert seen["b"] in ("waiting", "queued")  # one worker: b cannot run beside a
+
+
+def test_a_changed_step_shows_its_new_lines_in_the_same_worker(backend):
+    p = Pipeline()
+    p.add_step("s", "x = 1\ny = 2")
+    p.run(backend=backend, workers=1)
+    p.add_step("s", "x = 1\ny = undefined_here + 1")
+    p.namespace["undefined_here"] = None
+    with pytest.raises(RunError) as info:
+        p.run(backend=backend, workers=1)
+    error = info.value.result.steps["s"].error
+    assert "y = undefined_here + 1" in error and "TypeError" in error
