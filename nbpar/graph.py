@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import graphlib
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .analysis import is_builtin
 from .partition import MERGES
 
 BackendName = Literal["process", "thread", "inline"]
@@ -61,6 +62,11 @@ class Step:
         if self.filter:
             functions.add(self.filter)
         return self.reads | functions
+
+    def shown_reads(self, written: Container[str]) -> list[str]:
+        """The reads worth showing a user: builtins (`print`, `len`) only
+        when a step (in `written`) rebinds them."""
+        return sorted(r for r in self.reads if r in written or not is_builtin(r))
 
     def merge_for(self, output: str) -> str:
         """How output `output` of a fanned-out step is merged."""

@@ -1,5 +1,6 @@
-"""The notebook's face: `%%step`, `%parrun`, `%parforget`. Glue only: all
-work is done by the `Pipeline` over the shell's namespace."""
+"""The notebook's face: `%%step`, `%parrun`, `%parstatus`, `%parwait`,
+`%parcancel`, `%pardag`, `%parsteps`, `%parforget`. Glue only: all work is
+done by the `Pipeline` over the shell's namespace; the displays are in ui/."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from .analysis import is_builtin
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
@@ -309,8 +309,7 @@ class NbparMagics(Magics):
             self._text_shown = len(text)
 
     def _describe(self, step: Step) -> str:
-        writer = self.pipeline.graph.writers()
-        reads = sorted(r for r in step.reads if r in writer or not is_builtin(r))
+        reads = step.shown_reads(self.pipeline.graph.writers())
         deps = sorted(self.pipeline.graph.dependencies()[step.name])
         fan = f" | over {step.over}" if step.over else ""
         return (

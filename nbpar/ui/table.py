@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 
-from ..analysis import is_builtin
 from ..graph import Step
 from .svg import colour
 
@@ -55,7 +54,7 @@ def _rows(
         rows.append(
             (
                 name,
-                ", ".join(sorted(r for r in step.reads if r in written or not is_builtin(r))),
+                ", ".join(step.shown_reads(written)),
                 ", ".join(sorted(step.writes)),
                 ", ".join(after),
                 _fan_out(step),
