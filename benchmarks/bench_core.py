@@ -127,7 +127,6 @@ class Timing:
     times: list[float] = field(default_factory=list)
     value: Any = None
     wrong: bool = False
-    note: str = ""
     runs: list[Any] = field(default_factory=list)  # nbpar RunResults of the timed runs
     disturbed: list[bool] = field(default_factory=list)  # other processes took CPU during the run
 
@@ -144,6 +143,37 @@ class Timing:
     @property
     def noisy(self) -> bool:
         return all(self.disturbed)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def best_run(self) -> Any:
+        """The RunResult of the run reported as the best (nbpar rows)."""
+        return self.runs[self.best_index] if self.runs else None
+
+    def time(self, run: Callable[[], Any], meter: CpuMeter) -> None:
+        """Time one run, note whether other processes disturbed it, keep its
+        result (and its RunResult when `run` returns (result, RunResult))."""
+        before = meter.snapshot()
+        t0 = time.perf_counter()
+        out = run()
+        wall = time.perf_counter() - t0
+        self.times.append(wall)
+        other = meter.foreign(before, meter.snapshot())
+        # /proc counts in clock ticks (10 ms): allow two of them
+        self.disturbed.append(other is not None and sum(other) > 0.1 * wall * meter.cpus + 0.02)
+        if isinstance(out, tuple) and len(out) == 2 and hasattr(out[1], "steps"):
+            out, record = out
+            self.runs.append(record)
+        self.value = out
+
+
+def print_runs(timings: list[Timing], width: int) -> None:
+    for t in timings:
+        runs = ", ".join(f"{x:.3f}" + ("*" if d else "") for x, d in zip(t.times, t.disturbed, strict=True))
+        print(f"    {t.tool:<{width}} best {t.best:7.3f} s   runs: {runs}", flush=True)
 
 
 Runner = tuple[str, Callable[[], Any], bool]  # (tool, run, needs a warm-up)
@@ -163,21 +193,8 @@ def measure(runners: list[Runner], repeats: int, meter: CpuMeter) -> list[Timing
             run()
     for _ in range(repeats):
         for timing, (_, run, _) in zip(timings, runners, strict=True):
-            before = meter.snapshot()
-            t0 = time.perf_counter()
-            out = run()
-            wall = time.perf_counter() - t0
-            timing.times.append(wall)
-            other = meter.foreign(before, meter.snapshot())
-            # /proc counts in clock ticks (10 ms): allow two of them
-            timing.disturbed.append(other is not None and sum(other) > 0.1 * wall * meter.cpus + 0.02)
-            if isinstance(out, tuple):
-                out, record = out
-                timing.runs.append(record)
-            timing.value = out
-    for t in timings:
-        runs = ", ".join(f"{x:.3f}" + ("*" if d else "") for x, d in zip(t.times, t.disturbed, strict=True))
-        print(f"    {t.tool:<24} best {t.best:7.3f} s   runs: {runs}", flush=True)
+            timing.time(run, meter)
+    print_runs(timings, 24)
     return timings
 
 
@@ -504,11 +521,6 @@ def overlap_report(timing: Timing) -> list[str]:
     return lines
 
 
-def fastest_run(timing: Timing) -> Any:
-    """The RunResult of the run reported as the best."""
-    return timing.runs[timing.best_index]
-
-
 def timeline(result: Any) -> list[str]:
     """Each step's start and end relative to the run's start."""
     t0 = result.start
@@ -632,12 +644,12 @@ def main(argv: list[str] | None = None) -> int:
         print("nbpar process, diamond:")
         for line in overlap_report(nb["nbpar process"]):
             print("  " + line)
-        best = fastest_run(nb["nbpar process"])
+        best = nb["nbpar process"].best_run
         print("  timeline of the best run:")
         for line in timeline(best):
             print("    " + line)
     if "wide" in results:
-        best = fastest_run({t.tool: t for t in results["wide"]}["nbpar process"])
+        best = {t.tool: t for t in results["wide"]}["nbpar process"].best_run
         busy = sum(r.end - r.start for r in best.steps.values())
         print()
         print(

@@ -49,18 +49,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import CpuMeter, nbpar_source  # noqa: E402  (stdlib-only module)
+from bench_core import CpuMeter, Timing, nbpar_source, print_runs  # noqa: E402  (stdlib-only module)
 
 # -- the work: module-level functions, so every tool can pickle them ---------
 
@@ -150,37 +150,6 @@ class Sizes:
 # -- timing -----------------------------------------------------------------------
 
 
-@dataclass
-class Timing:
-    tool: str
-    times: list[float] = field(default_factory=list)
-    value: Any = None
-    wrong: bool = False
-    runs: list[Any] = field(default_factory=list)  # nbpar RunResults of the timed runs
-    disturbed: list[bool] = field(default_factory=list)
-
-    @property
-    def best_index(self) -> int:
-        clean = [i for i, d in enumerate(self.disturbed) if not d] or list(range(len(self.times)))
-        return min(clean, key=self.times.__getitem__)
-
-    @property
-    def best(self) -> float:
-        return self.times[self.best_index]
-
-    @property
-    def noisy(self) -> bool:
-        return all(self.disturbed)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def best_run(self) -> Any:
-        return self.runs[self.best_index] if self.runs else None
-
-
 Runner = tuple[str, Callable[[Any], Any]]  # (tool, run(input) -> result or (result, RunResult))
 
 
@@ -200,21 +169,8 @@ def measure(runners: list[Runner], data: Any, tiny: Any, repeats: int, meter: Cp
         order = list(range(len(runners)))
         order = order[shift % len(order) :] + order[: shift % len(order)]
         for i in order:
-            timing, (_, run) = timings[i], runners[i]
-            before = meter.snapshot()
-            t0 = time.perf_counter()
-            out = run(data)
-            wall = time.perf_counter() - t0
-            timing.times.append(wall)
-            other = meter.foreign(before, meter.snapshot())
-            timing.disturbed.append(other is not None and sum(other) > 0.1 * wall * meter.cpus + 0.02)
-            if isinstance(out, tuple) and len(out) == 2 and hasattr(out[1], "steps"):
-                out, record = out
-                timing.runs.append(record)
-            timing.value = out
-    for t in timings:
-        runs = ", ".join(f"{x:.3f}" + ("*" if d else "") for x, d in zip(t.times, t.disturbed, strict=True))
-        print(f"    {t.tool:<30} best {t.best:7.3f} s   runs: {runs}", flush=True)
+            timings[i].time(functools.partial(runners[i][1], data), meter)
+    print_runs(timings, 30)
     return timings
 
 
