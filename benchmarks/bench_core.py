@@ -201,8 +201,9 @@ def measure(runners: list[Runner], repeats: int, meter: CpuMeter) -> list[Timing
 # -- the tools, workload by workload ----------------------------------------------
 
 
-class Tools:
-    """Holds the warm pools and the nbpar pipelines."""
+class Pools:
+    """The warm pools of every tool and the nbpar pipelines, made once for the
+    whole benchmark (bench_fanout.py's tools build on it too)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -228,6 +229,10 @@ class Tools:
             p.shutdown()
         self.cf_pool.shutdown()
         self.dask_pool.shutdown()
+
+
+class Tools(Pools):
+    """The tools, run on this script's workloads."""
 
     # dask: the same graph, run two ways
     def dask_compute(self, obj: Any, warm: bool) -> Any:

@@ -55,12 +55,11 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import CpuMeter, Timing, nbpar_source, print_runs  # noqa: E402  (stdlib-only module)
+from bench_core import CpuMeter, Pools, Timing, nbpar_source, print_runs  # noqa: E402
 
 # -- the work: module-level functions, so every tool can pickle them ---------
 
@@ -177,31 +176,8 @@ def measure(runners: list[Runner], data: Any, tiny: Any, repeats: int, meter: Cp
 # -- the tools ----------------------------------------------------------------------
 
 
-class Tools:
-    """The warm pools, made once for the whole benchmark."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.meter = CpuMeter()
-        # First, before any other pool starts threads: a fork-context pool.
-        self.cf_pool = ProcessPoolExecutor(workers)
-        for f in [self.cf_pool.submit(noop) for _ in range(workers)]:
-            f.result()
-
-        import dask.multiprocessing
-        import joblib
-
-        self.joblib = joblib.Parallel(n_jobs=workers, backend="loky")
-        self.dask_pool = ProcessPoolExecutor(workers, mp_context=dask.multiprocessing.get_context())
-        for f in [self.dask_pool.submit(noop) for _ in range(workers)]:
-            f.result()
-        self.pipelines: list[Any] = []
-
-    def close(self) -> None:
-        for p in self.pipelines:
-            p.shutdown()
-        self.cf_pool.shutdown()
-        self.dask_pool.shutdown()
+class Tools(Pools):
+    """The tools, run on this script's workloads."""
 
     def dask_compute(self, *objs: Any, warm: bool) -> Any:
         import dask
