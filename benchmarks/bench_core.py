@@ -535,26 +535,62 @@ def timeline(result: Any) -> list[str]:
     ]
 
 
-def table(results: dict[str, list[Timing]]) -> list[str]:
+def table(
+    results: dict[str, list[Timing]],
+    order: list[str] = TOOL_ORDER,
+    name_of: Callable[[str], str] = lambda tool: tool,
+    digits: int = 4,
+) -> list[str]:
+    """A Markdown table: a row per tool in `order`, per workload its best time
+    and its ratio to nbpar process (used by every benchmark script)."""
     cols = list(results)
-    head = f"| {'tool':<24} |" + "".join(f" {c + ' (s)':>13} | {'ratio':>6} |" for c in cols)
-    rule = "|" + "-" * 26 + "|" + "".join("-" * 15 + "|" + "-" * 8 + "|" for _ in cols)
+    width = max(len(tool) for tool in order)
+    cell_width = max(13, *(len(c) + 4 for c in cols))
+    head = f"| {'tool':<{width}} |" + "".join(f" {c + ' (s)':>{cell_width}} | {'ratio':>6} |" for c in cols)
+    rule = "|" + "-" * (width + 2) + "|" + "".join("-" * (cell_width + 2) + "|" + "-" * 8 + "|" for _ in cols)
     lines = [head, rule]
-    by_tool = {c: {t.tool: t for t in results[c]} for c in cols}
-    for tool in TOOL_ORDER:
+    by_tool = {c: {name_of(t.tool): t for t in results[c]} for c in cols}
+    for tool in order:
         if not any(tool in by_tool[c] for c in cols):
             continue
-        row = f"| {tool:<24} |"
+        row = f"| {tool:<{width}} |"
         for c in cols:
             t = by_tool[c].get(tool)
             ref = by_tool[c]["nbpar process"].best
             if t is None:
-                row += f" {'-':>13} | {'-':>6} |"
+                row += f" {'-':>{cell_width}} | {'-':>6} |"
             else:
-                cell = f"{t.best:.4f}" + ("*" if t.noisy else "")
-                row += f" {cell:>13} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
+                cell = f"{t.best:.{digits}f}" + ("*" if t.noisy else "")
+                row += f" {cell:>{cell_width}} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
         lines.append(row)
     return lines
+
+
+def finish(results: dict[str, list[Timing]], load_before: tuple[float, float, float], started: float) -> int:
+    """Print wrong results, the load, the disturbed runs and the total time;
+    the exit status: 1 if a tool computed a wrong result."""
+    wrong = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.wrong]
+    if wrong:
+        print("\nWRONG RESULTS (differ from sequential): " + ", ".join(wrong))
+    load_after = os.getloadavg()
+    print(
+        f"\nload average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
+    )
+    disturbed = sum(sum(t.disturbed) for ts in results.values() for t in ts)
+    timed = sum(len(t.times) for ts in results.values() for t in ts)
+    print(
+        f"{disturbed} of {timed} timed runs were disturbed by other processes (marked * in the run lists; "
+        "the best is taken from undisturbed runs when there is one)."
+    )
+    noisy = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.noisy]
+    if noisy:
+        print(
+            "WARNING: every run of these was disturbed, so their times (marked * in the table) are "
+            f"pessimistic: {', '.join(noisy)}. Run again on a quieter machine, or with more --repeats."
+        )
+    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
+    return 1 if wrong else 0
 
 
 def verdict(name: str, timings: list[Timing], workers: int, tiny: int) -> str:
@@ -668,29 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             if t.runs:
                 wall = statistics.median(r.wall for r in t.runs)
                 print(f"{t.tool}, overhead: {wall / (sz.tiny + 1) * 1000:.2f} ms per step (RunResult.wall / steps)")
-    wrong = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.wrong]
-    if wrong:
-        print("\nWRONG RESULTS (differ from sequential): " + ", ".join(wrong))
-    load_after = os.getloadavg()
-    print(
-        f"\nload average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
-        f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
-    )
-    disturbed = sum(sum(t.disturbed) for ts in results.values() for t in ts)
-    timed = sum(len(t.times) for ts in results.values() for t in ts)
-    noisy = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.noisy]
-    if foreign:
-        print(
-            f"{disturbed} of {timed} timed runs were disturbed by other processes (marked * in the run lists; "
-            "the best is taken from undisturbed runs when there is one)."
-        )
-    if noisy:
-        print(
-            "WARNING: every run of these was disturbed, so their times (marked * in the table) are "
-            f"pessimistic: {', '.join(noisy)}. Run again on a quieter machine, or with more --repeats."
-        )
-    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
-    return 1 if wrong else 0
+    return finish(results, load_before, started)
 
 
 if __name__ == "__main__":

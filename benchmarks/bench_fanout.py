@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import CpuMeter, Pools, Timing, nbpar_source, print_runs  # noqa: E402
+from bench_core import CpuMeter, Pools, Timing, finish, nbpar_source, print_runs, table  # noqa: E402
 
 # -- the work: module-level functions, so every tool can pickle them ---------
 
@@ -376,36 +376,6 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def table(
-    results: dict[str, list[Timing]],
-    order: list[str] = TOOL_ORDER,
-    name_of: Callable[[str], str] = row_name,
-) -> list[str]:
-    """A Markdown table: a row per tool in `order`, per workload its best time
-    and its ratio to nbpar process (also used by bench_kedro.py)."""
-    cols = list(results)
-    width = max(len(tool) for tool in order)
-    cell_width = max(13, *(len(c) + 4 for c in cols))
-    head = f"| {'tool':<{width}} |" + "".join(f" {c + ' (s)':>{cell_width}} | {'ratio':>6} |" for c in cols)
-    rule = "|" + "-" * (width + 2) + "|" + "".join("-" * (cell_width + 2) + "|" + "-" * 8 + "|" for _ in cols)
-    lines = [head, rule]
-    by_tool = {c: {name_of(t.tool): t for t in results[c]} for c in cols}
-    for tool in order:
-        if not any(tool in by_tool[c] for c in cols):
-            continue
-        row = f"| {tool:<{width}} |"
-        for c in cols:
-            t = by_tool[c].get(tool)
-            ref = by_tool[c]["nbpar process"].best
-            if t is None:
-                row += f" {'-':>{cell_width}} | {'-':>6} |"
-            else:
-                cell = f"{t.best:.3f}" + ("*" if t.noisy else "")
-                row += f" {cell:>{cell_width}} | {t.best / ref:>6.2f} |" + (" WRONG" if t.wrong else "")
-        lines.append(row)
-    return lines
-
-
 def slice_report(result: Any, step: str, workers: int) -> str:
     """Which workers ran the slices of `step`, and how busy they were."""
     rec = result.steps[step]
@@ -525,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Wall time in seconds (best of {repeats}); ratio = tool / nbpar process (>1: nbpar faster)")
     print("(dask rows: dask.bag for slices, uneven and overhead; dask.delayed for chain)")
     print()
-    print("\n".join(table(results)))
+    print("\n".join(table(results, TOOL_ORDER, row_name, digits=3)))
     print()
     for name, timings in results.items():
         print(verdict(name, timings, sz))
@@ -540,22 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  chained: {chain_report(best)}")
             broken = by["nbpar process, chain broken"].best_run
             print(f"  chain broken: {chain_report(broken)}")
-    wrong = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.wrong]
-    if wrong:
-        print("\nWRONG RESULTS (differ from sequential): " + ", ".join(wrong))
-    load_after = os.getloadavg()
-    print(
-        f"\nload average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
-        f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
-    )
-    disturbed = sum(sum(t.disturbed) for ts in results.values() for t in ts)
-    timed = sum(len(t.times) for ts in results.values() for t in ts)
-    print(f"{disturbed} of {timed} timed runs were disturbed by other processes (marked * in the run lists).")
-    noisy = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.noisy]
-    if noisy:
-        print(f"WARNING: every run of these was disturbed (marked * in the table): {', '.join(noisy)}.")
-    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
-    return 1 if wrong else 0
+    return finish(results, load_before, started)
 
 
 if __name__ == "__main__":

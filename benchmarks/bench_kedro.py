@@ -76,9 +76,8 @@ handlers: {console: {class: logging.StreamHandler, level: WARNING}}
 root: {handlers: [console], level: WARNING}
 """
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import add, count_primes, digit_sum, make_rows  # noqa: E402
+from bench_core import add, count_primes, digit_sum, finish, make_rows, table  # noqa: E402
 from bench_fanout import CpuMeter, Timing, measure, nbpar_source, spin  # noqa: E402
-from bench_fanout import table as fanout_table  # noqa: E402
 from bench_fanout import versions as package_versions  # noqa: E402
 
 # -- the work: module-level functions (Kedro pickles nodes by reference) ------
@@ -407,10 +406,6 @@ def versions() -> dict[str, str]:
     return package_versions(("nbpar", "kedro", "kedro-partitioned", "loky", "cloudpickle"))
 
 
-def table(results: dict[str, list[Timing]]) -> list[str]:
-    return fanout_table(results, TOOL_ORDER, row_name)
-
-
 def verdict(name: str, timings: list[Timing]) -> str:
     by = {row_name(t.tool): t.best for t in timings}
     nb, seq = by["nbpar process"], by["sequential"]
@@ -516,26 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Wall time in seconds (best of {repeats}); ratio = tool / nbpar process (>1: nbpar faster)")
     print()
-    print("\n".join(table(results)))
+    print("\n".join(table(results, TOOL_ORDER, row_name, digits=3)))
     print()
     for name, timings in results.items():
         print(verdict(name, timings))
-    wrong = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.wrong]
-    if wrong:
-        print("\nWRONG RESULTS (differ from sequential): " + ", ".join(wrong))
-    load_after = os.getloadavg()
-    print(
-        f"\nload average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
-        f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
-    )
-    disturbed = sum(sum(t.disturbed) for ts in results.values() for t in ts)
-    timed = sum(len(t.times) for ts in results.values() for t in ts)
-    print(f"{disturbed} of {timed} timed runs were disturbed by other processes (marked * in the run lists).")
-    noisy = [f"{n}/{t.tool}" for n, ts in results.items() for t in ts if t.noisy]
-    if noisy:
-        print(f"WARNING: every run of these was disturbed (marked * in the table): {', '.join(noisy)}.")
-    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
-    return 1 if wrong else 0
+    return finish(results, load_before, started)
 
 
 if __name__ == "__main__":
