@@ -648,7 +648,6 @@ def main(argv: list[str] | None = None) -> int:
     tools = Tools(workers)
     meter = tools.meter
     results: dict[str, list[Timing]] = {}
-    foreign: dict[str, tuple[float, float, float]] = {}
     try:
         for name, workload in WORKLOADS.items():
             if args.only and name not in args.only:
@@ -659,7 +658,6 @@ def main(argv: list[str] | None = None) -> int:
             other = meter.foreign(before, meter.snapshot())
             if other is not None:
                 wall = time.perf_counter() - t0
-                foreign[name] = (other[0], other[1], wall)
                 print(
                     f"    meanwhile other processes used {other[0]:.1f} CPU-s, the hypervisor stole "
                     f"{other[1]:.1f} s (of {wall:.0f} s x {os.cpu_count()} CPUs)",
