@@ -53,6 +53,8 @@ class Step:
     slice_size: int | None = None
     filter: str | None = None  # a function in the namespace, on the keys of a dict input
     merge: tuple[tuple[str, str], ...] = ()  # (output or "*", how), the first match wins
+    timeout: float | None = None  # seconds an attempt may take; None: the run's
+    retries: int | None = None  # attempts after the first that fails; None: the run's
 
     @property
     def inputs(self) -> frozenset[str]:

@@ -102,6 +102,8 @@ class NbparMagics(Magics):
         metavar="HOW",
         help="how outputs are merged: auto, concat, dict, list, sum or a function's name; OUTPUT=HOW for one output",
     )
+    @argument("--timeout", type=float, metavar="S", help="stop an attempt of this step after S seconds")
+    @argument("--retries", type=int, metavar="N", help="run a failed attempt of this step up to N times more")
     @argument("--run", action="store_true", help="register, then run this step and the stale steps it needs")
     @_run_options
     @cell_magic
@@ -128,6 +130,8 @@ class NbparMagics(Magics):
                 slice_size=args.slice_size,
                 filter=args.filter,
                 merge=_merges(args.merge),
+                timeout=args.timeout,
+                retries=args.retries,
             )
         except GraphError as e:
             raise UsageError(str(e)) from None
@@ -139,6 +143,10 @@ class NbparMagics(Magics):
     @argument("steps", nargs="*", metavar="STEP", help="steps to run, with what they need (default: all)")
     @argument("--backend", choices=BACKENDS, help="where steps run (default: process)")
     @argument("--dry-run", action="store_true", help="print the plan and run nothing")
+    @argument("--timeout", type=float, metavar="S", help="stop an attempt after S seconds (steps that set none)")
+    @argument(
+        "--retries", type=int, default=0, metavar="N", help="retry a failed attempt N times (steps that set none)"
+    )
     @_run_options
     @line_magic
     def parrun(self, line: str) -> None:
@@ -154,7 +162,7 @@ class NbparMagics(Magics):
                 raise UsageError(str(e)) from None
             print(self._describe_plan(plan))
             return
-        self._run(args.steps, args, backend=args.backend)
+        self._run(args.steps, args, backend=args.backend, timeout=args.timeout, retries=args.retries)
 
     @magic_arguments()
     @argument("name", help="the step to drop")
@@ -260,13 +268,19 @@ class NbparMagics(Magics):
         )
 
     # -- helpers --------------------------------------------------------------
-    def _run(self, targets: list[str], args: Any, backend: BackendName | None) -> None:
+    def _run(
+        self, targets: list[str], args: Any, backend: BackendName | None, timeout: float | None = None, retries: int = 0
+    ) -> None:
+        """Run `targets` with the run options in `args`; `timeout` and
+        `retries` apply to the steps that set none."""
         defaults = run_defaults()
         options: dict[str, Any] = {
             "workers": defaults["workers"] if args.workers is None else args.workers,
             "backend": backend or defaults["backend"],
             "force": args.force,
             "fail_fast": args.fail_fast,
+            "timeout": timeout,
+            "retries": retries,
         }
         try:
             self.pipeline.require_idle()  # refuse before showing anything

@@ -64,6 +64,14 @@ def _check_fan_out(step: Step) -> None:
             raise GraphError(f"step '{name}': --merge {output}={how}, but the step does not write `{output}`.")
 
 
+def _check_limits(where: str, timeout: float | None, retries: int | None) -> None:
+    """Raise GraphError for a timeout or retry count that cannot work."""
+    if timeout is not None and not timeout > 0:  # NaN too
+        raise GraphError(f"{where}--timeout must be a number of seconds above 0, not {timeout}.")
+    if retries is not None and retries < 0:
+        raise GraphError(f"{where}--retries must be 0 or more, not {retries}.")
+
+
 def last_run() -> RunResult | None:
     """The `RunResult` of the latest run in this process, finished or not."""
     return _last_run
@@ -143,6 +151,8 @@ class Pipeline:
         slice_size: int | None = None,
         filter: str | None = None,
         merge: str | Mapping[str, str] = "auto",
+        timeout: float | None = None,
+        retries: int | None = None,
     ) -> Step:
         """Register (or replace) step `name` running `source`. Raises
         GraphError, naming the steps involved, if the graph would be invalid.
@@ -182,8 +192,11 @@ class Pipeline:
             slice_size,
             filter,
             merges,
+            timeout,
+            retries,
         )
         _check_fan_out(step)
+        _check_limits(f"step '{name}': ", timeout, retries)
         self.graph.add(step)
         return step
 
@@ -268,16 +281,19 @@ class Pipeline:
         backend: BackendName = "process",
         force: bool = False,
         fail_fast: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
         listeners: Iterable[Listener] = (),
         check: bool = True,
     ) -> RunResult:
         """Run `targets` (all steps when empty) and what they need, in this
         thread (Ctrl-C stops the run).
 
+        `timeout` and `retries` apply to every step that sets none.
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
-        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
+        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
         self.active = RunHandle(scheduler, thread=None)
         try:
             result = scheduler.run()
@@ -295,11 +311,13 @@ class Pipeline:
         backend: BackendName = "process",
         force: bool = False,
         fail_fast: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
         listeners: Iterable[Listener] = (),
     ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
-        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, listeners)
+        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
         thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
         self.active = run = RunHandle(scheduler, thread)
         thread.start()
@@ -328,6 +346,8 @@ class Pipeline:
         backend: BackendName,
         force: bool,
         fail_fast: bool,
+        timeout: float | None,
+        retries: int,
         listeners: Iterable[Listener],
     ) -> Scheduler:
         global _last_run
@@ -336,6 +356,10 @@ class Pipeline:
             raise PlanError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
         if workers is not None and workers < 1:
             raise PlanError(f"--workers must be at least 1, not {workers}.")
+        try:
+            _check_limits("", timeout, retries)
+        except GraphError as e:
+            raise PlanError(str(e)) from None
         n = workers or (1 if backend == "inline" else loky.cpu_count())
         plan = self.plan(targets, force)
         scheduler = Scheduler(
@@ -347,6 +371,8 @@ class Pipeline:
             workers=n,
             listeners=list(listeners),
             fail_fast=fail_fast,
+            timeout=timeout,
+            retries=retries,
             on_commit=self._remember,
             external=self._external_inputs(plan),
         )

@@ -41,6 +41,7 @@ thread and inline units go on): a suspect that crashes alone is the culprit.
 
 from __future__ import annotations
 
+import logging
 import queue
 import sys
 import time
@@ -113,6 +114,8 @@ class Scheduler:
     workers: int
     listeners: Iterable[Listener] = ()
     fail_fast: bool = False
+    timeout: float | None = None  # for steps that set none
+    retries: int = 0  # for steps that set none
     on_commit: Commit | None = None
     external: dict[str, Any] = field(default_factory=dict)  # inputs no step writes
 
@@ -129,6 +132,7 @@ class Scheduler:
             if name not in stale:
                 self.result.steps[name].status = "up-to-date"
         chained = self.plan.chained
+        self._log_level = logging.getLogger().getEffectiveLevel()  # the kernel's, for steps' `logging` calls
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._flights: dict[int, _Flight] = {}  # by id of the flight
         self._ready: list[Key] = []
@@ -337,6 +341,8 @@ class Scheduler:
             slice=index,
             over=step.over if index is not None else None,
             chain_var=chain_var,
+            timeout=self._timeout(step),
+            log_level=self._log_level,
         )
 
     def _mark_queued(self, key: Key, backend: Backend) -> None:
@@ -377,6 +383,12 @@ class Scheduler:
             piece = record.slices[index]
             piece.status, piece.start, piece.worker = "running", started, worker
             self._emit(SliceStarted(self.result, name, index))
+
+    def _timeout(self, step: Step) -> float | None:
+        return step.timeout if step.timeout is not None else self.timeout
+
+    def _retries(self, step: Step) -> int:
+        return step.retries if step.retries is not None else self.retries
 
     def _value(self, name: str) -> Any:
         if name in self.external:

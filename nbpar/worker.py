@@ -24,6 +24,7 @@ import ast
 import builtins
 import io
 import linecache
+import logging
 import os
 import signal
 import sys
@@ -54,6 +55,8 @@ class Task:
     slice: int | None = None  # the slice index, for a fanned-out step
     over: str | None = None  # the fanned-out input (its length is the slice's size)
     chain_var: str | None = None  # take this input from the previous task's outputs
+    timeout: float | None = None  # seconds the step may run before it is stopped
+    log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
 
 
 @dataclass
