@@ -8,9 +8,9 @@ worker process also talks to the kernel over a local socket::
     ------                                        --------------
     Channel (one per process, started lazily)      report(address, message)
       Listener on a Unix socket, random authkey      one Client per process,
-      accept thread -> one reader thread per         opened at first use
-      worker connection -> sink(message)             LineBuffer: printed lines are
-                                                     sent at most every 0.2 s
+      accept thread -> one thread per worker         opened at first use
+      connection: the authkey handshake, then        LineBuffer: printed lines are
+      each message -> sink(message)                  sent at most every 0.2 s
     message = (run_token, kind, step, slice, payload)
       kind "start": payload (worker, time)     kind "log": payload text
 
@@ -20,13 +20,16 @@ the current run's (a late line from a cancelled run) is dropped there.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection, Listener, answer_challenge, deliver_challenge
 from typing import Any
 
 Message = tuple[str, str, str, int | None, Any]
@@ -38,10 +41,17 @@ class Channel:
 
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="nbpar-")
+        atexit.register(self._remove)
         self._authkey = secrets.token_bytes(16)
-        self._listener = Listener(os.path.join(self._dir, "channel"), family="AF_UNIX", authkey=self._authkey)
+        # The handshake is done per connection, not in accept(): a worker killed
+        # halfway through it must not stop the channel for the others.
+        self._listener = Listener(os.path.join(self._dir, "channel"), family="AF_UNIX")
         self.sink: Callable[[Message], None] = lambda message: None
         threading.Thread(target=self._accept, name="nbpar-channel", daemon=True).start()
+
+    def _remove(self) -> None:
+        self._listener.close()  # removes the socket file
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     @property
     def address(self) -> Address:
@@ -51,14 +61,18 @@ class Channel:
         while True:
             try:
                 conn = self._listener.accept()
-            except OSError:
-                return  # closed
-            except Exception:
-                continue  # a client that failed authentication
+            except OSError:  # a connection that failed as it was made (the listener lives as long as the process)
+                time.sleep(0.01)
+                continue
             threading.Thread(target=self._read, args=(conn,), name="nbpar-channel-reader", daemon=True).start()
 
     def _read(self, conn: Connection) -> None:
         with conn:
+            try:
+                deliver_challenge(conn, self._authkey)
+                answer_challenge(conn, self._authkey)
+            except (EOFError, OSError, AuthenticationError):
+                return  # not one of our workers, or one that died meanwhile
             while True:
                 try:
                     message = conn.recv()
@@ -91,12 +105,14 @@ def report(address: Address, message: Message) -> None:
     """Send one message to the kernel at `address` (from a worker process)."""
     global _client, _client_address
     with _send_lock:
-        if _client is None or _client_address != address:
-            _client = Client(address[0], family="AF_UNIX", authkey=address[1])
-            _client_address = address
         try:
+            if _client is None or _client_address != address:
+                _client_address = address
+                _client = Client(address[0], family="AF_UNIX")
+                answer_challenge(_client, address[1])
+                deliver_challenge(_client, address[1])
             _client.send(message)
-        except OSError:
+        except (EOFError, OSError, AuthenticationError):
             _client = None  # the kernel went away: the result still travels through loky
 
 
