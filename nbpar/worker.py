@@ -4,11 +4,17 @@ Data flow of one step::
 
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
-    [Task(step, source, inputs, writes)] ---> execute_all(tasks): execute(task)
-        (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
-                                               line numbers as in the notebook cell
+    [Task(step, source, inputs, writes,     execute_all(tasks): execute(task)
+          timeout, log_level)] ---------->     compile with filename "<step NAME>",
+        (process: dump_tasks -> bytes)         line numbers as in the notebook cell
                                                exec in a fresh dict holding only
-                                               the inputs; print() -> on_line
+                                               the inputs, under capture():
+                                                 print, warnings -> sys.stdout/err
+                                                   (_ThreadRouter) -> on_line
+                                                 logging (>= log_level) -> root's
+                                                   _StepLogHandler -> on_line
+                                               and, in a main thread, a SIGALRM
+                                               after `timeout` (StepTimeout)
     [Outcome(outputs | error, times)] <---    outputs = the written names
         (process: bytes via dump_outcomes)
 
@@ -16,6 +22,9 @@ Nothing here raises for a failing step: a failure is an `Outcome` whose
 `error` holds the user's traceback as text (traceback objects do not pickle),
 with nbpar's own frames removed. Pickling is done here, not by loky, so
 that an unpicklable input or output is reported by the variable's name.
+A worker process serves many runs: during its tasks the root logger's level
+is the kernel's, and what a step does to that level or to the warning
+filters does not outlive the task.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -70,6 +80,7 @@ class Outcome:
     output: str = ""  # printed text not yet reported line by line
     error: str | None = None  # the user's traceback, or why it could not run
     size: int | None = None  # items in the slice, for a fanned-out step
+    timed_out: bool = False  # stopped by its timeout (`error` says so)
 
     @property
     def ok(self) -> bool:
@@ -114,20 +125,26 @@ def step_filename(step: str) -> str:
 
 
 def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
-    """Run one step here and now. `on_line` receives each whole line printed."""
+    """Run one step here and now. `on_line` receives each whole line the
+    step prints, warns or logs (see `capture`)."""
     start = time.time()
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(task.inputs)
     error: str | None = None
-    with capture(on_line):
+    timed_out = False
+    with capture(on_line, task.log_level):
         try:
-            exec(_compile(task), namespace)
+            code = _compile(task)
+            with _deadline(task):
+                exec(code, namespace)
+        except StepTimeout as e:
+            error, timed_out = _stopped(task) + format_user_error(e), True
         except (Exception, SystemExit) as e:
             error = format_user_error(e)
     end = time.time()
     size = _size(task.inputs.get(task.over)) if task.over else None
     if error is not None:
-        return Outcome(task.step, worker, start, end, error=error, size=size)
+        return Outcome(task.step, worker, start, end, error=error, size=size, timed_out=timed_out)
     outputs = {w: namespace[w] for w in task.writes if w in namespace}
     deleted = tuple(w for w in task.writes if w not in namespace and w in task.inputs)
     return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted, size=size)
@@ -166,11 +183,70 @@ def _compile(task: Task) -> Any:
 
 def format_user_error(e: BaseException) -> str:
     """The traceback of `e` as text, starting at the first frame that is not
-    nbpar's own (the user's step, or the function it called)."""
+    nbpar's own (the user's step, or the function it called); for a
+    StepTimeout, ending at the last such frame (where the step was)."""
     tb = e.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(e), e, tb))
+    shown = traceback.TracebackException(type(e), e, tb)
+    if isinstance(e, StepTimeout):
+        while shown.stack and shown.stack[-1].filename.startswith(_PACKAGE_DIR):
+            shown.stack.pop()
+    return "".join(shown.format())
+
+
+# -- timeouts ---------------------------------------------------------------
+
+
+class StepTimeout(BaseException):
+    """Raised inside a step that ran past its timeout. A BaseException, so
+    that the step's own `except Exception` does not swallow it."""
+
+
+def _stopped(task: Task) -> str:
+    """The first line of the error of a step stopped by its timeout."""
+    what = f"step '{task.step}'" + (f" (slice {task.slice})" if task.slice is not None else "")
+    return f"{what} was stopped after its timeout of {task.timeout:g}s (--timeout {task.timeout:g}).\n"
+
+
+_LONGEST_ALARM = 1e8  # seconds (three years); a longer timeout (inf) is no limit, and overflows setitimer
+
+
+@contextmanager
+def _deadline(task: Task) -> Iterator[None]:
+    """Raise StepTimeout in the step when `task.timeout` has passed: SIGALRM,
+    which only a main thread can receive (a worker process, or an inline run
+    in the kernel's main thread). Elsewhere the kernel's scheduler enforces
+    the timeout. A timer armed before (pytest-timeout's, say) is resumed after."""
+    if (
+        task.timeout is None
+        or not task.timeout < _LONGEST_ALARM
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    stop = StepTimeout(f"timeout of {task.timeout:g}s")
+
+    def alarm(signum: int, frame: Any) -> None:
+        if getattr(_local, "busy", False):
+            _local.stop = stop  # nbpar is sending output: stop when it is done (see _LineSink)
+        else:
+            raise stop
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    outer, interval = signal.setitimer(signal.ITIMER_REAL, task.timeout)
+    armed = time.monotonic()
+    try:
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+            _local.stop = None
+            if outer:
+                signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - armed), 0.001), interval)
 
 
 # -- output capture -------------------------------------------------------
@@ -187,16 +263,42 @@ class _LineSink(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        text = self._partial + text
-        head, sep, self._partial = text.rpartition("\n")
-        if sep:
-            self._on_line(head + sep)
+        was_busy = _enter_output()
+        try:
+            head, sep, self._partial = (self._partial + text).rpartition("\n")
+            if sep:
+                self._on_line(head + sep)
+        finally:
+            _leave_output(was_busy)
         return len(text)
 
     def flush(self) -> None:
-        if self._partial:
-            self._on_line(self._partial + "\n")
-            self._partial = ""
+        was_busy = _enter_output()
+        try:
+            if self._partial:
+                self._on_line(self._partial + "\n")
+                self._partial = ""
+        finally:
+            _leave_output(was_busy)
+
+
+# A step's timeout must not cut nbpar's own work short: a message to the
+# kernel stopped halfway would garble the channel. While a thread is in a
+# sink (`busy`), its alarm only sets `stop`, raised when the sink is left.
+
+
+def _enter_output() -> bool:
+    was_busy = getattr(_local, "busy", False)
+    _local.busy = True
+    return was_busy
+
+
+def _leave_output(was_busy: bool) -> None:
+    _local.busy = was_busy
+    stop = getattr(_local, "stop", None)
+    if stop is not None and not was_busy:
+        _local.stop = None
+        raise stop
 
 
 class _ThreadRouter:
@@ -222,25 +324,87 @@ class _ThreadRouter:
         return getattr(self._original, name)
 
 
+class _StepLogHandler(logging.Handler):
+    """On the root logger while steps run here: a record logged by a thread
+    running a step, at the step's level or above, joins the step's output,
+    formatted as by `logging.basicConfig`. Records of other threads pass it
+    by: one that no other handler takes goes to `logging.lastResort`, as if
+    this handler were not there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = getattr(_local, "sink", None)
+        others = self._others(record)
+        if sink is None:
+            last = logging.lastResort
+            if not others and last is not None and record.levelno >= last.level:
+                last.handle(record)
+            return
+        if record.levelno < _local.log_level or any(_to_step(h, record) for h in others):
+            return
+        try:
+            text = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        sink.write(text)
+
+    def _others(self, record: logging.LogRecord) -> list[logging.Handler]:
+        """The other handlers the record reaches (what Logger.callHandlers counts)."""
+        logger: Any = logging.root if record.name == "root" else logging.Logger.manager.loggerDict.get(record.name)
+        found: list[logging.Handler] = []
+        while isinstance(logger, logging.Logger):
+            found += [h for h in logger.handlers if h is not self]
+            logger = logger.parent if logger.propagate else None
+        return found
+
+
+def _to_step(handler: logging.Handler, record: logging.LogRecord) -> bool:
+    """Whether `handler` takes `record` and writes it to a _ThreadRouter (a
+    StreamHandler made on sys.stderr after nbpar replaced it): in a step's
+    thread, that puts the record in the step's output already."""
+    stream = getattr(handler, "stream", None)
+    return isinstance(stream, _ThreadRouter) and record.levelno >= handler.level
+
+
 _local = threading.local()
-_install_lock = threading.Lock()  # guards replacing sys.stdout / sys.stderr
+_install_lock = threading.Lock()  # guards replacing sys.stdout / sys.stderr, and _capturing
+_log_handler = _StepLogHandler()
+# Steps capturing in this process. The log handler is on the root logger
+# only while there are some: a root logger with a handler would turn the
+# kernel's later `logging.basicConfig()` into a no-op.
+_capturing = 0
 
 
 @contextmanager
-def capture(on_line: Callable[[str], None]) -> Iterator[None]:
-    """Route this thread's stdout and stderr to `on_line` for the duration."""
+def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) -> Iterator[None]:
+    """Route this thread's stdout and stderr (so warnings too), and its
+    `logging` records of `log_level` and above, to `on_line` for the duration."""
+    global _capturing
     with _install_lock:
         for name in ("stdout", "stderr"):
             if not isinstance(getattr(sys, name), _ThreadRouter):
                 setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
+        if _capturing == 0:
+            logging.root.addHandler(_log_handler)
+        _capturing += 1
     sink = _LineSink(on_line)
-    previous = getattr(_local, "sink", None)
-    _local.sink = sink
+    previous = getattr(_local, "sink", None), getattr(_local, "log_level", logging.WARNING)
+    _local.sink, _local.log_level = sink, log_level
     try:
         yield
     finally:
-        sink.flush()
-        _local.sink = previous
+        try:
+            sink.flush()
+        finally:
+            _local.sink, _local.log_level = previous
+            with _install_lock:
+                _capturing -= 1
+                if _capturing == 0:
+                    logging.root.removeHandler(_log_handler)
 
 
 # -- the process protocol -------------------------------------------------
@@ -317,6 +481,26 @@ def run_in_process(payload: bytes, channel: tuple[Address, str] | None = None) -
             "importable there):\n" + format_user_error(e)
         )
         return cloudpickle.dumps([Outcome("?", worker, now, now, error=error)])
+    with _task_state(min(t.log_level for t in tasks)):
+        return _run_tasks(tasks, worker, channel)
+
+
+@contextmanager
+def _task_state(log_level: int) -> Iterator[None]:
+    """A worker process's logging level (the kernel's, else records below
+    WARNING are never made) and warning filters for its tasks; what a step
+    changes of them does not reach the next task."""
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(log_level)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        root.setLevel(saved)
+
+
+def _run_tasks(tasks: list[Task], worker: str, channel: tuple[Address, str] | None) -> bytes:
     if channel is None:
         return dump_outcomes(execute_all(tasks, worker, report=None))
     address, token = channel

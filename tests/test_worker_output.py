@@ -1,0 +1,232 @@
+"""What a step logs and warns reaches its output like what it prints, on
+every backend; a step past its timeout is stopped in its worker."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import textwrap
+import threading
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+import nbpar
+from nbpar import Pipeline, RunError
+from nbpar.worker import capture
+
+from .conftest import run_cell, run_cells
+
+BACKENDS = ["process", "thread", "inline"]
+
+
+def make(steps: dict[str, str], **options) -> Pipeline:
+    p = Pipeline({})
+    for name, source in steps.items():
+        p.add_step(name, textwrap.dedent(source), **options)
+    return p
+
+
+@pytest.fixture
+def kernel_warnings() -> Iterator[None]:
+    """Warnings written to sys.stderr, as in a notebook kernel (pytest
+    records them instead, in the kernel's threads)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
+@pytest.fixture
+def root_at_info() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.INFO)
+    yield
+    root.setLevel(saved)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_logging_joins_the_step_output_once(backend):
+    p = make(
+        {
+            "logs": """
+            import logging
+            logging.warning("careful with %s", "this")
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                logging.getLogger("nb.calc").error("could not divide", exc_info=True)
+            logging.getLogger("nb.calc").info("hidden at the kernel's WARNING level")
+            x = 1
+            """,
+            "quiet": "y = 2",
+        }
+    )
+    handlers = list(logging.getLogger().handlers)
+    result = p.run(backend=backend, workers=2)
+    output = result.steps["logs"].output
+    assert output.count("WARNING:root:careful with this\n") == 1
+    assert output.count("ERROR:nb.calc:could not divide\nTraceback (most recent call last):\n") == 1
+    assert 'File "<step logs>", line 5, in <module>' in output and "ZeroDivisionError" in output
+    assert "hidden" not in output
+    assert result.steps["quiet"].output == ""
+    assert logging.getLogger().handlers == handlers  # nothing left behind (logging.basicConfig still works)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_info_is_shown_when_the_kernel_logs_info(backend, root_at_info):
+    p = make({"info": "import logging\nlogging.getLogger('nb.detail').info('step %d of %d', 1, 2)\nx = 1"})
+    result = p.run(backend=backend)
+    assert result.steps["info"].output.count("INFO:nb.detail:step 1 of 2\n") == 1
+    assert logging.getLogger().level == logging.INFO
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_handler_the_step_makes_is_not_doubled(backend):
+    p = make(
+        {
+            "own": """
+            import logging, sys
+            _log = logging.getLogger("nb.own")
+            _handler = logging.StreamHandler(sys.stderr)
+            _log.addHandler(_handler)
+            _log.warning("said once")
+            _log.removeHandler(_handler)
+            x = 1
+            """
+        }
+    )
+    assert p.run(backend=backend).steps["own"].output == "said once\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warnings_join_the_step_output_on_every_run(backend, kernel_warnings):
+    p = make({"warns": "import warnings\nwarnings.warn('mind the gap')\nx = 1"})
+    for _ in range(2):
+        output = p.run(backend=backend, force=True).steps["warns"].output
+        assert output.count("<step warns>:2: UserWarning: mind the gap\n") == 1
+        assert "warnings.warn('mind the gap')" in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_library_warnings_join_the_step_output(backend, kernel_warnings):
+    p = make({"lib": "import numpy as np\nr = np.mean([])"})  # numpy warns "Mean of empty slice"
+    output = p.run(backend=backend).steps["lib"].output
+    assert output.count("RuntimeWarning: Mean of empty slice") == 1
+
+
+def test_process_timeout_stops_the_step_and_spares_its_worker():
+    p = make(
+        {
+            "slow": """
+            import time
+            while True:
+                time.sleep(0.05)
+            """,
+        },
+        timeout=0.5,
+    )
+    p.add_step("other", "import time\ntime.sleep(0.8)\nother = 1")
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=2)
+    slow = info.value.result.steps["slow"]
+    assert slow.status == "failed"
+    assert slow.error.startswith("step 'slow' was stopped after its timeout of 0.5s (--timeout 0.5).\n")
+    assert 'File "<step slow>", line 4, in <module>\n    time.sleep(0.05)\n' in slow.error
+    assert "worker.py" not in slow.error
+    other = info.value.result.steps["other"]
+    assert other.status == "done" and other.attempts == 1
+    # Both workers serve the next run: the stopped step's worker lives on.
+    again = make({n: f"import os, time\ntime.sleep(0.3)\n{n} = os.getpid()" for n in "ab"})
+    again.run(backend="process", workers=2)
+    assert {f"pid {again.namespace['a']}", f"pid {again.namespace['b']}"} == {slow.worker, other.worker}
+
+
+def test_inline_timeout_stops_the_step_and_restores_the_alarm():
+    before = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    p = make(
+        {
+            "stubborn": """
+            import time
+            while True:
+                try:
+                    time.sleep(0.05)
+                except Exception:
+                    pass
+            """
+        },
+        timeout=0.5,
+    )
+    with pytest.raises(RunError) as info:
+        p.run(backend="inline")
+    error = info.value.result.steps["stubborn"].error
+    assert error.startswith("step 'stubborn' was stopped after its timeout of 0.5s (--timeout 0.5).\n")
+    assert 'File "<step stubborn>", line 5, in <module>' in error
+    assert (signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)[0] > 0) == before
+
+
+def test_a_blocking_inline_parrun_honours_the_timeout(shell):
+    run_cells(shell, "%%step slow --timeout 0.3\nimport time\nwhile True:\n    time.sleep(0.05)")
+    result = run_cell(shell, "%parrun --backend inline --no-widget")
+    assert not result.success
+    error = nbpar.last_run().steps["slow"].error
+    assert error.startswith("step 'slow' was stopped after its timeout of 0.3s (--timeout 0.3).\n")
+    assert 'File "<step slow>", line 4, in <module>' in error  # the %%step line is line 1
+
+
+@pytest.mark.parametrize("timeout", [2, float("inf")])
+def test_a_step_finishing_in_time_is_not_stopped(timeout):
+    p = make({"quick": "import time\ntime.sleep(0.05)\nx = 1"}, timeout=timeout)
+    for backend in BACKENDS:
+        assert p.run(backend=backend, force=True).steps["quick"].status == "done"
+
+
+def test_the_log_handler_takes_only_the_step_threads_records():
+    lines: list[str] = []
+    elsewhere: list[str] = []
+
+    def other_thread() -> None:
+        logging.getLogger("nb.other").warning("not from the step")
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            elsewhere.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger("nb.other").addHandler(keep)
+    try:
+        with capture(lines.append):
+            logging.getLogger("nb.step").warning("from the step")
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+    finally:
+        logging.getLogger("nb.other").removeHandler(keep)
+    assert lines == ["WARNING:nb.step:from the step\n"]
+    assert elsewhere == ["not from the step"]
+
+
+def test_a_record_no_handler_takes_still_reaches_last_resort(monkeypatch):
+    """While a step runs, records of other threads that no handler takes go
+    to logging.lastResort, as they would with no step running."""
+    seen: list[str] = []
+
+    class Last(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    monkeypatch.setattr(logging, "lastResort", Last(logging.WARNING))
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    lines: list[str] = []
+    with capture(lines.append):
+        thread = threading.Thread(target=lambda: logging.getLogger("nb.other").warning("to last resort"))
+        thread.start()
+        thread.join()
+    assert seen == ["to last resort"] and lines == []
