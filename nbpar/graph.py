@@ -65,6 +65,12 @@ class Step:
             functions.add(self.filter)
         return self.reads | functions
 
+    @property
+    def uses_ipython(self) -> bool:
+        """Whether the step calls IPython (`%magic`, `!cmd` and `get_ipython()`
+        all become `get_ipython()` calls), which only the kernel has."""
+        return "get_ipython" in self.reads
+
     def shown_reads(self, written: Container[str]) -> list[str]:
         """The reads worth showing a user: builtins (`print`, `len`) only
         when a step (in `written`) rebinds them."""

@@ -4,7 +4,9 @@ done by the `Pipeline` over the shell's namespace; the displays are in ui/."""
 
 from __future__ import annotations
 
+import argparse
 import io
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from IPython.display import display
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import Pipeline, PlanError, RunHandle, last_run
+from .pipeline import Pipeline, PlanError, RunHandle, _check_limits, last_run
 from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
@@ -40,6 +42,109 @@ def run_defaults() -> dict[str, Any]:  # {"workers": int | None, "backend": Back
     return {"workers": int(workers) if workers else None, "backend": backend}
 
 
+SHOWN_NAMES = 8  # step names listed in one line before "and N more"
+
+
+class _Once(argparse.Action):
+    """Store an option's value (or `const`, for a flag), refusing an option
+    given twice: argparse would silently keep the last one."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = namespace.__dict__.setdefault("_given", set())
+        if self.dest in given:
+            raise argparse.ArgumentError(self, "given twice: give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _option(*names: str, **kwargs: Any) -> Any:
+    """An option of a magic, given at most once."""
+    return argument(*names, action=_Once, **kwargs)
+
+
+def _flag(*names: str, help: str) -> Any:
+    """An on/off option of a magic, given at most once."""
+    return argument(*names, action=_Once, nargs=0, const=True, default=False, help=help)
+
+
+def _parse(magic: Callable[..., Any], line: str, name: str) -> Any:
+    """The arguments of `line` for `magic` (shown to users as `name`); every
+    misuse is a one-line UsageError that says where to look."""
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as e:  # shlex, on an unclosed quote
+        raise UsageError(f"{name} {line.strip()}: {e}: close the quote or remove it.") from None
+    except UsageError as e:
+        raise UsageError(f"{name}: {e}. {name}? shows the options.") from None
+
+
+def _check_run_args(args: argparse.Namespace, where: str) -> None:
+    """Raise UsageError for a --workers, --timeout or --retries that cannot work."""
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"{where}--workers must be at least 1, not {args.workers}.")
+    try:
+        _check_limits(where, args.timeout, args.retries)
+    except GraphError as e:
+        raise UsageError(str(e)) from None
+
+
+# %%step's options that mean something only with --run: (option, dest)
+_RUN_ONLY = (
+    ("--workers", "workers"),
+    ("--force", "force"),
+    ("--fail-fast", "fail_fast"),
+    ("--no-widget", "no_widget"),
+    ("--background", "background"),
+)
+
+
+def _check_step_args(args: argparse.Namespace) -> None:
+    """Raise UsageError for options of %%step that cannot work, before
+    anything is registered."""
+    where = f"step '{args.name}': "
+    _check_run_args(args, where)
+    if args.name in args.after:
+        raise UsageError(f"{where}--after {args.name} names the step itself: drop it.")
+    given = [option for option, dest in _RUN_ONLY if getattr(args, dest) not in (None, False)]
+    if given and not args.run:
+        raise UsageError(f"{where}{', '.join(given)} only apply with --run: add --run, or drop them.")
+
+
+def _no_limit(timeout: float | None) -> float | None:
+    """None (no limit) for an infinite timeout."""
+    return None if timeout is not None and math.isinf(timeout) else timeout
+
+
+def _listed(names: list[str]) -> str:
+    """`a, b, c`, at most SHOWN_NAMES of them, then "and N more"."""
+    shown = ", ".join(names[:SHOWN_NAMES])
+    more = len(names) - SHOWN_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _announce(plan: Plan) -> str | None:
+    """The line said before a run that has up-to-date steps: which are kept
+    and which run (None when every step runs)."""
+    stale = set(plan.stale)
+    fresh = [n for n in plan.order if n not in stale]
+    if not fresh:
+        return None
+    if not stale:
+        steps = "the only step is" if len(fresh) == 1 else f"all {len(fresh)} steps are"
+        return f"nbpar: {steps} up to date ({_listed(fresh)}); nothing to run (--force reruns them)."
+    are = "step is" if len(fresh) == 1 else "steps are"
+    return (
+        f"nbpar: {len(fresh)} of {len(plan.order)} {are} up to date ({_listed(fresh)}); "
+        f"running {len(plan.stale)}: {_listed(plan.stale)}."
+    )
+
+
 def _merges(specs: list[str]) -> dict[str, str]:
     """`--merge sum` or `--merge feats=concat total=sum` as {output or "*": how}."""
     merges: dict[str, str] = {}
@@ -53,15 +158,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by %parrun and %%step --run."""
     for decorator in reversed(
         [
-            argument("--workers", type=int, metavar="N", help="worker processes or threads (default: the CPU count)"),
-            argument("--force", action="store_true", help="re-run steps that are up to date"),
-            argument("--fail-fast", action="store_true", help="stop everything at the first failure"),
-            argument("--no-widget", action="store_true", help="text output only"),
-            argument(
-                "--background",
-                action="store_true",
-                help="return at once; the run goes on (see %%parstatus, %%parwait, %%parcancel)",
-            ),
+            _option("--workers", type=int, metavar="N", help="worker processes or threads (default: the CPU count)"),
+            _flag("--force", help="re-run steps that are up to date"),
+            _flag("--fail-fast", help="stop everything at the first failure"),
+            _flag("--no-widget", help="text output only"),
+            _flag("--background", help="return at once; the run goes on (see %%parstatus, %%parwait, %%parcancel)"),
         ]
     ):
         func = decorator(func)
@@ -88,23 +189,28 @@ class NbparMagics(Magics):
             pass  # the first %parrun starts the pool and reports what fails
 
     @magic_arguments()
-    @argument("name", help="the step's name")
-    @argument("--after", nargs="+", default=[], metavar="STEP", help="steps to wait for, beside the inferred ones")
-    @argument("--backend", choices=BACKENDS, help="where this step runs (default: the run's)")
-    @argument("--over", metavar="VAR", help="fan out: run once per slice of input VAR, merging the outputs")
-    @argument("--slices", type=int, metavar="N", help="with --over: N slices (default: one per worker)")
-    @argument("--slice-size", type=int, metavar="K", help="with --over: slices of K items")
-    @argument("--filter", metavar="FUNC", help="with --over a dict: keep the keys the notebook function FUNC accepts")
-    @argument(
+    @argument("name", metavar="NAME", help="the step's name, a Python identifier")
+    @_option("--after", nargs="+", default=[], metavar="STEP", help="steps to wait for, beside the inferred ones")
+    @_option("--backend", choices=BACKENDS, help="where this step runs (default: the run's)")
+    @_option("--over", metavar="VAR", help="fan out: run once per slice of input VAR, merging the outputs")
+    @_option("--slices", type=int, metavar="N", help="with --over: N slices (default: one per worker)")
+    @_option("--slice-size", type=int, metavar="K", help="with --over: slices of K items")
+    @_option("--filter", metavar="FUNC", help="with --over a dict: keep the keys the notebook function FUNC accepts")
+    @_option(
         "--merge",
         nargs="+",
         default=["auto"],
         metavar="HOW",
         help="how outputs are merged: auto, concat, dict, list, sum or a function's name; OUTPUT=HOW for one output",
     )
-    @argument("--timeout", type=float, metavar="S", help="stop an attempt of this step after S seconds")
-    @argument("--retries", type=int, metavar="N", help="run a failed attempt of this step up to N times more")
-    @argument("--run", action="store_true", help="register, then run this step and the stale steps it needs")
+    @_option(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="stop an attempt of this step after S seconds (inf: no limit, even if %%parrun sets one)",
+    )
+    @_option("--retries", type=int, metavar="N", help="run a failed attempt of this step up to N times more")
+    @_flag("--run", help="register, then run this step and the stale steps it needs (with the options below)")
     @_run_options
     @cell_magic
     def step(self, line: str, cell: str) -> None:
@@ -112,13 +218,29 @@ class NbparMagics(Magics):
 
         nbpar reads the cell to find the names it reads and writes; a step
         that reads a name another step writes runs after it. Run the steps
-        with %parrun.
+        with %parrun. A cell that fails to register changes nothing: the
+        step's previous version, if any, stays.
         """
-        args = parse_argstring(self.step, line)
-        assert self.shell is not None
-        source = self.shell.transform_cell(cell)
+        if not line.strip():
+            raise UsageError("%%step needs a name: write `%%step NAME` on the cell's first line, NAME an identifier.")
+        args = _parse(self.step, line, "%%step")
+        _check_step_args(args)
+        source = self._transform(args.name, cell)
+        previous = self.pipeline.steps.get(args.name)
+        step = self._register(args, line, source)
+        print(self._describe(step))
+        if args.run:
+            try:
+                self._run([step.name], args, backend=None)
+            except UsageError as e:
+                # The run could not start: a %%step that fails changes nothing.
+                self._restore(step.name, previous)
+                kept = "keeps its previous version" if previous else "is not registered"
+                raise UsageError(f"{e} Step '{step.name}' {kept}.") from None
+
+    def _register(self, args: argparse.Namespace, line: str, source: str) -> Step:
         try:
-            step = self.pipeline.add_step(
+            return self.pipeline.add_step(
                 args.name,
                 source,
                 after=args.after,
@@ -135,24 +257,43 @@ class NbparMagics(Magics):
             )
         except GraphError as e:
             raise UsageError(str(e)) from None
-        print(self._describe(step))
-        if args.run:
-            self._run([step.name], args, backend=None)
+
+    def _transform(self, name: str, cell: str) -> str:
+        """The cell as Python (IPython syntax turned into calls)."""
+        assert self.shell is not None
+        try:
+            return self.shell.transform_cell(cell)
+        except SyntaxError as e:  # IPython's tokenizer, on a bad indentation
+            line = (e.lineno or 1) + 1  # the %%step line is line 1
+            raise UsageError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
+
+    def _restore(self, name: str, previous: Step | None) -> None:
+        """Put step `name` back as it was before its %%step cell ran."""
+        if previous is None:
+            self.pipeline.forget(name)
+        else:
+            self.pipeline.graph.add(previous)
 
     @magic_arguments()
     @argument("steps", nargs="*", metavar="STEP", help="steps to run, with what they need (default: all)")
-    @argument("--backend", choices=BACKENDS, help="where steps run (default: process)")
-    @argument("--dry-run", action="store_true", help="print the plan and run nothing")
-    @argument("--timeout", type=float, metavar="S", help="stop an attempt after S seconds (steps that set none)")
-    @argument(
-        "--retries", type=int, default=0, metavar="N", help="retry a failed attempt N times (steps that set none)"
+    @_option("--backend", choices=BACKENDS, help="where steps run (default: process)")
+    @_flag("--dry-run", help="print the plan and run nothing")
+    @_option(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="stop an attempt after S seconds (steps that set none; inf: no limit)",
     )
+    @_option("--retries", type=int, default=0, metavar="N", help="retry a failed attempt N times (steps that set none)")
     @_run_options
     @line_magic
     def parrun(self, line: str) -> None:
         """Run the pipeline's steps in parallel, each as soon as what it
-        reads is ready. Outputs enter the namespace as steps finish."""
-        args = parse_argstring(self.parrun, line)
+        reads is ready. Outputs enter the namespace as steps finish.
+        Steps that are up to date (same code, same inputs, outputs untouched
+        since their last run) are kept, and said so before the run starts."""
+        args = _parse(self.parrun, line, "%parrun")
+        _check_run_args(args, "%parrun: ")
         if not self.pipeline.steps:
             raise UsageError("there are no steps to run: mark cells with %%step NAME and run them first.")
         if args.dry_run:
@@ -162,23 +303,25 @@ class NbparMagics(Magics):
                 raise UsageError(str(e)) from None
             print(self._describe_plan(plan))
             return
-        self._run(args.steps, args, backend=args.backend, timeout=args.timeout, retries=args.retries)
+        self._run(args.steps, args, backend=args.backend, timeout=_no_limit(args.timeout), retries=args.retries)
 
     @magic_arguments()
-    @argument("name", help="the step to drop")
+    @argument("name", metavar="STEP", help="the step to drop")
     @line_magic
     def parforget(self, line: str) -> None:
         """Drop step NAME from the pipeline (its outputs stay in the namespace)."""
-        args = parse_argstring(self.parforget, line)
+        args = _parse(self.parforget, line, "%parforget")
         try:
             self.pipeline.forget(args.name)
         except GraphError as e:
             raise UsageError(str(e)) from None
         print(f"step {args.name} forgotten")
 
+    @magic_arguments()
     @line_magic
     def pardag(self, line: str) -> None:
         """Show the graph of the steps, coloured by their last run's states."""
+        _parse(self.pardag, line, "%pardag")
         graph = self.pipeline.graph
         order = graph.select()
         deps = graph.dependencies()
@@ -189,9 +332,11 @@ class NbparMagics(Magics):
         else:
             print(self._describe_plan(self.pipeline.plan()))
 
+    @magic_arguments()
     @line_magic
     def parsteps(self, line: str) -> None:
         """A table of the steps: what each reads, writes, waits for, and its last state."""
+        _parse(self.parsteps, line, "%parsteps")
         from .ui.table import steps_table_html, steps_table_text
 
         graph = self.pipeline.graph
@@ -209,9 +354,11 @@ class NbparMagics(Magics):
             statuses.update((n, r.status) for n, r in last.steps.items() if n in statuses)
         return statuses
 
+    @magic_arguments()
     @line_magic
     def parstatus(self, line: str) -> None:
         """Show how the run going on (or the last one) stands."""
+        _parse(self.parstatus, line, "%parstatus")
         result = last_run()
         if result is None:
             print("nbpar: no run yet: %parrun starts one.")
@@ -229,17 +376,24 @@ class NbparMagics(Magics):
                 print(f"  running  {record.name}{progress}")
 
     @magic_arguments()
-    @argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds (the run goes on)")
+    @_option(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="give up waiting after S seconds (the run goes on; 0: just look; inf: no limit)",
+    )
     @line_magic
     def parwait(self, line: str) -> None:
         """Wait for the background run to end; raise its error if it failed."""
-        args = parse_argstring(self.parwait, line)
+        args = _parse(self.parwait, line, "%parwait")
+        if args.timeout is not None and not args.timeout >= 0:  # NaN too
+            raise UsageError(f"%parwait: --timeout must be 0 seconds or more (inf: no limit), not {args.timeout}.")
         run = self.pipeline.active or self._background
         if run is None:
             print("nbpar: no background run: %parrun --background starts one.")
             return
         try:
-            run.wait(args.timeout, check=False)
+            run.wait(_no_limit(args.timeout), check=False)
         except TimeoutError as e:
             raise UsageError(f"{e}; it goes on: %parstatus to see it, %parcancel to stop it.") from None
         except KeyboardInterrupt:
@@ -251,9 +405,11 @@ class NbparMagics(Magics):
         if not run.result.ok:
             raise RunError(run.result)
 
+    @magic_arguments()
     @line_magic
     def parcancel(self, line: str) -> None:
         """Stop the background run: steps in flight are stopped, finished ones keep their outputs."""
+        _parse(self.parcancel, line, "%parcancel")
         run = self.pipeline.active
         if run is None:
             print("nbpar: no run is going on.")
@@ -284,7 +440,9 @@ class NbparMagics(Magics):
         }
         try:
             self.pipeline.require_idle()  # refuse before showing anything
-            self.pipeline.plan(targets)
+            announcement = _announce(self.pipeline.plan(targets, args.force))
+            if announcement:
+                print(announcement)
             listener = self._display(background=args.background, text_only=args.no_widget)
             if args.background:
                 self._background = self.pipeline.start(targets, listeners=[listener], **options)
@@ -326,6 +484,8 @@ class NbparMagics(Magics):
         reads = step.shown_reads(self.pipeline.graph.writers())
         deps = sorted(self.pipeline.graph.dependencies()[step.name])
         fan = f" | over {step.over}" if step.over else ""
+        if step.uses_ipython and step.backend is None:
+            fan += " | runs in the kernel (it uses IPython)"
         return (
             f"step {step.name}: reads {', '.join(reads) or '-'}"
             f" | writes {', '.join(sorted(step.writes)) or '-'}"

@@ -7,7 +7,6 @@ successful run saw and made, which decides whether it is up to date.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -25,12 +24,21 @@ from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler
 
-_STEP_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _last_run: RunResult | None = None
 
 
 class PlanError(ValueError):
     """A run cannot start: the message names the step and the variable."""
+
+
+def _check_step_name(name: object) -> None:
+    """Raise GraphError unless `name` is a Python identifier: it is written
+    bare in `%parrun NAME` and `--after NAME`, and shown in `<step NAME>`."""
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise GraphError(
+            f"{name!r} is not a valid step name: a step name is a Python identifier "
+            "(letters, digits and '_', not starting with a digit), such as load_data."
+        )
 
 
 def _check_fan_out(step: Step) -> None:
@@ -55,6 +63,8 @@ def _check_fan_out(step: Step) -> None:
     for option, value in (("--slices", step.slices), ("--slice-size", step.slice_size)):
         if value is not None and value < 1:
             raise GraphError(f"step '{name}': {option} must be at least 1, not {value}.")
+    if step.filter is not None and not step.filter.isidentifier():
+        raise GraphError(f"step '{name}': --filter {step.filter!r}: name a function defined in the notebook.")
     for output, how in step.merge:
         if how not in MERGES and not how.isidentifier():
             raise GraphError(
@@ -65,11 +75,18 @@ def _check_fan_out(step: Step) -> None:
 
 
 def _check_limits(where: str, timeout: float | None, retries: int | None) -> None:
-    """Raise GraphError for a timeout or retry count that cannot work."""
+    """Raise GraphError for a timeout or retry count that cannot work. An
+    infinite timeout is no limit (on a step: even if the run sets one)."""
     if timeout is not None and not timeout > 0:  # NaN too
-        raise GraphError(f"{where}--timeout must be a number of seconds above 0, not {timeout}.")
+        raise GraphError(f"{where}--timeout must be a number of seconds above 0 (inf: no limit), not {timeout}.")
     if retries is not None and retries < 0:
         raise GraphError(f"{where}--retries must be 0 or more, not {retries}.")
+
+
+def _backend_of(step: Step, run_backend: BackendName) -> BackendName:
+    """Where `step` runs: its own backend, else in the kernel if it uses
+    IPython, else the run's."""
+    return step.backend or ("inline" if step.uses_ipython else run_backend)
 
 
 def last_run() -> RunResult | None:
@@ -164,11 +181,7 @@ class Pipeline:
         "auto", "concat", "dict", "list", "sum" or a namespace function's
         name, for all outputs or as a mapping of output name (or "*") to that.
         """
-        if not _STEP_NAME.match(name):
-            raise GraphError(
-                f"{name!r} is not a valid step name: use letters, digits, '_', '-' "
-                "or '.', starting with a letter or '_'."
-            )
+        _check_step_name(name)
         if backend is not None and backend not in BACKENDS:
             raise GraphError(f"step '{name}': unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
         try:
@@ -176,6 +189,8 @@ class Pipeline:
         except SyntaxError as e:
             line = (e.lineno or 1) + first_line - 1
             raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
+        except ValueError as e:  # a null byte, a lone surrogate
+            raise GraphError(f"step '{name}': the cell is not valid Python text: {e}") from None
         merges = tuple((merge if isinstance(merge, Mapping) else {"*": merge}).items())
         step = Step(
             name,
@@ -197,6 +212,12 @@ class Pipeline:
         )
         _check_fan_out(step)
         _check_limits(f"step '{name}': ", timeout, retries)
+        if step.uses_ipython and backend == "process":
+            raise GraphError(
+                f"step '{name}' uses IPython (a %magic, !command or get_ipython()), which a worker process does "
+                "not have: drop --backend process (such a step runs in the kernel), or move that line to an "
+                "ordinary cell."
+            )
         self.graph.add(step)
         return step
 
@@ -366,7 +387,7 @@ class Pipeline:
             steps=self.steps,
             plan=plan,
             namespace=self.namespace,
-            backend_for=lambda step: self.backend(step.backend or backend, n),
+            backend_for=lambda step: self.backend(_backend_of(step, backend), n),
             backend_name=backend,
             workers=n,
             listeners=list(listeners),

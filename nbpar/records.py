@@ -23,6 +23,7 @@ class SliceRecord:
     start: float | None = None
     end: float | None = None
     worker: str | None = None
+    attempts: int = 0  # times the slice was handed to a worker
 
 
 @dataclass
@@ -33,6 +34,8 @@ class StepRecord:
     end: float | None = None
     worker: str | None = None  # "pid 1234", "thread nbpar_0" or "kernel"; fanned out: all its slices' workers
     backend: str | None = None
+    # times it was handed to a worker: retries, and reruns after another
+    # step's crash count; fanned out: the most of any of its slices
     attempts: int = 0
     error: str | None = None  # the user's traceback, as text
     reason: str | None = None  # why it was skipped or cancelled

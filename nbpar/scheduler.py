@@ -50,7 +50,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import Backend, WorkerCrash
+from .backends import Backend, WorkerCrash, kill_worker
 from .events import (
     Event,
     Listener,
@@ -142,6 +142,9 @@ class Scheduler:
         self._started: set[Key] = set()  # those of them a worker has taken
         self._received: dict[Key, int] = {}  # characters of output reported live, per unit
         self._opened: set[str] = set()
+        self._failures: dict[Key, int] = {}  # failed attempts per unit (what --retries counts)
+        self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
+        self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
         self._waiting = {n: self.plan.deps[n] & stale - {chained.get(n, "")} for n in self.plan.stale}
         self._children: dict[str, list[str]] = {}
@@ -182,7 +185,10 @@ class Scheduler:
             try:
                 item = self._events.get(timeout=0.1)
             except queue.Empty:
+                self._check_deadlines()
                 continue
+            if self._deadlines:
+                self._check_deadlines()
             if item[0] == "report":
                 self._reported(*item[1:])
                 continue
@@ -355,10 +361,13 @@ class Scheduler:
         self._received.pop(key, None)
         if index is None:
             record.attempts += 1
+            record.worker = None  # until a worker takes it (again)
         else:
             self._fans[name].submitted.add(index)
-            record.slices[index].status = "queued"
-            record.attempts = max(record.attempts, 1)
+            piece = record.slices[index]
+            piece.status, piece.worker = "queued", None
+            piece.attempts += 1
+            record.attempts = max(record.attempts, piece.attempts)
 
     def _reported(self, kind: str, name: str, index: int | None, payload: Any) -> None:
         """A worker took a unit ("start"), or a unit printed ("log")."""
@@ -374,10 +383,14 @@ class Scheduler:
             return  # a start reported after the unit's result arrived
         worker, started = payload
         self._started.add((name, index))
+        limit = self._timeout(self.steps[name])
+        if limit is not None:
+            grace = _GRACE.get(self._backend((name, index)).name, 0.0)
+            self._deadlines[(name, index)] = time.monotonic() + limit + grace
+        if index is None:
+            record.start, record.worker = started, worker
         if record.status == "queued":
             record.status = "running"
-            if index is None:
-                record.start, record.worker = started, worker
             self._emit(StepStarted(self.result, name))
         if index is not None:
             piece = record.slices[index]
@@ -404,6 +417,8 @@ class Scheduler:
     # -- outcomes -----------------------------------------------------------
     def _settle(self, flight: _Flight) -> None:
         self._queued.difference_update(flight.keys)
+        for key in flight.keys:
+            self._deadlines.pop(key, None)
         try:
             outcomes = flight.future.result()
         except WorkerCrash as crash:
@@ -415,6 +430,10 @@ class Scheduler:
         # A chain stops at its first failing slice: the slices after it were
         # not run, and their steps are skipped as dependents of the failure.
         self._started.difference_update(flight.keys)
+        for name, index in flight.keys[len(outcomes) :]:  # not run: may be submitted again (a retry upstream)
+            assert index is not None
+            self._fans[name].submitted.discard(index)
+            self.result.steps[name].slices[index].status = "waiting"
         for key, outcome in zip(flight.keys, outcomes, strict=False):
             if self.result.steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
                 self._unit_done(key, outcome, flight.inputs)
@@ -428,7 +447,7 @@ class Scheduler:
         if index is None:
             record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
             if not outcome.ok:
-                self._fail(name, outcome.error or "")
+                self._unit_failed(key, outcome.error or "")
                 return
             self._complete(name, outcome.outputs, outcome.deleted, inputs)
             return
@@ -438,7 +457,7 @@ class Scheduler:
             piece.size = outcome.size
         piece.status = "done" if outcome.ok else "failed"
         if not outcome.ok:
-            self._fail_unit(key, outcome.error or "")
+            self._unit_failed(key, outcome.error or "")
             return
         fan = self._fans[name]
         fan.done[index] = outcome
@@ -493,8 +512,10 @@ class Scheduler:
 
     def _crashed(self, flight: _Flight, crash: WorkerCrash) -> None:
         """A worker died: every unit in flight in the pool failed with it.
-        Units no worker had taken are innocent: run them again. Of those
-        taken, a lone one is the culprit; several become suspects."""
+        A unit whose worker the kernel killed (timeout) is the culprit, and
+        the others are innocent. Otherwise units no worker had taken are
+        innocent: run them again; of those taken, a lone one is the culprit,
+        several become suspects."""
         cohort = [flight] + [f for f in self._flights.values() if f.backend is flight.backend]
         for f in cohort[1:]:
             del self._flights[id(f.future)]
@@ -502,23 +523,89 @@ class Scheduler:
         taken = [key for key in keys if key in self._started] or keys
         self._queued.difference_update(keys)
         self._started.difference_update(keys)
-        if len(taken) == 1:
-            culprit = taken[0]
-            what = f"step '{culprit[0]}'" + (f" (slice {culprit[1]})" if culprit[1] is not None else "")
-            self._fail_unit(
-                culprit,
-                f"The worker process running {what} died.\n{crash}\n"
-                "This is usually a crash in native code (segmentation fault), "
-                "os._exit() in the step, or the machine running out of memory. "
-                "Run the step with --backend inline to see it fail in the kernel.\n",
-            )
+        culprits = {key: self._killed.pop(key) for key in keys if key in self._killed}
+        if not culprits and len(taken) == 1:
+            culprits[taken[0]] = self._crash_error(taken[0], crash)
         for key in keys:
+            self._deadlines.pop(key, None)
             if key[1] is not None:
                 self._fans[key[0]].submitted.discard(key[1])
-            if len(taken) > 1 and key in taken:
+                self.result.steps[key[0]].slices[key[1]].status = "waiting"
+        for key in keys:
+            if key in culprits:
+                self._unit_failed(key, culprits[key])
+            elif not culprits and key in taken:
                 self._suspects.append(key)
-            elif key not in taken:
+            else:
                 self._ready.append(key)
+
+    def _crash_error(self, key: Key, crash: WorkerCrash) -> str:
+        worker = self._worker(key)
+        return (
+            f"The worker process{f' ({worker})' if worker else ''} running {_describe(key)} died: {crash}\n"
+            + (f"Its last words (Python's faulthandler):\n{crash.last_words}\n" if crash.last_words else "")
+            + "The pool of workers is restarted for the rest of the run. To find the cause, run the step "
+            "alone (%parrun NAME --workers 1), and give it --retries N if the crash is a fluke.\n"
+        )
+
+    def _check_deadlines(self) -> None:
+        """Stop the units that are past their timeout (and the grace a
+        worker process gets to stop the step itself)."""
+        now = time.monotonic()
+        for key in [k for k, deadline in self._deadlines.items() if now >= deadline]:
+            del self._deadlines[key]
+            flight = next((f for f in self._flights.values() if key in f.keys), None)
+            if flight is not None:
+                self._expire(key, flight)
+
+    def _expire(self, key: Key, flight: _Flight) -> None:
+        limit = self._timeout(self.steps[key[0]])
+        what = f"{_describe(key)} did not finish within its timeout of {limit:g}s (--timeout {limit:g})"
+        worker = self._worker(key)
+        if flight.backend.name == "process" and worker and worker.startswith("pid "):
+            # It ignored the alarm its worker raised (busy in native code): kill
+            # the worker. loky then fails the whole pool; `_crashed` sees this
+            # unit in `_killed` and runs the others again.
+            self._killed[key] = (
+                f"{what}, and did not stop when asked (it was busy in native code, or caught the "
+                f"alarm): its worker process ({worker}) was killed.\n"
+            )
+            kill_worker(int(worker.removeprefix("pid ")))
+            return
+        # A thread cannot be stopped: abandon it, its result is dropped.
+        del self._flights[id(flight.future)]
+        self._queued.difference_update(flight.keys)
+        self._started.difference_update(flight.keys)
+        for other in flight.keys:
+            self._deadlines.pop(other, None)
+            if other[1] is not None:
+                self._fans[other[0]].submitted.discard(other[1])
+            if other != key:
+                self._ready.append(other)
+        self._unit_failed(
+            key,
+            f"{what}. A thread cannot be stopped: it was abandoned, runs on in the background, "
+            "and what it makes is dropped.\n",
+        )
+
+    def _unit_failed(self, key: Key, error: str) -> None:
+        """An attempt of `key` failed: run it again if its step allows more
+        attempts (--retries), else fail its step."""
+        name, index = key
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        allowed = self._retries(self.steps[name])
+        if failures > allowed:
+            if allowed:
+                error = f"(failed {failures} attempts; this was the last)\n{error}"
+            self._fail_unit(key, error)
+            return
+        lines = [line.strip() for line in error.strip().splitlines() if line.strip()] or ["it failed"]
+        why = lines[-1] if lines[0].startswith("Traceback") else lines[0]  # the exception, or nbpar's first line
+        self._log(name, index, f"nbpar: attempt {failures} of {_describe(key)} failed ({why}); retrying\n")
+        if index is not None:
+            self._fans[name].submitted.discard(index)
+            self.result.steps[name].slices[index].status = "waiting"
+        self._ready.append(key)
 
     def _fail_unit(self, key: Key, error: str) -> None:
         name, index = key
@@ -554,6 +641,7 @@ class Scheduler:
                 rec.status, rec.reason = "cancelled", reason
                 self._emit(StepFinished(self.result, rec.name))
         self._flights.clear()
+        self._deadlines.clear()
         self._ready.clear()
         self._held.clear()
         self._suspects.clear()
@@ -573,6 +661,11 @@ class Scheduler:
                 found.append(n)
         return found
 
+    def _worker(self, key: Key) -> str | None:
+        name, index = key
+        record = self.result.steps[name]
+        return record.worker if index is None else record.slices[index].worker
+
     def _backend(self, key: Key) -> Backend:
         return self.backend_for(self.steps[key[0]])
 
@@ -591,3 +684,8 @@ class Scheduler:
 
 
 _MISSING: Any = object()
+_GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
+
+
+def _describe(key: Key) -> str:
+    return f"step '{key[0]}'" + (f" (slice {key[1]})" if key[1] is not None else "")

@@ -49,7 +49,9 @@ def test_crashing_worker_is_named_and_innocent_steps_are_rerun():
         p.run(backend="process", workers=2)
     result = info.value.result
     assert result.steps["crash"].status == "failed"
-    assert "The worker process running step 'crash' died" in result.steps["crash"].error
+    assert "The worker process (pid " in result.steps["crash"].error
+    assert "running step 'crash' died" in result.steps["crash"].error
+    assert "exited with code 7" in result.steps["crash"].error
     assert result.steps["innocent"].status == "done" and result.steps["innocent"].attempts == 2
     assert p.namespace["after"] is True
     # the pool is usable again

@@ -278,3 +278,145 @@ def test_parsteps_and_pardag_in_a_terminal(shell, capsys):
     run_cells(shell, "%parrun --backend inline", "%pardag")
     dag = capsys.readouterr().out
     assert "up to date  b  (after a)" in dag
+
+
+def _pipeline(shell):
+    return shell.magics_manager.registry["NbparMagics"].pipeline
+
+
+BAD_LINES = [
+    # (magic, line, what the one-line message must say)
+    ("parrun", "--workers -1", "--workers must be at least 1, not -1"),
+    ("parrun", "--workers 0 --dry-run", "--workers must be at least 1"),
+    ("parrun", "--backend gpu", "invalid choice: 'gpu'"),
+    ("parrun", "--timeout 0", "--timeout must be a number of seconds above 0"),
+    ("parrun", "--timeout -2", "--timeout must be a number of seconds above 0"),
+    ("parrun", "--timeout nan", "not nan"),
+    ("parrun", "--retries -1", "--retries must be 0 or more"),
+    ("parrun", "nope", "no step named 'nope'"),
+    ("parrun", "--dry-run nope", "no step named 'nope'"),
+    ("parrun", "a 'unclosed", "No closing quotation: close the quote"),
+    ("parrun", "--workers 2 --workers 3", "--workers: given twice"),
+    ("parrun", "--force --force", "--force: given twice"),
+    ("parrun", "--bogus", "%parrun: unrecognized arguments: --bogus. %parrun? shows the options"),
+    ("parforget", "nope", "no step named 'nope'"),
+    ("parforget", "'a", "No closing quotation"),
+    ("parforget", "", "required: STEP"),
+    ("parwait", "--timeout -1", "%parwait: --timeout must be 0 seconds or more"),
+    ("parwait", "--timeout nan", "%parwait: --timeout must be 0 seconds or more"),
+    ("parstatus", "extra", "%parstatus: unrecognized arguments: extra"),
+    ("pardag", "'", "No closing quotation"),
+]
+
+
+@pytest.mark.parametrize(("magic", "line", "message"), BAD_LINES)
+def test_bad_line_magic_input_is_a_one_line_usage_error(shell, magic, line, message):
+    run_cells(shell, "%%step a\nx = 1")
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic(magic, line)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert list(_pipeline(shell).steps) == ["a"] and "x" not in shell.user_ns
+
+
+BAD_STEPS = [
+    ("", "%%step needs a name"),
+    ("--run", "required: NAME"),
+    ("1st", "'1st' is not a valid step name: a step name is a Python identifier"),
+    ("a-b", "'a-b' is not a valid step name"),
+    ("a.b", "'a.b' is not a valid step name"),
+    ("b --after nope", "step 'b': --after names 'nope', which is not a step"),
+    ("b --after b", "step 'b': --after b names the step itself"),
+    ("b --over xs --slices 0", "step 'b': --slices must be at least 1, not 0"),
+    ("b --over xs --slice-size -3", "step 'b': --slice-size must be at least 1, not -3"),
+    ("b --over xs --filter 1x", "step 'b': --filter '1x': name a function"),
+    ("b --slices 2", "step 'b': --slices needs --over VAR"),
+    ("b --timeout 0", "step 'b': --timeout must be a number of seconds above 0"),
+    ("b --timeout nan", "step 'b': --timeout must be"),
+    ("b --retries -1", "step 'b': --retries must be 0 or more"),
+    ("b --backend gpu", "%%step: argument --backend: invalid choice"),
+    ("b --workers 2", "step 'b': --workers only apply with --run"),
+    ("b --run --workers 0", "step 'b': --workers must be at least 1"),
+    ("b --timeout 1 --timeout 2", "--timeout: given twice"),
+    ("b --over", "--over: expected one argument"),
+    ("b --nope", "unrecognized arguments: --nope"),
+    ("b 'unclosed", "%%step b 'unclosed: No closing quotation"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_STEPS)
+def test_bad_step_input_is_a_one_line_usage_error_that_changes_nothing(shell, line, message):
+    run_cells(shell, "xs = [1, 2]", "%%step a\nx = 1", "%%step b\ny = list(xs)")
+    before = dict(_pipeline(shell).steps)
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("step", line, "y = [v + x for v in xs]")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert _pipeline(shell).steps == before
+
+
+def test_a_step_whose_run_cannot_start_keeps_its_previous_version(shell):
+    run_cells(shell, "%%step a\nx = 1")
+    previous = _pipeline(shell).steps["a"]
+    with pytest.raises(UsageError, match="reads `undefined_k`.*Step 'a' keeps its previous version"):
+        shell.run_cell_magic("step", "a --run --backend inline", "x = undefined_k")
+    assert _pipeline(shell).steps == {"a": previous}
+    with pytest.raises(UsageError, match="Step 'new' is not registered"):
+        shell.run_cell_magic("step", "new --run --backend inline", "z = undefined_k")
+    assert list(_pipeline(shell).steps) == ["a"]
+
+
+def test_an_infinite_timeout_is_no_limit(shell):
+    run_cells(shell, "%%step a --timeout inf\nx = 1", "%parrun --timeout inf --backend inline")
+    assert _pipeline(shell).steps["a"].timeout == float("inf")
+    assert shell.user_ns["x"] == 1
+
+
+def test_unicode_identifiers_are_step_names(shell):
+    run_cells(shell, "%%step étape\nx = 1", "%parrun étape --backend inline")
+    assert nbpar.last_run().steps["étape"].status == "done"
+
+
+RESUME = [
+    "%%step ok1\nfine = 1",
+    "%%step ok2\nother = 2",
+    "%%step bad\nhalf = fine\nboom = half / 0",
+    "%%step after_bad\nlater = boom + 1",
+    "%%step final\nend = later + other",
+]
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_rerun_after_a_fix_says_what_it_keeps_and_runs_only_the_rest(shell, capsys, background):
+    run_cells(shell, *RESUME)
+    assert isinstance(run_cell(shell, "%parrun --backend thread --workers 2").error_in_exec, RunError)
+    run_cells(shell, "%%step bad\nhalf = fine\nboom = half / 1")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend thread --workers 2" + (" --background" if background else ""))
+    lines = capsys.readouterr().out.splitlines()
+    said = "nbpar: 2 of 5 steps are up to date (ok1, ok2); running 3: bad, after_bad, final."
+    assert lines[0] == said  # before anything else: the run has not started yet
+    if background:
+        run_cells(shell, "%parwait")
+    statuses = {n: s.status for n, s in nbpar.last_run().steps.items()}
+    assert statuses == {"ok1": "up-to-date", "ok2": "up-to-date", "bad": "done", "after_bad": "done", "final": "done"}
+    assert shell.user_ns["end"] == 4
+
+
+def test_a_run_with_nothing_to_do_says_so_and_how_to_force(shell, capsys):
+    run_cells(shell, "%%step a\nx = 1", "%%step b\ny = x + 1", "%parrun --backend inline")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    out = capsys.readouterr().out
+    assert "nbpar: all 2 steps are up to date (a, b); nothing to run (--force reruns them)." in out
+    run_cells(shell, "%parrun --backend inline --force")
+    assert "up to date" not in capsys.readouterr().out.split("\n")[0]
+
+
+def test_a_long_list_of_kept_steps_is_cut_short(shell, capsys):
+    run_cells(shell, *(f"%%step s{i}\nv{i} = {i}" for i in range(11)), "%parrun --backend inline")
+    run_cells(shell, "%%step s10\nv10 = -1")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    out = capsys.readouterr().out
+    assert "nbpar: 10 of 11 steps are up to date (s0, s1, s2, s3, s4, s5, s6, s7 and 2 more); running 1: s10." in out

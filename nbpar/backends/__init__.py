@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from .base import Backend, Report, WorkerCrash
 from .inline import InlineBackend
-from .process import ProcessBackend
+from .process import ProcessBackend, kill_worker
 from .thread import ThreadBackend
 
-__all__ = ["Backend", "Report", "WorkerCrash", "make_backend"]
+__all__ = ["Backend", "Report", "WorkerCrash", "kill_worker", "make_backend"]
 
 
 def make_backend(name: str, workers: int) -> Backend:

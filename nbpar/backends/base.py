@@ -12,7 +12,12 @@ __all__ = ["Backend", "Report", "WorkerCrash"]
 
 class WorkerCrash(Exception):
     """A worker process died while running steps (segfault, out of memory,
-    os._exit). Raised through the futures of every step in flight."""
+    os._exit). Raised through the futures of every step in flight; its
+    message says how the worker ended and what that usually means."""
+
+    def __init__(self, message: str, last_words: str = "") -> None:
+        super().__init__(message)
+        self.last_words = last_words  # what faulthandler wrote as the worker died, if anything
 
 
 class Backend(Protocol):

@@ -8,17 +8,29 @@ process (loky's own `get_reusable_executor` keeps one pool per thread, and a
 background run or the warm-up thread would start pools of their own).
 
 When a worker dies, loky fails every future in flight with
-TerminatedWorkerError; we turn that into `WorkerCrash` and the scheduler
-decides what to resubmit; the broken pool is replaced at the next
-submission. Stopping kills the workers (a running task can only be stopped
+TerminatedWorkerError; we turn that into a `WorkerCrash` that says how it
+ended (exit code or signal, and what that usually means) with what Python's
+faulthandler wrote as it died (each worker writes to a file of its own),
+and the scheduler decides what to resubmit. The broken pool is replaced at
+the next submission, and the replacement is logged (logger "nbpar") with
+its reason. Stopping kills the workers (a running task can only be stopped
 that way).
 """
 
 from __future__ import annotations
 
+import atexit
+import faulthandler
+import glob
+import logging
+import os
+import re
+import signal
+import tempfile
 import threading
 import weakref
 from concurrent.futures import Future
+from typing import IO
 
 import cloudpickle
 import loky
@@ -30,23 +42,137 @@ from .base import WorkerCrash
 
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
 
-_lock = threading.Lock()  # guards _pool and _pool_workers
+log = logging.getLogger("nbpar")
+_lock = threading.Lock()  # guards _pool, _pool_workers and _broken
 _pool: loky.ProcessPoolExecutor | None = None
 _pool_workers = 0
+_broken = ""  # why the pool broke, until it is replaced
 
 
 def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.ProcessPoolExecutor:
     """The shared pool with `workers` processes, started if need be (with
     `keep`, a pool of another size is kept as it is)."""
-    global _pool, _pool_workers
+    global _pool, _pool_workers, _broken
     with _lock:
         if _pool is not None and (fresh or (_pool_workers != workers and not keep)):
             _pool.shutdown(wait=False, kill_workers=True)
             _pool = None
+            if fresh:
+                log.warning("nbpar: restarting the worker pool: %s", _broken or "it was broken")
+                _broken = ""
         if _pool is None:
-            _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker)
+            _sweep_fault_files()
+            _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=_init_process)
+            # At interpreter exit, kill the workers instead of waiting for the
+            # steps they run (a script or terminal IPython quitting mid-run).
+            _pool._flags.kill_workers = True
             _pool_workers = workers
         return _pool
+
+
+# -- how a worker died ------------------------------------------------------
+
+_FAULTS = os.path.join(tempfile.gettempdir(), "nbpar-faults-{kernel}-{worker}.txt")
+_fault_file: IO[str] | None = None  # a worker's own, open while it lives
+
+
+def _init_process() -> None:
+    """Worker initializer: nbpar's (see worker.init_worker), and Python's
+    faulthandler writing to a file the kernel reads if the worker dies."""
+    global _fault_file
+    init_worker()
+    _fault_file = open(_FAULTS.format(kernel=os.getppid(), worker=os.getpid()), "w")  # open while the worker lives
+    faulthandler.enable(_fault_file, all_threads=False)
+
+
+def _last_words() -> str:
+    """What faulthandler wrote in this kernel's workers that have died; their
+    files are removed."""
+    words = []
+    for path in glob.glob(_FAULTS.format(kernel=os.getpid(), worker="*")):
+        worker = int(path.rsplit("-", 1)[1].removesuffix(".txt"))
+        if _alive(worker):
+            continue
+        with open(path) as f:
+            words.append(_users_frames(f.read()))
+        os.remove(path)
+    return "\n".join(w for w in words if w)
+
+
+def _users_frames(dump: str) -> str:
+    """A faulthandler dump without the frames of nbpar, loky and Python's
+    process machinery under the user's (most recent frames come first)."""
+    kept = []
+    for line in dump.strip().splitlines():
+        if line.lstrip().startswith('File "') and not line.lstrip().startswith('File "<step '):
+            if os.path.dirname(os.path.dirname(__file__)) in line:
+                break  # nbpar's worker: the user's frames are above
+        elif line.startswith("Extension modules:"):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has died
+    except OSError:
+        return True
+
+
+@atexit.register
+def _remove_fault_files() -> None:
+    _sweep_fault_files(mine=True)
+
+
+def _sweep_fault_files(mine: bool = False) -> None:
+    """Remove the fault files of workers that are gone (their kernel's or
+    this kernel's), or, with `mine`, all of this kernel's."""
+    for path in glob.glob(_FAULTS.format(kernel="*", worker="*")):
+        kernel, worker = (int(part) for part in path.removesuffix(".txt").rsplit("-", 2)[1:])
+        if (mine and kernel == os.getpid()) or not _alive(kernel) or not _alive(worker):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+
+_CAUSES = {
+    "SIGKILL": "it was killed (SIGKILL), most often by the operating system because the machine ran out of "
+    "memory; use fewer --workers or smaller slices, or free memory",
+    "SIGSEGV": "it crashed in native code (SIGSEGV, a segmentation fault), in a C extension the step called",
+    "SIGBUS": "it crashed in native code (SIGBUS), often a memory-mapped file that changed or a full disk",
+    "SIGABRT": "native code aborted it (SIGABRT), often a failed assertion in a C library",
+    "SIGFPE": "it crashed in native code (SIGFPE, an arithmetic fault)",
+    "SIGTERM": "it was terminated (SIGTERM) by something outside nbpar",
+}
+
+
+def explain_exit(loky_message: str) -> str:
+    """How a worker ended, from loky's message ("... {EXIT(3)}", "{SIGKILL(-9)}"),
+    in the user's terms."""
+    endings = re.findall(r"\b(EXIT|SIG[A-Z]+)\((-?\d+)\)", loky_message)
+    if not endings:
+        return "it ended unexpectedly (loky: " + loky_message.strip().splitlines()[0] + ")"
+    kind, code = endings[0]
+    if kind == "EXIT":
+        return f"it exited with code {code}, without an exception: os._exit() or a C library calling exit() in the step"
+    return _CAUSES.get(kind, f"it was ended by signal {kind} ({-int(code)})")
+
+
+def kill_worker(pid: int) -> None:
+    """Kill one worker process (a step past its timeout that did not stop)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended meanwhile
 
 
 _routes: dict[str, weakref.WeakMethod[Report]] = {}  # run token -> the run's report method
@@ -72,7 +198,7 @@ def _dispatch(message: Message) -> None:
         report(kind, step, index, payload)
 
 
-def _drop_pool(wait: bool) -> None:
+def stop_pool(wait: bool = True) -> None:
     """Kill the shared pool's workers; the next submission starts a new one."""
     global _pool
     with _lock:
@@ -91,16 +217,23 @@ class ProcessBackend:
         """Start the workers now, so the first step does not wait for them;
         a pool already there (maybe busy, maybe sized by a run) is left alone."""
         pool = _get_pool(self.workers, keep=True)
-        for f in [pool.submit(int) for _ in range(self.workers)]:
+        try:
+            futures = [pool.submit(int) for _ in range(self.workers)]
+        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+            pool = _get_pool(self.workers, fresh=True)
+            futures = [pool.submit(int) for _ in range(self.workers)]
+        for f in futures:
             f.result()
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         payload = dump_tasks(tasks)  # raises PicklingProblem naming the input
         channel = (kernel_channel().address, _route(report))
+        pool = _get_pool(self.workers)
         try:
-            inner = _get_pool(self.workers).submit(run_in_process, payload, channel)
+            inner = pool.submit(run_in_process, payload, channel)
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            inner = _get_pool(self.workers, fresh=True).submit(run_in_process, payload, channel)
+            pool = _get_pool(self.workers, fresh=True)
+            inner = pool.submit(run_in_process, payload, channel)
         outer: Future[list[Outcome]] = Future()
 
         def relay(f: Future[bytes]) -> None:
@@ -109,7 +242,12 @@ class ProcessBackend:
                 return
             exc = f.exception()
             if isinstance(exc, TerminatedWorkerError):
-                outer.set_exception(WorkerCrash(str(exc)))
+                global _broken
+                reason = explain_exit(str(exc))
+                with _lock:
+                    if pool is _pool and not _broken:  # the reason of this pool's replacement
+                        _broken = f"a worker process died: {reason}"
+                outer.set_exception(WorkerCrash(reason, _last_words()))
             elif exc is not None:
                 outer.set_exception(exc)
             else:
@@ -122,7 +260,7 @@ class ProcessBackend:
         return outer
 
     def stop(self) -> None:
-        _drop_pool(wait=False)
+        stop_pool(wait=False)
 
     def shutdown(self) -> None:
-        _drop_pool(wait=True)
+        stop_pool(wait=True)
