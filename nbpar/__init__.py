@@ -36,17 +36,12 @@ __all__ = [
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:
-    from .magics import NbparMagics
+    from .extension import load
 
-    ip.register_magics(NbparMagics(ip))
+    load(ip)
 
 
 def unload_ipython_extension(ip: InteractiveShell) -> None:
-    from .magics import NbparMagics
+    from .extension import unload
 
-    magics = ip.magics_manager.registry.get(NbparMagics.__name__)
-    if magics is not None:
-        if magics.pipeline.active is not None:  # a background run: stop it first
-            magics.pipeline.active.cancel()
-            magics.pipeline.active.wait(check=False)
-        magics.pipeline.shutdown()
+    unload(ip)

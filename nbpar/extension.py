@@ -1,0 +1,128 @@
+"""Loading and unloading the IPython extension, and the kernel's exit.
+
+`%load_ext nbpar` registers the magics and watches the shell's `exit_now`;
+`%unload_ext nbpar` and the kernel's shutdown cancel a run in flight and
+stop every worker process, so none is left behind.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .backends.process import stop_pool
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .magics import NbparMagics
+
+
+def load(ip: InteractiveShell) -> None:
+    from .magics import NbparMagics
+
+    ip.register_magics(NbparMagics(ip))
+    _unobserve_exit(ip)  # once, if loaded again
+    ip.observe(_on_exit_now, names="exit_now")
+
+
+def unload(ip: InteractiveShell) -> None:
+    """Undo `load_ipython_extension`: cancel a background run, stop every
+    worker process (the shared pool, whoever started it), drop the magics."""
+    from .magics import NbparMagics
+
+    _unobserve_exit(ip)
+    magics = ip.magics_manager.registry.pop(NbparMagics.__name__, None)
+    if not isinstance(magics, NbparMagics):
+        stop_pool()
+        return
+    for table in ip.magics_manager.magics.values():
+        for name in list(table):
+            if getattr(table[name], "__self__", None) is magics:
+                del table[name]
+    _join_warm_up()  # or it would start a pool after this
+    cancelled = _stop_run(magics, wait=10.0)
+    magics.pipeline.shutdown()
+    stop_pool()
+    if cancelled is not None:
+        magics._print_new_text()  # what the run's display wrote since the last %parstatus
+        print(
+            f"nbpar: unloaded; the background run was cancelled: {', '.join(cancelled) or 'no step'}. "
+            "Steps that finished kept their outputs."
+        )
+
+
+def _stop_run(magics: NbparMagics, wait: float) -> list[str] | None:
+    """Cancel the run going on, if any, and wait up to `wait` seconds for its
+    loop to stop it (it looks every 0.1 s; a blocking run, cancelled from
+    another thread, too); the steps cancelled."""
+    run = magics.pipeline.active
+    if run is None:
+        return None
+    run.cancel()
+    deadline = time.monotonic() + wait
+    while not run.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return run.result.by_status("cancelled")
+
+
+def _join_warm_up() -> None:
+    """Wait for the magics' warm-up thread, which may be starting the pool."""
+    for thread in threading.enumerate():
+        if thread.name == "nbpar-warm-up" and thread is not threading.current_thread():
+            thread.join(30.0)
+
+
+def _on_exit_now(change: Any) -> None:
+    """The kernel is shutting down (a shutdown or restart request, `exit()`).
+
+    ipykernel then SIGTERMs the kernel's children, again and again, until
+    none is left (SIGKILL only after 14 s), and jupyter_client SIGTERMs the
+    whole process group if the kernel has not exited after shutdown_wait_time
+    / 2 (2.5 s). Left alone, a background run replaces the workers killed
+    under it, and loky's and multiprocessing's resource trackers ignore
+    SIGTERM: the kernel does not exit by itself, it is terminated. So: stop
+    the run, kill the workers, and close the trackers' pipes (they clean up
+    and exit, as they would a moment later when the kernel's process ends).
+    Runs in the thread that sets `exit_now` (the control thread for a
+    shutdown request), before ipykernel looks for children; never raises.
+    """
+    if not change["new"]:
+        return
+    try:
+        from .magics import NbparMagics
+
+        magics = change["owner"].magics_manager.registry.get(NbparMagics.__name__)
+        if isinstance(magics, NbparMagics):
+            _stop_run(magics, wait=2.0)
+        stop_pool()
+        _stop_resource_trackers()
+    except Exception as e:  # the kernel must shut down all the same
+        print(f"nbpar: stopping the workers at shutdown failed: {type(e).__name__}: {e}", file=sys.__stderr__)
+
+
+def _stop_resource_trackers() -> None:
+    """Stop loky's and multiprocessing's resource-tracker processes, if running
+    (`_stop` closes the tracker's pipe and reaps it). Only as the kernel exits:
+    a stopped tracker unlinks what is still registered (say, the user's
+    SharedMemory), which the kernel's exit would do anyway."""
+    import multiprocessing.resource_tracker
+
+    from loky.backend import resource_tracker
+
+    for module in (resource_tracker, multiprocessing.resource_tracker):
+        stop = getattr(getattr(module, "_resource_tracker", None), "_stop", None)
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                pass
+
+
+def _unobserve_exit(ip: InteractiveShell) -> None:
+    try:
+        ip.unobserve(_on_exit_now, names="exit_now")
+    except ValueError:
+        pass  # not observed
