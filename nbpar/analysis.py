@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -58,10 +59,15 @@ def is_builtin(name: str) -> bool:
     return hasattr(builtins, name)
 
 
+@functools.lru_cache(maxsize=4096)  # a notebook re-registers the same cells again and again
 def analyze(source: str) -> CellNames:
-    """Return the names ``source`` reads and writes; ``SyntaxError`` propagates."""
+    """Return the names ``source`` reads and writes; ``SyntaxError`` propagates.
+    The result is shared: do not change it."""
     visitor = _CellVisitor()
-    visitor.visit(ast.parse(source))
+    try:
+        visitor.visit(ast.parse(source))
+    except RecursionError:
+        raise SyntaxError("an expression is nested too deeply to analyze: split it over several lines") from None
     return visitor.result()
 
 

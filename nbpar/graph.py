@@ -17,6 +17,7 @@ Errors are `GraphError`s whose message names the steps and the variable.
 
 from __future__ import annotations
 
+import collections
 import graphlib
 import itertools
 from collections.abc import Container, Iterable, Mapping
@@ -86,17 +87,25 @@ class Step:
 
 @dataclass
 class Graph:
-    """The registered steps; every mutation keeps the graph valid."""
+    """The registered steps; every mutation keeps the graph valid.
+
+    Registering is incremental, so a notebook of thousands of steps registers
+    in linear time: indexes of who writes and who reads each name are kept
+    up to date, and a step is checked only for the cycles it could close
+    (those through it), and only when something already waits for it."""
 
     steps: dict[str, Step] = field(default_factory=dict)
+    _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> the steps writing it
+    _readers: dict[str, set[str]] = field(default_factory=dict, repr=False)  # name -> the steps needing it
 
     # -- mutation -------------------------------------------------------
     def add(self, step: Step) -> None:
         """Register `step`, replacing a step of the same name. Raises
         GraphError (and changes nothing) if the result would be invalid."""
-        candidate = dict(self.steps)
-        candidate[step.name] = step
-        check_writers(candidate, step.name)
+        old = self.steps.get(step.name)
+        candidate = collections.ChainMap({step.name: step}, self.steps)
+        writer = collections.ChainMap(_index_change(self._writers, old, step), self._writers)
+        check_writers(candidate, writer, step.name)
         unknown = [a for a in step.after if a not in candidate]
         if unknown:
             raise GraphError(
@@ -105,16 +114,36 @@ class Graph:
                 f"Known steps: {', '.join(candidate) or '(none)'}. Register "
                 "that step first, or fix the name."
             )
-        check_acyclic(candidate)
-        self.steps = candidate
+        awaited = old is not None or any(self._readers.get(var) for var in step.writes)
+        if awaited and _waits_for_itself(candidate, writer, step.name):
+            check_acyclic(dict(candidate))  # raises, listing the cycle
+        for var, names in writer.maps[0].items():
+            if names:
+                self._writers[var] = names
+            else:
+                del self._writers[var]
+        self._index_inputs(old, step)
+        self.steps[step.name] = step
 
     def remove(self, name: str) -> Step:
-        """Forget step `name`; raises GraphError if unknown. (A new dict: a
-        run going on keeps the steps it started with.)"""
+        """Forget step `name`; raises GraphError if unknown."""
         self.require([name])
-        removed = self.steps[name]
-        self.steps = {n: s for n, s in self.steps.items() if n != name}
+        removed = self.steps.pop(name)
+        for var, names in _index_change(self._writers, removed, None).items():
+            if names:
+                self._writers[var] = names
+            else:
+                del self._writers[var]
+        self._index_inputs(removed, None)
         return removed
+
+    def _index_inputs(self, old: Step | None, new: Step | None) -> None:
+        if old is not None:
+            for var in old.inputs:
+                self._readers[var].discard(old.name)
+        if new is not None:
+            for var in new.inputs:
+                self._readers.setdefault(var, set()).add(new.name)
 
     # -- queries --------------------------------------------------------
     def require(self, names: Iterable[str]) -> None:
@@ -126,14 +155,18 @@ class Graph:
                 f"{', '.join(self.steps) or '(none: mark a cell with %%step NAME)'}."
             )
 
-    def writers(self) -> dict[str, list[str]]:
+    def writers(self) -> Mapping[str, list[str]]:
         """Map each written name to the steps that write it (one, but for
-        shared imports)."""
-        return writers(self.steps)
+        shared imports). Read only."""
+        return self._writers
 
     def dependencies(self) -> dict[str, set[str]]:
         """For every step, the steps it waits for."""
-        return dependencies(self.steps)
+        return {name: self.dependencies_of(name) for name in self.steps}
+
+    def dependencies_of(self, name: str) -> set[str]:
+        """The steps step `name` waits for."""
+        return _waits_for(self.steps, self._writers, self.steps[name])
 
     def validate(self) -> None:
         """Check the whole graph (run start): --after targets exist, no cycle."""
@@ -174,21 +207,50 @@ def writers(steps: Mapping[str, Step]) -> dict[str, list[str]]:
 
 def dependencies(steps: Mapping[str, Step]) -> dict[str, set[str]]:
     writer = writers(steps)
-    deps: dict[str, set[str]] = {}
-    for s in steps.values():
-        d = {w for r in s.inputs for w in writer.get(r, ()) if w != s.name}
-        d.update(a for a in s.after if a in steps)
-        deps[s.name] = d
-    return deps
+    return {s.name: _waits_for(steps, writer, s) for s in steps.values()}
 
 
-def check_writers(steps: Mapping[str, Step], newcomer: str) -> None:
+def _waits_for(steps: Mapping[str, Step], writer: Mapping[str, list[str]], step: Step) -> set[str]:
+    found = {w for r in step.inputs for w in writer.get(r, ()) if w != step.name}
+    found.update(a for a in step.after if a in steps)
+    return found
+
+
+def _index_change(writer: Mapping[str, list[str]], old: Step | None, new: Step | None) -> dict[str, list[str]]:
+    """The entries of `writer` (name -> writers) that change when step `old`
+    is taken out and `new` put in (an empty list: no writer left)."""
+    change: dict[str, list[str]] = {}
+    if old is not None:
+        for var in old.writes:
+            change[var] = [w for w in writer.get(var, ()) if w != old.name]
+    if new is not None:
+        for var in new.writes:
+            kept = change[var] if var in change else list(writer.get(var, ()))
+            change[var] = [*kept, new.name]
+    return change
+
+
+def _waits_for_itself(steps: Mapping[str, Step], writer: Mapping[str, list[str]], name: str) -> bool:
+    """Whether step `name` waits, through others, for itself: the only
+    cycles a graph that had none can get by adding or replacing `name`."""
+    seen: set[str] = set()
+    stack = list(_waits_for(steps, writer, steps[name]))
+    while stack:
+        other = stack.pop()
+        if other == name:
+            return True
+        if other not in seen:
+            seen.add(other)
+            stack.extend(_waits_for(steps, writer, steps[other]))
+    return False
+
+
+def check_writers(steps: Mapping[str, Step], writer: Mapping[str, list[str]], newcomer: str) -> None:
     """Raise if `newcomer` writes a name another step writes (the same
     import in both is allowed)."""
     mine = steps[newcomer]
-    for other in steps.values():
-        if other.name == newcomer:
-            continue
+    others = dict.fromkeys(w for var in sorted(mine.writes) for w in writer.get(var, ()) if w != newcomer)
+    for other in map(steps.__getitem__, others):
         clash = sorted(
             var
             for var in mine.writes & other.writes

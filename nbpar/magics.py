@@ -482,7 +482,7 @@ class NbparMagics(Magics):
 
     def _describe(self, step: Step) -> str:
         reads = step.shown_reads(self.pipeline.graph.writers())
-        deps = sorted(self.pipeline.graph.dependencies()[step.name])
+        deps = sorted(self.pipeline.graph.dependencies_of(step.name))
         fan = f" | over {step.over}" if step.over else ""
         if step.uses_ipython and step.backend is None:
             fan += " | runs in the kernel (it uses IPython)"

@@ -384,7 +384,7 @@ class Pipeline:
         n = workers or (1 if backend == "inline" else loky.cpu_count())
         plan = self.plan(targets, force)
         scheduler = Scheduler(
-            steps=self.steps,
+            steps=dict(self.steps),  # a run keeps the steps it started with
             plan=plan,
             namespace=self.namespace,
             backend_for=lambda step: self.backend(_backend_of(step, backend), n),

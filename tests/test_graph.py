@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nbpar.analysis import analyze
-from nbpar.graph import Graph, GraphError, Step, topological_order
+from nbpar.graph import (
+    Graph,
+    GraphError,
+    Step,
+    check_acyclic,
+    check_writers,
+    dependencies,
+    topological_order,
+    writers,
+)
 
 
 def step(name: str, source: str, after: tuple[str, ...] = ()) -> Step:
@@ -88,3 +99,40 @@ def test_unknown_names():
         g.select(["q", "a", "r"])
     with pytest.raises(GraphError, match="no step named 'q'"):
         g.remove("q")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*(st.sampled_from(c) for c in ("abcdef", "uvwxyz", "uvwxyz"))), max_size=25))
+def test_incremental_indexes_match_a_full_recomputation(moves):
+    """Adding, replacing and removing steps in any order keeps the graph's
+    indexes and its cycle check equal to computing them from scratch."""
+    g = Graph()
+    for name, reads, writes in moves:
+        if name in g.steps and reads == writes:
+            g.remove(name)
+            continue
+        candidate = step(name, f"{writes} = {reads}")
+        try:
+            g.add(candidate)
+        except GraphError:
+            with pytest.raises(GraphError):  # the full checks refuse it too
+                trial = {**g.steps, name: candidate}
+                check_writers(trial, writers(trial), name)
+                check_acyclic(trial)
+        assert {k: sorted(v) for k, v in g.writers().items()} == {k: sorted(v) for k, v in writers(g.steps).items()}
+        assert g.dependencies() == dependencies(g.steps)
+        check_acyclic(g.steps)
+
+
+def test_registering_many_steps_checks_only_what_can_change(monkeypatch):
+    """A new step that nothing waits for cannot close a cycle: registering a
+    long chain in order never walks the graph."""
+    import nbpar.graph
+
+    walks = []
+    original = nbpar.graph._waits_for_itself
+    monkeypatch.setattr(nbpar.graph, "_waits_for_itself", lambda *a: walks.append(a) or original(*a))
+    g = graph(*(step(f"s{i}", f"x{i} = x{i - 1} + 1" if i else "x0 = 0") for i in range(300)))
+    assert len(g.steps) == 300 and walks == []
+    g.add(step("s150", "x150 = x149 * 2"))  # a replacement in the middle does
+    assert len(walks) == 1
