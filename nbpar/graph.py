@@ -178,7 +178,7 @@ class Graph:
                     "is no longer a step (forgotten?). Re-register it or "
                     f"re-run the cell of '{step.name}' without it."
                 )
-        check_acyclic(self.steps)
+        check_acyclic(self.steps, self.dependencies())
 
     def select(self, targets: Iterable[str] = ()) -> list[str]:
         """The steps a run of `targets` needs (all steps when empty): the
@@ -194,7 +194,7 @@ class Graph:
             if name not in wanted:
                 wanted.add(name)
                 stack.extend(deps[name])
-        return [n for n in topological_order(self.steps) if n in wanted]
+        return [n for n in topological_order(self.steps, deps) if n in wanted]
 
 
 def writers(steps: Mapping[str, Step]) -> dict[str, list[str]]:
@@ -265,10 +265,10 @@ def check_writers(steps: Mapping[str, Step], writer: Mapping[str, list[str]], ne
             )
 
 
-def check_acyclic(steps: Mapping[str, Step]) -> None:
+def check_acyclic(steps: Mapping[str, Step], deps: Mapping[str, set[str]] | None = None) -> None:
     """Raise GraphError listing a cycle, one step a line, if there is one."""
     try:
-        graphlib.TopologicalSorter(dependencies(steps)).prepare()
+        graphlib.TopologicalSorter(dependencies(steps) if deps is None else deps).prepare()
     except graphlib.CycleError as e:
         cycle = e.args[1]  # [a, b, ..., a]: each is a dependency of the next
         writer = writers(steps)
@@ -284,10 +284,10 @@ def check_acyclic(steps: Mapping[str, Step]) -> None:
         ) from None
 
 
-def topological_order(steps: Mapping[str, Step]) -> list[str]:
+def topological_order(steps: Mapping[str, Step], deps: Mapping[str, set[str]] | None = None) -> list[str]:
     """All steps in dependency order, ties broken by registration order."""
     rank = {name: i for i, name in enumerate(steps)}
-    ts = graphlib.TopologicalSorter(dependencies(steps))
+    ts = graphlib.TopologicalSorter(dependencies(steps) if deps is None else deps)
     ts.prepare()
     order: list[str] = []
     while ts.is_active():

@@ -150,6 +150,7 @@ class Pipeline:
         self.namespace: MutableMapping[str, Any] = {} if namespace is None else namespace
         self.graph = Graph()
         self._memos: dict[str, _Memo] = {}
+        self._durations: dict[str, float] = {}  # seconds a unit of each step took when it last ran
         self._backends: dict[tuple[str, int], Backend] = {}
         self.active: RunHandle | None = None  # the run going on, if any
 
@@ -225,6 +226,7 @@ class Pipeline:
         """Drop step `name`; its outputs stay in the namespace."""
         self.graph.remove(name)
         self._memos.pop(name, None)
+        self._durations.pop(name, None)
 
     @property
     def steps(self) -> dict[str, Step]:
@@ -237,9 +239,11 @@ class Pipeline:
         order = self.graph.select(targets)
         deps = self.graph.dependencies()
         stale: list[str] = []
+        seen: set[str] = set()
         for name in order:
-            if force or deps[name] & set(stale) or not self._up_to_date(self.steps[name]):
+            if force or not deps[name].isdisjoint(seen) or not self._up_to_date(self.steps[name]):
                 stale.append(name)
+                seen.add(name)
         return Plan(order, stale, {n: deps[n] for n in order}, self._chains(stale))
 
     def _chains(self, stale: list[str]) -> dict[str, str]:
@@ -320,6 +324,7 @@ class Pipeline:
             result = scheduler.run()
         finally:
             self.active = None
+            self._durations.update(scheduler.took)
         if check and not result.ok:
             raise RunError(result)
         return result
@@ -358,6 +363,7 @@ class Pipeline:
         try:
             scheduler.run()
         finally:
+            self._durations.update(scheduler.took)
             self.active = None
 
     def _scheduler(
@@ -396,6 +402,7 @@ class Pipeline:
             retries=retries,
             on_commit=self._remember,
             external=self._external_inputs(plan),
+            durations=self._durations,
         )
         _last_run = scheduler.result
         return scheduler

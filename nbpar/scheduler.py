@@ -41,8 +41,11 @@ thread and inline units go on): a suspect that crashes alone is the culprit.
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import queue
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
@@ -102,6 +105,8 @@ class _Flight:
     inputs: dict[str, Any]
     backend: Backend
     solo: bool = False
+    probe: bool = False  # a unit of unknown duration, sent to learn how long units take
+    batch: bool = False  # independent small units (else one unit and the chained slices after it)
 
 
 @dataclass
@@ -118,6 +123,7 @@ class Scheduler:
     retries: int = 0  # for steps that set none
     on_commit: Commit | None = None
     external: dict[str, Any] = field(default_factory=dict)  # inputs no step writes
+    durations: Mapping[str, float] = field(default_factory=dict)  # seconds a unit of a step took last time
 
     def __post_init__(self) -> None:
         self.result = RunResult(
@@ -142,11 +148,17 @@ class Scheduler:
         self._started: set[Key] = set()  # those of them a worker has taken
         self._received: dict[Key, int] = {}  # characters of output reported live, per unit
         self._opened: set[str] = set()
+        self.took: dict[str, float] = {}  # seconds a unit of each step took in this run
+        self._typical: float | None = None  # a typical unit's seconds in this run, once known
+        self._finished: list[float] = []  # the first units' seconds, to learn _typical
+        self._probes = 0  # units of unknown duration in flight
+        self._probe_limit = 2 * self.workers
+        self._deferred: collections.deque[Key] = collections.deque()  # waiting for _typical
         self._failures: dict[Key, int] = {}  # failed attempts per unit (what --retries counts)
         self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
         self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
-        self._waiting = {n: self.plan.deps[n] & stale - {chained.get(n, "")} for n in self.plan.stale}
+        self._waiting = {n: (self.plan.deps[n] & stale) - {chained.get(n, "")} for n in self.plan.stale}
         self._children: dict[str, list[str]] = {}
         for child, parents in self._waiting.items():
             for parent in parents:
@@ -252,6 +264,8 @@ class Scheduler:
         return func  # type: ignore[no-any-return]
 
     def _submit_ready(self) -> None:
+        if self._deferred and (self._probes < self._probe_limit or self._typical is not None):
+            self._ready.extend(self._undefer())
         if not (self._held or self._ready or self._suspects):
             return  # the common case, once per event: keep it O(1)
         waiting = self._held + self._ready
@@ -259,15 +273,59 @@ class Scheduler:
         while self._suspects and not self._process_in_flight():
             suspect = self._suspects.pop(0)
             if self._wanted(suspect):
-                self._submit(suspect, solo=True)
+                self._submit(self._chain_from(suspect), solo=True)
         isolating = bool(self._suspects) or any(f.solo for f in self._flights.values())
+        small: dict[int, list[Key]] = {}  # by backend
         for key in waiting:
             if not self._wanted(key):
                 continue
             if isolating and self._is_process(key):
                 self._held.append(key)
+                continue
+            keys = self._chain_from(key)
+            guess = self._estimate(key)
+            if guess is None and self._backend(key).name != "inline":
+                if self._probes >= self._probe_limit:
+                    self._deferred.append(key)  # until the first units say how long units take
+                    continue
+                self._probes += 1
+                self._submit(keys, probe=True)
+            elif len(keys) == 1 and guess is not None and guess < SMALL:
+                small.setdefault(id(self._backend(key)), []).append(key)
             else:
-                self._submit(key)
+                self._submit(keys)
+        for keys in small.values():
+            self._submit_small(keys)
+
+    def _undefer(self) -> list[Key]:
+        """Deferred units to submit now: all of them once units of this run
+        have said how long they take, else as many as may probe."""
+        if self._typical is not None:
+            keys, self._deferred = list(self._deferred), collections.deque()
+            return keys
+        free = max(0, self._probe_limit - self._probes)
+        return [self._deferred.popleft() for _ in range(min(free, len(self._deferred)))]
+
+    def _estimate(self, key: Key) -> float | None:
+        """How long unit `key` will take: its step's, from this run or the
+        last; or the typical unit of this run; None if nothing is known yet."""
+        name = key[0]
+        known = self.took.get(name, self.durations.get(name))
+        return known if known is not None else self._typical
+
+    def _submit_small(self, keys: list[Key]) -> None:
+        """Submit units that take less than SMALL each: in batches when there
+        are more than workers, each batch one task for one worker (as joblib
+        batches small tasks), small enough to keep every worker busy."""
+        workers = self._backend(keys[0]).workers
+        if len(keys) <= workers:
+            for key in keys:
+                self._submit([key])
+            return
+        each = max(max(self._estimate(k) or 0.0 for k in keys), 1e-6)
+        size = max(1, min(math.ceil(len(keys) / (2 * workers)), int(BATCH / each)))
+        for start in range(0, len(keys), size):
+            self._submit(keys[start : start + size], batch=True)
 
     def _wanted(self, key: Key) -> bool:
         """Whether `key` still has to be submitted: its step has not failed or
@@ -278,14 +336,16 @@ class Scheduler:
             return False
         return index is None or index not in self._fans[name].done
 
-    def _submit(self, key: Key, solo: bool = False) -> None:
-        """Submit `key`, with the open chained slices that follow it."""
-        keys = [key] if solo else self._chain_from(key)
-        backend = self._backend(key)
+    def _submit(self, keys: list[Key], solo: bool = False, batch: bool = False, probe: bool = False) -> None:
+        """Submit `keys` as one task for one worker: a unit and the open
+        chained slices that follow it, or (`batch`) independent small units."""
+        backend = self._backend(keys[0])
         tasks: list[Task] = []
         inputs: dict[str, Any] = {}
         for k in keys:
-            task = self._task(k, chained=bool(tasks))
+            task = self._task(k, chained=bool(tasks) and not batch)
+            if batch and tasks and task.timeout is None:
+                task.report_start = False  # it starts a moment after the one before: the outcome says when
             tasks.append(task)
             inputs.update(task.inputs)
             self._mark_queued(k, backend)
@@ -293,9 +353,15 @@ class Scheduler:
             future = backend.submit(tasks, self._report)
         except PicklingProblem as e:
             self._queued.difference_update(keys)
-            self._fail_unit(key, str(e) + "\n")
+            if batch:  # find which: alone, the unit that cannot be sent fails
+                for k in keys:
+                    self._submit([k])
+            else:
+                self._fail_unit(keys[0], str(e) + "\n")
+            if probe:
+                self._probes -= 1
             return
-        flight = _Flight(keys, future, inputs, backend, solo)
+        flight = _Flight(keys, future, inputs, backend, solo, probe, batch)
         self._flights[id(future)] = flight
         future.add_done_callback(self._on_done)
 
@@ -303,6 +369,8 @@ class Scheduler:
         """`key` and, while the next chained step is open on the same
         backend, its slice of the same index (one worker runs them all)."""
         keys = [key]
+        if key[1] is None or not self._followers.get(key[0]):
+            return keys
         name, index = key
         while index is not None:
             nxt = [
@@ -310,6 +378,7 @@ class Scheduler:
                 for f in self._followers.get(name, ())
                 if f in self._opened
                 and index not in self._fans[f].submitted
+                and self._wanted((f, index))
                 and self._backend((f, index)) is self._backend(key)
             ]
             if not nxt:
@@ -416,6 +485,8 @@ class Scheduler:
 
     # -- outcomes -----------------------------------------------------------
     def _settle(self, flight: _Flight) -> None:
+        if flight.probe:
+            self._probes -= 1
         self._queued.difference_update(flight.keys)
         for key in flight.keys:
             self._deadlines.pop(key, None)
@@ -441,6 +512,7 @@ class Scheduler:
     def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any]) -> None:
         name, index = key
         record = self.result.steps[name]
+        self._learn(name, outcome.end - outcome.start)
         missed = outcome.output[self._received.pop(key, 0) :]  # printed, not reported live
         if missed:
             self._log(name, index, missed)
@@ -467,6 +539,13 @@ class Scheduler:
                 self._ready.append((follower, index))
         if len(fan.done) == fan.count:
             self._merge(name)
+
+    def _learn(self, name: str, seconds: float) -> None:
+        self.took[name] = seconds
+        if self._typical is None:
+            self._finished.append(seconds)
+            if len(self._finished) >= self._probe_limit:
+                self._typical = statistics.median(self._finished)
 
     def _merge(self, name: str) -> None:
         """Every slice of `name` is done: merge each output in slice order."""
@@ -518,14 +597,27 @@ class Scheduler:
         several become suspects."""
         cohort = [flight] + [f for f in self._flights.values() if f.backend is flight.backend]
         for f in cohort[1:]:
-            del self._flights[id(f.future)]
+            self._drop(f)
         keys = [key for f in cohort for key in f.keys]
-        taken = [key for key in keys if key in self._started] or keys
+        # A worker runs a flight's units one after another: of those it took,
+        # all but the last had finished.
+        taken = [(f, started) for f in cohort if (started := [k for k in f.keys if k in self._started])]
         self._queued.difference_update(keys)
         self._started.difference_update(keys)
         culprits = {key: self._killed.pop(key) for key in keys if key in self._killed}
         if not culprits and len(taken) == 1:
-            culprits[taken[0]] = self._crash_error(taken[0], crash)
+            culprits[taken[0][1][-1]] = self._crash_error(taken[0][1][-1], crash)
+        elif not culprits and not taken and len(keys) == 1:
+            culprits[keys[0]] = self._crash_error(keys[0], crash)
+        # Suspects run again alone; a chain is suspected as a whole (its later
+        # units need the earlier ones' outputs), so from its first unit.
+        suspects: set[Key] = set()
+        if not culprits:
+            for f, started in taken:
+                suspects.add(started[-1] if f.batch else f.keys[0])
+            if not taken:  # no worker said it took anything: every unit (every chain) is suspect
+                for f in cohort:
+                    suspects.update(f.keys if f.batch else f.keys[:1])
         for key in keys:
             self._deadlines.pop(key, None)
             if key[1] is not None:
@@ -534,10 +626,16 @@ class Scheduler:
         for key in keys:
             if key in culprits:
                 self._unit_failed(key, culprits[key])
-            elif not culprits and key in taken:
+            elif key in suspects:
                 self._suspects.append(key)
-            else:
+            elif not self._needs_upstream(key):  # else its chain brings it back
                 self._ready.append(key)
+
+    def _needs_upstream(self, key: Key) -> bool:
+        """Whether `key` is a chained slice whose slice upstream is not done."""
+        name, index = key
+        parent = self.plan.chained.get(name)
+        return index is not None and parent is not None and index not in self._fans[parent].done
 
     def _crash_error(self, key: Key, crash: WorkerCrash) -> str:
         worker = self._worker(key)
@@ -573,7 +671,7 @@ class Scheduler:
             kill_worker(int(worker.removeprefix("pid ")))
             return
         # A thread cannot be stopped: abandon it, its result is dropped.
-        del self._flights[id(flight.future)]
+        self._drop(flight)
         self._queued.difference_update(flight.keys)
         self._started.difference_update(flight.keys)
         for other in flight.keys:
@@ -587,6 +685,12 @@ class Scheduler:
             f"{what}. A thread cannot be stopped: it was abandoned, runs on in the background, "
             "and what it makes is dropped.\n",
         )
+
+    def _drop(self, flight: _Flight) -> None:
+        """Forget a flight whose outcome will not be settled."""
+        del self._flights[id(flight.future)]
+        if flight.probe:
+            self._probes -= 1
 
     def _unit_failed(self, key: Key, error: str) -> None:
         """An attempt of `key` failed: run it again if its step allows more
@@ -641,6 +745,8 @@ class Scheduler:
                 rec.status, rec.reason = "cancelled", reason
                 self._emit(StepFinished(self.result, rec.name))
         self._flights.clear()
+        self._probes = 0
+        self._deferred.clear()
         self._deadlines.clear()
         self._ready.clear()
         self._held.clear()
@@ -685,6 +791,8 @@ class Scheduler:
 
 _MISSING: Any = object()
 _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
+SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
+BATCH = 0.05  # seconds of work a batch of small units aims at
 
 
 def _describe(key: Key) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import io
 import linecache
 import logging
@@ -67,6 +68,7 @@ class Task:
     chain_var: str | None = None  # take this input from the previous task's outputs
     timeout: float | None = None  # seconds the step may run before it is stopped
     log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
+    report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
 
 
 @dataclass
@@ -93,24 +95,26 @@ Report = Callable[[str, str, "int | None", Any], None]
 
 
 def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[Outcome]:
-    """Run `tasks` one after another; stop at the first that fails. A task
-    with `chain_var` takes that input from the previous task's outputs (a
-    chain of slices run by one worker). What a task prints goes to `report`
+    """Run `tasks` one after another. A task with `chain_var` takes that
+    input from the previous task's outputs (a chain of slices run by one
+    worker), and is not run if that task failed: the chain stops there.
+    Tasks without one are independent (a batch of small steps). What a task prints goes to `report`
     as it comes, and all of it is in its outcome's `output` too (a live
     report may arrive after the outcome: the kernel shows what it missed)."""
     outcomes: list[Outcome] = []
     for task in tasks:
-        if task.chain_var is not None and outcomes and task.chain_var in outcomes[-1].outputs:
-            task = replace(task, inputs={**task.inputs, task.chain_var: outcomes[-1].outputs[task.chain_var]})
+        if task.chain_var is not None and outcomes:
+            if not outcomes[-1].ok:
+                break
+            if task.chain_var in outcomes[-1].outputs:
+                task = replace(task, inputs={**task.inputs, task.chain_var: outcomes[-1].outputs[task.chain_var]})
         printed: list[str] = []
         live = partial(report, "log", task.step, task.slice) if report is not None else None
-        if report is not None:
+        if report is not None and task.report_start:
             report("start", task.step, task.slice, (worker, time.time()))
         outcome = execute(task, worker, partial(_keep_and_report, printed, live))
         outcome.output = "".join(printed)
         outcomes.append(outcome)
-        if not outcome.ok:
-            break
     return outcomes
 
 
@@ -157,28 +161,28 @@ def _size(value: Any) -> int | None:
         return None
 
 
-_compiled: dict[tuple[str, str, int, str], Any] = {}  # a worker runs many slices of one step: compile once
-_COMPILED_KEPT = 256
-
-
 def _compile(task: Task) -> Any:
     """The step's code, its line numbers those of the notebook cell, its
     source in linecache (so tracebacks show the lines)."""
     filename = step_filename(task.step)
-    lines = task.source.splitlines(keepends=True)
-    padding = [task.header + "\n"] + ["\n"] * (task.first_line - 2) if task.first_line > 1 else []
-    all_lines = padding + lines
-    linecache.cache[filename] = (len("".join(all_lines)), None, all_lines, filename)
-    key = (task.step, task.source, task.first_line, task.header)
-    code = _compiled.get(key)
-    if code is None:
-        tree = ast.parse(task.source, filename)
-        ast.increment_lineno(tree, task.first_line - 1)
-        code = compile(tree, filename, "exec")
-        if len(_compiled) >= _COMPILED_KEPT:
-            _compiled.clear()
-        _compiled[key] = code
-    return code
+    linecache.cache[filename] = _lines(filename, task.source, task.first_line, task.header)
+    return _code(filename, task.source, task.first_line)
+
+
+@functools.lru_cache(maxsize=4096)  # a worker runs many slices of one step, and the same steps run after run
+def _lines(filename: str, source: str, first_line: int, header: str) -> tuple[int, None, list[str], str]:
+    padding = [header + "\n"] + ["\n"] * (first_line - 2) if first_line > 1 else []
+    lines = padding + source.splitlines(keepends=True)
+    return (len("".join(lines)), None, lines, filename)
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(filename: str, source: str, first_line: int) -> Any:
+    if first_line == 1:
+        return compile(source, filename, "exec")
+    tree = ast.parse(source, filename)
+    ast.increment_lineno(tree, first_line - 1)
+    return compile(tree, filename, "exec")
 
 
 def format_user_error(e: BaseException) -> str:
