@@ -15,7 +15,10 @@ Data flow::
       ready units --backend.submit([Task, ...])--> Future --done--> events queue
         (a slice of A and the open chained slices after it go as one task:
          one worker runs them back to back, nothing crosses to the kernel
-         between them)
+         between them; so do batches of small units, those that took less
+         than SMALL last time, when more are ready than workers. Units of
+         unknown duration go one per task, at most 2 per worker, until the
+         first ones say how long a unit of this run takes)
       backend report(kind, step, slice, payload) ---------------> events queue
         ("start" when a worker takes the unit, "log" for printed lines; from
          worker processes through channel.py)
@@ -33,10 +36,12 @@ namespace; backends and their threads only put items on the events queue.
 Listeners get an event after each change.
 
 A dead worker process fails every unit in flight in the pool with
-`WorkerCrash`, the innocent with the culprit. When only one unit was in
-flight, it is the culprit. Otherwise all of them become suspects and are
-run again one at a time, alone in the pool (other process units wait;
-thread and inline units go on): a suspect that crashes alone is the culprit.
+`WorkerCrash`, the innocent with the culprit. Of each task, only the last
+unit its worker took can be the culprit. When only one is, it is the
+culprit. Otherwise all of them become suspects and are run again one at a
+time, alone in the pool (other process units wait; thread and inline units
+go on): a suspect that crashes alone is the culprit. The units of a crashed
+batch are run again one per task, so the next crash names its unit.
 """
 
 from __future__ import annotations
@@ -154,6 +159,7 @@ class Scheduler:
         self._probes = 0  # units of unknown duration in flight
         self._probe_limit = 2 * self.workers
         self._deferred: collections.deque[Key] = collections.deque()  # waiting for _typical
+        self._unbatched: set[str] = set()  # steps whose batch crashed: one task per unit from then on
         self._failures: dict[Key, int] = {}  # failed attempts per unit (what --retries counts)
         self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
         self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
@@ -290,7 +296,7 @@ class Scheduler:
                     continue
                 self._probes += 1
                 self._submit(keys, probe=True)
-            elif len(keys) == 1 and guess is not None and guess < SMALL:
+            elif len(keys) == 1 and guess is not None and guess < SMALL and key[0] not in self._unbatched:
                 small.setdefault(id(self._backend(key)), []).append(key)
             else:
                 self._submit(keys)
@@ -322,7 +328,7 @@ class Scheduler:
             for key in keys:
                 self._submit([key])
             return
-        each = max(max(self._estimate(k) or 0.0 for k in keys), 1e-6)
+        each = max(sum(self._estimate(k) or 0.0 for k in keys) / len(keys), 1e-6)
         size = max(1, min(math.ceil(len(keys) / (2 * workers)), int(BATCH / each)))
         for start in range(0, len(keys), size):
             self._submit(keys[start : start + size], batch=True)
@@ -593,31 +599,36 @@ class Scheduler:
         """A worker died: every unit in flight in the pool failed with it.
         A unit whose worker the kernel killed (timeout) is the culprit, and
         the others are innocent. Otherwise units no worker had taken are
-        innocent: run them again; of those taken, a lone one is the culprit,
-        several become suspects."""
+        innocent: run them again; of those taken (the last of each task), a
+        lone one is the culprit, several become suspects. Batches are run
+        again unbatched."""
         cohort = [flight] + [f for f in self._flights.values() if f.backend is flight.backend]
         for f in cohort[1:]:
             self._drop(f)
         keys = [key for f in cohort for key in f.keys]
         # A worker runs a flight's units one after another: of those it took,
-        # all but the last had finished.
-        taken = [(f, started) for f in cohort if (started := [k for k in f.keys if k in self._started])]
+        # all but the last had finished. The units of a batch do not say when
+        # they start: they are all run again, one task each, to find out.
+        for f in cohort:
+            if f.batch:
+                self._unbatched.update(name for name, _ in f.keys)
+        taken = [
+            (f, started) for f in cohort if not f.batch and (started := [k for k in f.keys if k in self._started])
+        ]
         self._queued.difference_update(keys)
         self._started.difference_update(keys)
         culprits = {key: self._killed.pop(key) for key in keys if key in self._killed}
         if not culprits and len(taken) == 1:
             culprits[taken[0][1][-1]] = self._crash_error(taken[0][1][-1], crash)
-        elif not culprits and not taken and len(keys) == 1:
+        elif not culprits and not taken and len(cohort) == 1 and len(keys) == 1:
             culprits[keys[0]] = self._crash_error(keys[0], crash)
         # Suspects run again alone; a chain is suspected as a whole (its later
         # units need the earlier ones' outputs), so from its first unit.
         suspects: set[Key] = set()
         if not culprits:
-            for f, started in taken:
-                suspects.add(started[-1] if f.batch else f.keys[0])
-            if not taken:  # no worker said it took anything: every unit (every chain) is suspect
-                for f in cohort:
-                    suspects.update(f.keys if f.batch else f.keys[:1])
+            suspects.update(f.keys[0] for f, _ in taken)
+            if not taken:  # no worker said it took anything: every chain is suspect
+                suspects.update(f.keys[0] for f in cohort if not f.batch)
         for key in keys:
             self._deadlines.pop(key, None)
             if key[1] is not None:
