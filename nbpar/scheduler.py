@@ -350,8 +350,8 @@ class Scheduler:
         inputs: dict[str, Any] = {}
         for k in keys:
             task = self._task(k, chained=bool(tasks) and not batch)
-            if batch and tasks and task.timeout is None:
-                task.report_start = False  # it starts a moment after the one before: the outcome says when
+            if task.timeout is None and ((batch and tasks) or (self._estimate(k) or SMALL) < SMALL):
+                task.report_start = False  # done in a moment (or right after the one before): the outcome says when
             tasks.append(task)
             inputs.update(task.inputs)
             self._mark_queued(k, backend)
