@@ -328,10 +328,18 @@ class Scheduler:
             for key in keys:
                 self._submit([key])
             return
-        each = max(sum(self._estimate(k) or 0.0 for k in keys) / len(keys), 1e-6)
-        size = max(1, min(math.ceil(len(keys) / (2 * workers)), int(BATCH / each)))
-        for start in range(0, len(keys), size):
-            self._submit(keys[start : start + size], batch=True)
+        known = [k for k in keys if self._known(k[0])]
+        guessed = [k for k in keys if not self._known(k[0])]  # only this run's typical unit says they are small
+        for group, most in ((known, len(keys)), (guessed, GUESSED_BATCH)):
+            if not group:
+                continue
+            each = max(sum(self._estimate(k) or 0.0 for k in group) / len(group), 1e-6)
+            size = max(1, min(math.ceil(len(group) / (2 * workers)), int(BATCH / each), most))
+            for start in range(0, len(group), size):
+                self._submit(group[start : start + size], batch=True)
+
+    def _known(self, name: str) -> bool:
+        return name in self.took or name in self.durations
 
     def _wanted(self, key: Key) -> bool:
         """Whether `key` still has to be submitted: its step has not failed or
@@ -804,6 +812,7 @@ _MISSING: Any = object()
 _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at
+GUESSED_BATCH = 8  # units at most in a batch of steps never timed (a wrong guess costs little)
 
 
 def _describe(key: Key) -> str:
