@@ -23,6 +23,7 @@ from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler
+from .sharing import end_run
 
 _last_run: RunResult | None = None
 
@@ -323,6 +324,7 @@ class Pipeline:
         try:
             result = scheduler.run()
         finally:
+            end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
             self.active = None
             self._durations.update(scheduler.took)
         if check and not result.ok:
@@ -363,6 +365,7 @@ class Pipeline:
         try:
             scheduler.run()
         finally:
+            end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
             self._durations.update(scheduler.took)
             self.active = None
 

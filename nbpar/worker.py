@@ -48,8 +48,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-import cloudpickle
-
+from . import sharing
 from .channel import Address, LineBuffer, report
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -418,14 +417,16 @@ class PicklingProblem(Exception):
     """A value a step needs or makes cannot cross to or from a process."""
 
 
-def dump_tasks(tasks: list[Task]) -> bytes:
-    """Pickle tasks for a worker process, naming the input that fails."""
+def dump_tasks(tasks: list[Task], run: object | None = None) -> bytes:
+    """Pickle tasks for a worker process, naming the input that fails. With
+    `run` (the run they belong to), large buffers go through shared files
+    (see sharing.py)."""
     try:
-        return cloudpickle.dumps(tasks)
+        return sharing.dumps(tasks, run=run)
     except Exception as whole:
         for task in tasks:
             for name, value in task.inputs.items():
-                problem = _pickle_problem(value)
+                problem = sharing.pickle_problem(value)
                 if problem:
                     raise PicklingProblem(
                         f"step '{task.step}' reads `{name}` ({type(value).__name__}), "
@@ -436,56 +437,52 @@ def dump_tasks(tasks: list[Task]) -> bytes:
 
 
 def dump_outcomes(outcomes: list[Outcome]) -> bytes:
-    """Pickle outcomes for the kernel; an output that fails becomes its
-    step's error, naming the variable."""
+    """Pickle outcomes for the kernel (large buffers through the shared
+    files `sharing.replying` names); an output that fails becomes its step's
+    error, naming the variable."""
     try:
-        return cloudpickle.dumps(outcomes)
+        return sharing.dumps(outcomes)
     except Exception:
-        return cloudpickle.dumps([_picklable(o) for o in outcomes])
+        return sharing.dumps([_picklable(o) for o in outcomes])
 
 
 def _picklable(outcome: Outcome) -> Outcome:
-    try:
-        cloudpickle.dumps(outcome)
+    whole = sharing.pickle_problem(outcome)
+    if whole is None:
         return outcome
-    except Exception as whole:
-        bad = [(n, v) for n, v in outcome.outputs.items() if _pickle_problem(v)]
-        if bad:
-            name, value = bad[0]
-            error = (
-                f"step '{outcome.step}' writes `{name}` ({type(value).__name__}), "
-                f"which cannot be sent back from a worker process: {_pickle_problem(value)}.\n"
-                f"Make it private to the step (`_{name}`), create it in the step "
-                "that uses it, or run the step with --backend thread.\n"
-            )
-        else:
-            error = f"step '{outcome.step}': its result could not be sent back: {whole}\n"
-        return replace(outcome, outputs={}, deleted=(), error=error)
+    bad = [(n, v, p) for n, v in outcome.outputs.items() if (p := sharing.pickle_problem(v))]
+    if bad:
+        name, value, problem = bad[0]
+        error = (
+            f"step '{outcome.step}' writes `{name}` ({type(value).__name__}), "
+            f"which cannot be sent back from a worker process: {problem}.\n"
+            f"Make it private to the step (`_{name}`), create it in the step "
+            "that uses it, or run the step with --backend thread.\n"
+        )
+    else:
+        error = f"step '{outcome.step}': its result could not be sent back: {whole.split(': ', 1)[-1]}\n"
+    return replace(outcome, outputs={}, deleted=(), error=error)
 
 
-def _pickle_problem(value: Any) -> str | None:
-    try:
-        cloudpickle.dumps(value)
-    except Exception as e:
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
-def run_in_process(payload: bytes, channel: tuple[Address, str] | None = None) -> bytes:
+def run_in_process(
+    payload: bytes, channel: tuple[Address, str] | None = None, reply: tuple[str, str] | None = None
+) -> bytes:
     """The function loky runs in a worker process: tasks in, outcomes out;
     with a `channel` (address, run token), starts and printed lines are
-    reported live to the kernel as well."""
+    reported live to the kernel as well; with `reply` (the kernel's shared
+    directory, the flight's token), large output buffers go to files there.
+    Large inputs arrive on the kernel's files, mapped without a copy."""
     worker = f"pid {os.getpid()}"
     try:
-        tasks: list[Task] = cloudpickle.loads(payload)
+        tasks: list[Task] = sharing.loads(payload)
     except Exception as e:
         now = time.time()
         error = (
             "its inputs could not be loaded in the worker process (a module they need may not be "
             "importable there):\n" + format_user_error(e)
         )
-        return cloudpickle.dumps([Outcome("?", worker, now, now, error=error)])
-    with _task_state(min(t.log_level for t in tasks)):
+        return sharing.dumps([Outcome("?", worker, now, now, error=error)])
+    with _task_state(min(t.log_level for t in tasks)), sharing.replying(reply):
         return _run_tasks(tasks, worker, channel)
 
 

@@ -32,10 +32,10 @@ import weakref
 from concurrent.futures import Future
 from typing import IO
 
-import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
 
+from .. import sharing
 from ..channel import Message, kernel_channel
 from ..worker import Outcome, Report, Task, dump_tasks, init_worker, run_in_process
 from .base import WorkerCrash
@@ -226,21 +226,34 @@ class ProcessBackend:
             f.result()
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
-        payload = dump_tasks(tasks)  # raises PicklingProblem naming the input
+        run = getattr(report, "__self__", report)  # the run (its scheduler): its kernel arrays are written once
+        payload = dump_tasks(tasks, run)  # raises PicklingProblem naming the input
         channel = (kernel_channel().address, _route(report))
+        token = sharing.new_token()  # names the files the worker writes for the outcomes
+        reply = sharing.reply_to(token)
         pool = _get_pool(self.workers)
         try:
-            inner = pool.submit(run_in_process, payload, channel)
-        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            pool = _get_pool(self.workers, fresh=True)
-            inner = pool.submit(run_in_process, payload, channel)
+            try:
+                inner = pool.submit(run_in_process, payload, channel, reply)
+            except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+                pool = _get_pool(self.workers, fresh=True)
+                inner = pool.submit(run_in_process, payload, channel, reply)
+        except BaseException:
+            sharing.finish(token)
+            raise
         outer: Future[list[Outcome]] = Future()
 
         def relay(f: Future[bytes]) -> None:
             if f.cancelled():
+                sharing.finish(token)
                 outer.cancel()
                 return
             exc = f.exception()
+            if isinstance(exc, (TerminatedWorkerError, ShutdownExecutorError)):
+                # loky fails the futures, then kills the workers: one may be writing
+                sharing.discard(token, writers=list(getattr(pool, "_processes", None) or ()))
+            elif exc is not None:
+                sharing.finish(token)
             if isinstance(exc, TerminatedWorkerError):
                 global _broken
                 reason = explain_exit(str(exc))
@@ -252,9 +265,13 @@ class ProcessBackend:
                 outer.set_exception(exc)
             else:
                 try:
-                    outer.set_result(cloudpickle.loads(f.result()))
+                    outcomes = sharing.loads(f.result())  # large outputs: mapped from the worker's files
                 except Exception as e:  # an output whose class the kernel cannot load
                     outer.set_exception(e)
+                else:
+                    outer.set_result(outcomes)
+                finally:
+                    sharing.finish(token)  # what the outcomes do not use goes
 
         inner.add_done_callback(relay)
         return outer

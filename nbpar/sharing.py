@@ -1,0 +1,698 @@
+"""Large buffers cross between the kernel and worker processes as shared files, not pickled bytes.
+
+Tasks and outcomes are pickled with protocol 5: NumPy arrays (and pandas
+objects, through theirs) hand their data to pickle as out-of-band buffers.
+A contiguous buffer of `THRESHOLD` bytes or more is not copied into the
+pickle: it is in a file of the kernel's directory on tmpfs
+(``/dev/shm/nbpar-share-PID``; `NBPAR_SHARED_DIR` chooses another place),
+and the pickle carries a reference ``(path, offset, length)``. The receiver
+maps the file privately (copy-on-write) and the array lives on the mapped
+pages, with no copy: a step that changes its input in place changes its
+own pages only, never the kernel's array or another step's.
+
+Data flow::
+
+    kernel                                           worker process
+    ------                                           --------------
+    dump_tasks -> dumps(tasks, run=scheduler)
+      buffer on pages mapped here, unchanged:
+        a reference to that file (forwarding an
+        output costs nothing; a slice is an offset)
+      other buffer (the kernel's heap): written
+        once a run, pinned until end_run(scheduler)
+    MAGIC, references, pickle ---------------------> loads: map each file, pickle.loads(buffers=)
+                                                     run the steps
+                                                     dump_outcomes -> dumps(outcomes), `replying`
+                                                       buffer on an input's pages, unchanged: a reference
+                                                       other buffer: new file o<token>-<pid>-<n>.buf
+    relay: loads: map the files, finish(token) <---- MAGIC, references, pickle
+
+Lifetimes. Only the kernel deletes files, and only in its own directory. A
+file is kept while the kernel maps it (while an array lives on it: the
+mapping goes when the last array using it is garbage collected), while a
+run pins it (a kernel array written for the run's tasks), or while the
+flight whose worker writes it is in flight (its token is live). A flight
+that ends without an outcome (crash, kill, cancel) has its files deleted at
+once, and again when the workers that were alive then have died (loky fails
+the futures before it kills the workers). `end_run` sweeps what nothing
+needs; the directory goes at exit; the directories of dead kernels go when
+a kernel creates its own. Files are mapped through libc's mmap where there
+is one (Python's mmap keeps a file descriptor open per mapping).
+
+Changed pages. Mappings are private: a page written in place becomes the
+process's own (anonymous) page and the file keeps the old bytes. Before a
+buffer on mapped pages is sent as a reference to its file, /proc/self/pagemap
+tells whether any of its pages was written (elsewhere: the bytes are
+compared); if so the buffer is written to a new file.
+
+Within one run, a kernel array is written once: changing it in place in the
+kernel during the run (a thread step, a cell during a background run) does
+not reach the steps that read it after the first. A buffer that cannot be
+written (the file system is full) travels in the pickle, as do small,
+non-contiguous and object arrays.
+"""
+
+from __future__ import annotations
+
+import array
+import atexit
+import ctypes
+import itertools
+import mmap
+import os
+import pickle
+import re
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import cloudpickle
+
+THRESHOLD = 1 << 20  # bytes: smaller buffers stay in the pickle
+DIRECTORY_ENV = "NBPAR_SHARED_DIR"  # where the kernels' directories go (default /dev/shm, else the temp dir)
+_PREFIX = "nbpar-share-"
+_WRITE_CHUNK = 1 << 30  # write() moves at most ~2 GiB at once on Linux
+
+
+class Ref(NamedTuple):
+    path: str
+    offset: int
+    length: int
+
+
+# A pickle with shared buffers travels as MAGIC, the length of the pickled
+# references (8 bytes, little-endian), those references, then the pickle. A
+# pickle with none is sent as it is (a pickle starts with b"\x80").
+MAGIC = b"NBPS1"
+_LENGTH = struct.Struct("<Q")
+
+
+# -- counters (this process) ---------------------------------------------------
+
+_stats = {"written": 0, "files": 0, "forwarded": 0, "mapped": 0, "inband": 0}
+
+
+def stats() -> dict[str, int]:
+    """This process's counters: bytes `written` to shared files (and `files`
+    written), bytes sent as references to files already there (`forwarded`),
+    bytes received on mapped files (`mapped`), bytes of pickles (`inband`)."""
+    return dict(_stats)
+
+
+def reset_stats() -> None:
+    for key in _stats:
+        _stats[key] = 0
+
+
+# -- the kernel's directory --------------------------------------------------------
+
+_lock = threading.RLock()  # guards every table below; finalizers take it too
+_own_dir: str | None = None
+_owner_pid = 0
+
+
+def _base() -> str:
+    chosen = os.environ.get(DIRECTORY_ENV)
+    if chosen:
+        return chosen
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
+        return "/dev/shm"
+    return tempfile.gettempdir()
+
+
+def directory() -> str:
+    """This process's own directory for shared files, created (and the
+    directories of dead kernels removed) on first use."""
+    global _own_dir, _owner_pid
+    with _lock:
+        if _own_dir is None or _owner_pid != os.getpid():
+            base = _base()
+            _sweep_dead_kernels(base)
+            path = os.path.join(base, f"{_PREFIX}{os.getpid()}")
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            _own_dir, _owner_pid = path, os.getpid()
+        return _own_dir
+
+
+def _sweep_dead_kernels(base: str) -> None:
+    if os.name != "posix":
+        return  # _alive is POSIX's
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = re.fullmatch(re.escape(_PREFIX) + r"(\d+)", name)
+        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has died
+    except OSError:
+        return True
+
+
+@atexit.register
+def _remove_directory() -> None:
+    if _own_dir is not None and _owner_pid == os.getpid():
+        shutil.rmtree(_own_dir, ignore_errors=True)
+
+
+# -- files the kernel keeps: mapped here, pinned by a run, or in flight ----------
+
+
+@dataclass
+class _File:
+    maps: int = 0  # live mappings of it in this process
+    pins: int = 0  # runs that wrote it for their tasks
+
+
+_files: dict[str, _File] = {}  # own directory only
+_live: set[str] = set()  # tokens of flights in flight: their files are on their way
+_tokens = 0
+
+
+def _owned(path: str) -> bool:
+    return _own_dir is not None and _owner_pid == os.getpid() and os.path.dirname(path) == _own_dir
+
+
+def _hold(path: str, pins: int = 0, maps: int = 0) -> None:
+    with _lock:
+        entry = _files.setdefault(path, _File())
+        entry.pins += pins
+        entry.maps += maps
+
+
+def _let_go(path: str, pins: int = 0, maps: int = 0) -> None:
+    if _owner_pid != os.getpid():
+        return  # a forked child of the kernel: the files are the kernel's
+    with _lock:
+        entry = _files.get(path)
+        if entry is None:
+            return
+        entry.pins -= pins
+        entry.maps -= maps
+        if entry.pins > 0 or entry.maps > 0:
+            return
+        del _files[path]
+    _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def new_token() -> str:
+    """A token for one flight: its worker names its files with it; they
+    are kept until `finish` or `discard`."""
+    global _tokens
+    with _lock:
+        _tokens += 1
+        token = f"t{_tokens}"
+        _live.add(token)
+    return token
+
+
+def reply_to(token: str) -> tuple[str, str]:
+    """Where a worker puts the large buffers of a flight's outcomes."""
+    return directory(), token
+
+
+def finish(token: str) -> None:
+    """The flight's outcomes were loaded (or never will be): remove its
+    files that no mapping needs."""
+    with _lock:
+        _live.discard(token)
+    _remove_token_files(token)
+
+
+def discard(token: str, writers: Iterable[int] = ()) -> None:
+    """The flight ended without an outcome. Its files go now, and again once
+    the `writers` (its pool's workers, which loky kills after failing the
+    futures) are dead, in case one of them was writing."""
+    finish(token)
+    alive = [pid for pid in writers if pid != os.getpid() and _alive(pid)]
+    if alive:
+        threading.Thread(target=_after_death, args=(token, alive), name="nbpar-share-sweep", daemon=True).start()
+
+
+def _after_death(token: str, pids: list[int], patience: float = 120.0) -> None:
+    deadline = time.monotonic() + patience
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _remove_token_files(token)
+
+
+def _token_of(name: str) -> str | None:
+    match = re.fullmatch(r"o(t\d+)-\d+-\d+\.buf", name)
+    return match[1] if match else None
+
+
+def _remove_token_files(token: str) -> None:
+    _sweep(lambda name: _token_of(name) == token)
+
+
+def sweep() -> None:
+    """Remove the files of the own directory that nothing needs: not mapped,
+    not pinned, not of a flight in flight."""
+    _sweep(lambda name: True)
+
+
+def _sweep(selected: Any) -> None:
+    if _own_dir is None or _owner_pid != os.getpid():
+        return
+    try:
+        names = os.listdir(_own_dir)
+    except OSError:
+        return
+    for name in names:
+        if not selected(name):
+            continue
+        path = os.path.join(_own_dir, name)
+        with _lock:
+            if path in _files or _token_of(name) in _live:
+                continue
+            _unlink(path)
+
+
+# -- runs: kernel arrays written for a run's tasks -------------------------------
+
+
+@dataclass
+class _Run:
+    cache: dict[tuple[int, int, int], tuple[str, Any]] = field(default_factory=dict)
+    pinned: list[str] = field(default_factory=list)
+
+
+_runs: dict[int, _Run] = {}
+
+
+def _run(scope: object) -> _Run:
+    key = id(scope)
+    with _lock:
+        run = _runs.get(key)
+        if run is None:
+            run = _runs[key] = _Run()
+            try:
+                weakref.finalize(scope, _end, key).atexit = False
+            except TypeError:
+                pass  # not weak-referenceable: end_run only
+    return run
+
+
+def end_run(scope: object) -> None:
+    """The run `scope` is over: the kernel arrays written for its tasks are
+    no longer needed (unless a mapping uses them); sweep the rest."""
+    _end(id(scope))
+    sweep()
+
+
+def _end(key: int) -> None:
+    with _lock:
+        run = _runs.pop(key, None)
+    if run is not None:
+        for path in run.pinned:
+            _let_go(path, pins=1)
+
+
+# -- mappings ---------------------------------------------------------------------
+
+
+@dataclass
+class _Mapping:
+    ref: weakref.ref[Any]
+    address: int
+    size: int
+    path: str
+
+
+_maps: dict[int, _Mapping] = {}  # id(pages object) -> mapping
+
+
+def _libc() -> Any:
+    if not hasattr(os, "fork"):
+        return None  # not POSIX: Python's mmap (one open file descriptor per mapping)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int64,
+        )
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _map(path: str) -> memoryview:
+    """Map `path` privately (copy-on-write) and register the mapping; the
+    bytes view keeps it alive. Through libc where there is one: Python's mmap
+    keeps a file descriptor open per mapping, and a kernel may hold thousands."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        pages: Any
+        if _LIBC is not None:
+            address = _LIBC.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+            if address is None or address == _MAP_FAILED:
+                err = ctypes.get_errno()
+                raise OSError(err, f"cannot map {path}: {os.strerror(err)}")
+            pages = (ctypes.c_char * size).from_address(address)
+        else:
+            pages = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+            probe = ctypes.c_char.from_buffer(pages)
+            address = ctypes.addressof(probe)
+            del probe
+    finally:
+        os.close(fd)
+    owned = _owned(path)
+    with _lock:
+        _maps[id(pages)] = _Mapping(weakref.ref(pages), address, size, path)
+        if owned:
+            _hold(path, maps=1)
+    unmap = _LIBC is not None
+    weakref.finalize(pages, _unmapped, id(pages), address, size, path, owned, unmap).atexit = False
+    _stats["mapped"] += size
+    return memoryview(pages).cast("B")
+
+
+def _unmapped(key: int, address: int, size: int, path: str, owned: bool, unmap: bool) -> None:
+    with _lock:
+        _maps.pop(key, None)
+    if unmap:
+        _LIBC.munmap(address, size)
+    if owned:
+        _let_go(path, maps=1)
+
+
+def _mapping_of(exporter: Any) -> _Mapping | None:
+    """The registered mapping that `exporter`'s memory is on (following
+    NumPy's `base` and memoryviews' `obj`), if any."""
+    obj = exporter
+    for _ in range(64):
+        if isinstance(obj, memoryview):
+            try:
+                obj = obj.obj
+            except ValueError:  # released
+                return None
+            continue
+        entry = _maps.get(id(obj))
+        if entry is not None and entry.ref() is obj:
+            return entry
+        try:
+            base = getattr(obj, "base", None)
+        except Exception:
+            return None
+        if base is None or base is obj:
+            return None
+        obj = base
+    return None
+
+
+def _memory_owner(exporter: Any) -> Any:
+    """The object at the end of `exporter`'s NumPy base chain (what owns the memory)."""
+    obj = exporter
+    for _ in range(64):
+        try:
+            base = getattr(obj, "base", None)
+        except Exception:
+            break
+        if base is None or base is obj or isinstance(base, (bytes, memoryview)):
+            break
+        obj = base
+    return obj
+
+
+def backing_file(value: Any) -> str | None:
+    """The shared file that `value`'s memory (a NumPy array's, say) is
+    mapped from, if it is."""
+    entry = _mapping_of(value)
+    return entry.path if entry is not None else None
+
+
+def _address(buffer: memoryview) -> int | None:
+    try:
+        import numpy
+
+        return int(numpy.frombuffer(buffer, numpy.uint8).__array_interface__["data"][0])
+    except Exception:
+        pass
+    if buffer.readonly:
+        return None
+    probe = ctypes.c_char.from_buffer(buffer)
+    try:
+        return ctypes.addressof(probe)
+    finally:
+        del probe
+
+
+_PAGE = mmap.PAGESIZE
+_numbers = itertools.count()  # of the files a worker writes
+
+
+def _unchanged(entry: _Mapping, address: int, length: int) -> bool:
+    """Whether the bytes at `address` on `entry`'s private mapping are still
+    the file's: no page of them was written here."""
+    first, last = address // _PAGE, (address + length - 1) // _PAGE
+    try:
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(first * 8)
+            raw = f.read((last - first + 1) * 8)
+    except OSError:
+        raw = b""
+    if len(raw) == (last - first + 1) * 8:
+        # bit 63 present, 62 swapped, 61 file page: a written private page is
+        # an anonymous one, present or swapped
+        try:
+            import numpy
+
+            flags = numpy.frombuffer(raw, numpy.uint64) >> numpy.uint64(61)
+            return not bool(numpy.any(((flags & numpy.uint64(6)) != 0) & ((flags & numpy.uint64(1)) == 0)))
+        except ImportError:
+            entries = array.array("Q", raw)
+            return not any((e >> 61) & 6 and not (e >> 61) & 1 for e in entries)
+    try:  # no pagemap: compare with the file
+        with open(entry.path, "rb") as f:
+            f.seek(address - entry.address)
+            return f.read(length) == ctypes.string_at(address, length)
+    except OSError:
+        return False
+
+
+# -- pickling ---------------------------------------------------------------------
+
+
+class _Packer:
+    """The buffer_callback of one pickling: decides, per out-of-band buffer,
+    in the pickle (small, or nowhere to put it) or a reference to a file."""
+
+    def __init__(self, run: _Run | None, reply: tuple[str, str] | None) -> None:
+        self.run = run
+        self.reply = reply
+        self.refs: list[Ref] = []
+        self.written: list[str] = []  # files this pickling wrote (a worker's, removed if it fails)
+        self.pinned: list[str] = []  # files this pickling pinned for the run
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < THRESHOLD:
+            return True
+        address = _address(raw)
+        ref = self._existing(raw, address) or self._cached(raw, address) or self._write(raw, address)
+        if ref is None:
+            return True
+        self.refs.append(ref)
+        return False
+
+    def _existing(self, raw: memoryview, address: int | None) -> Ref | None:
+        """A reference to the file `raw` is mapped from, if its bytes there are unchanged."""
+        entry = _mapping_of(raw.obj)
+        if entry is None or address is None:
+            return None
+        if not entry.address <= address <= entry.address + entry.size - raw.nbytes:
+            return None
+        if not os.path.exists(entry.path) or not _unchanged(entry, address, raw.nbytes):
+            return None
+        _stats["forwarded"] += raw.nbytes
+        return Ref(entry.path, address - entry.address, raw.nbytes)
+
+    def _cached(self, raw: memoryview, address: int | None) -> Ref | None:
+        """A reference to the file this run already wrote `raw` to."""
+        if self.run is None or address is None:
+            return None
+        owner = _memory_owner(raw.obj)
+        with _lock:
+            hit = self.run.cache.get((id(owner), address, raw.nbytes))
+        if hit is None:
+            return None
+        path, keep = hit
+        if (keep() if isinstance(keep, weakref.ref) else keep) is not owner:
+            return None  # another object at the same address
+        _stats["forwarded"] += raw.nbytes
+        return Ref(path, 0, raw.nbytes)
+
+    def _write(self, raw: memoryview, address: int | None) -> Ref | None:
+        global _tokens
+        if self.reply is not None:
+            folder, token = self.reply
+            path = os.path.join(folder, f"o{token}-{os.getpid()}-{next(_numbers)}.buf")
+        elif self.run is not None:
+            with _lock:
+                _tokens += 1
+                path = os.path.join(directory(), f"i{_tokens}.buf")
+            _hold(path, pins=1)  # before the file exists: a sweep must not take it
+            self.pinned.append(path)
+        else:
+            return None
+        try:
+            _write_file(path, raw)
+        except OSError:  # full, or gone: this buffer travels in the pickle
+            self._forget(path)
+            return None
+        except BaseException:
+            self._forget(path)
+            raise
+        if self.reply is not None:
+            self.written.append(path)
+        elif self.run is not None:
+            owner = _memory_owner(raw.obj)
+            try:
+                keep: Any = weakref.ref(owner)
+            except TypeError:
+                keep = owner
+            with _lock:
+                self.run.pinned.append(path)
+                self.pinned.remove(path)
+                if address is not None:
+                    self.run.cache[(id(owner), address, raw.nbytes)] = (path, keep)
+        _stats["written"] += raw.nbytes
+        _stats["files"] += 1
+        return Ref(path, 0, raw.nbytes)
+
+    def _forget(self, path: str) -> None:
+        if path in self.pinned:
+            self.pinned.remove(path)
+            _let_go(path, pins=1)
+        _unlink(path)
+
+    def undo(self) -> None:
+        """The pickling failed: what it wrote for nothing goes."""
+        for path in self.written:
+            _unlink(path)
+        for path in list(self.pinned):
+            self._forget(path)
+        self.written, self.refs = [], []
+
+
+def _write_file(path: str, raw: memoryview) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = raw.cast("B") if raw.format != "B" or raw.ndim != 1 else raw
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done : done + _WRITE_CHUNK])
+    finally:
+        os.close(fd)
+
+
+def dumps(obj: Any, *, run: object | None = None, reply: tuple[str, str] | None = None) -> bytes:
+    """Pickle `obj` (cloudpickle, protocol 5). In the kernel, with `run` (the
+    run the pickle is for): large buffers go by reference to the files they
+    are mapped from, else to files written for the run. In a worker, with
+    `reply` (the kernel's directory and the flight's token; by default the
+    one `replying` set): large buffers go by reference to the input files
+    they are on, else to new files there. With neither, everything is in the
+    pickle."""
+    if reply is None:
+        reply = getattr(_local, "reply", None)
+    if run is None and reply is None:
+        data = cloudpickle.dumps(obj)
+        _stats["inband"] += len(data)
+        return data
+    packer = _Packer(_run(run) if run is not None else None, reply)
+    try:
+        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=packer)
+    except BaseException:
+        packer.undo()
+        raise
+    _stats["inband"] += len(data)
+    if not packer.refs:
+        return data
+    refs = pickle.dumps(tuple(tuple(r) for r in packer.refs))
+    return b"".join((MAGIC, _LENGTH.pack(len(refs)), refs, data))
+
+
+def loads(payload: bytes) -> Any:
+    """Unpickle what `dumps` made: each referenced file is mapped (once per
+    call), and the arrays live on the mapped pages."""
+    if not payload.startswith(MAGIC):
+        return pickle.loads(payload)
+    view = memoryview(payload)
+    start = len(MAGIC) + _LENGTH.size
+    (size,) = _LENGTH.unpack_from(payload, len(MAGIC))
+    refs = [Ref(*r) for r in pickle.loads(view[start : start + size])]
+    views: dict[str, memoryview] = {}
+    buffers = []
+    for path, offset, length in refs:
+        pages = views.get(path)
+        if pages is None:
+            pages = views[path] = _map(path)
+        buffers.append(pages[offset : offset + length])
+    return pickle.loads(view[start + size :], buffers=buffers)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def replying(reply: tuple[str, str] | None) -> Iterator[None]:
+    """In a worker: outcomes pickled meanwhile (`dumps` without `reply`)
+    put their large buffers where `reply` says."""
+    previous = getattr(_local, "reply", None)
+    _local.reply = reply
+    try:
+        yield
+    finally:
+        _local.reply = previous
+
+
+def pickle_problem(value: Any) -> str | None:
+    """Why `value` cannot be pickled, or None; large buffers are not copied."""
+    try:
+        cloudpickle.dumps(value, protocol=5, buffer_callback=_leave_out)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _leave_out(buffer: pickle.PickleBuffer) -> bool:
+    return False
