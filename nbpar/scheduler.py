@@ -620,9 +620,7 @@ class Scheduler:
         for f in cohort:
             if f.batch:
                 self._unbatched.update(name for name, _ in f.keys)
-        taken = [
-            (f, started) for f in cohort if not f.batch and (started := [k for k in f.keys if k in self._started])
-        ]
+        taken = [(f, started) for f in cohort if not f.batch and (started := [k for k in f.keys if k in self._started])]
         self._queued.difference_update(keys)
         self._started.difference_update(keys)
         culprits = {key: self._killed.pop(key) for key in keys if key in self._killed}
