@@ -2,21 +2,50 @@
 
 In a notebook: ``%load_ext nbpar``, mark cells with ``%%step NAME``, run
 them with ``%parrun``. In a script: `Pipeline`.
+
+The public names are imported when first used: a worker process imports
+`nbpar.worker` only, and starts faster without the rest.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .errors import RunError
-from .graph import GraphError
-from .partition import MergeError, Partition, SliceError, partitions
-from .pipeline import Pipeline, PlanError, last_run
-from .pmap import pmap
-from .records import RunResult, SliceRecord, StepRecord
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+
+    from .errors import RunError
+    from .graph import GraphError
+    from .partition import MergeError, Partition, SliceError, partitions
+    from .pipeline import Pipeline, PlanError, last_run
+    from .pmap import pmap
+    from .records import RunResult, SliceRecord, StepRecord
+
+_HOMES = {
+    "RunError": "errors",
+    "GraphError": "graph",
+    "MergeError": "partition",
+    "Partition": "partition",
+    "SliceError": "partition",
+    "partitions": "partition",
+    "Pipeline": "pipeline",
+    "PlanError": "pipeline",
+    "last_run": "pipeline",
+    "pmap": "pmap",
+    "RunResult": "records",
+    "SliceRecord": "records",
+    "StepRecord": "records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'nbpar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GraphError",

@@ -160,6 +160,7 @@ class Scheduler:
         self._probe_limit = 2 * self.workers
         self._deferred: collections.deque[Key] = collections.deque()  # waiting for _typical
         self._unbatched: set[str] = set()  # steps whose batch crashed: one task per unit from then on
+        self._fused: set[str] = set()  # small steps sent in the task of the step they wait for, not back yet
         self._failures: dict[Key, int] = {}  # failed attempts per unit (what --retries counts)
         self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
         self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
@@ -326,7 +327,7 @@ class Scheduler:
         workers = self._backend(keys[0]).workers
         if len(keys) <= workers:
             for key in keys:
-                self._submit([key])
+                self._submit(self._fused_after(key))
             return
         known = [k for k in keys if self._known(k[0])]
         guessed = [k for k in keys if not self._known(k[0])]  # only this run's typical unit says they are small
@@ -337,6 +338,50 @@ class Scheduler:
             size = max(1, min(math.ceil(len(group) / (2 * workers)), int(BATCH / each), most))
             for start in range(0, len(group), size):
                 self._submit(group[start : start + size], batch=True)
+
+    def _fused_after(self, key: Key) -> list[Key]:
+        """`key` and the small steps after it that wait for nothing else
+        (a chain of small steps: one task, one worker, no round trip to the
+        kernel between them)."""
+        keys = [key]
+        name, index = key
+        total = self._estimate(key) or 0.0
+        while index is None and len(keys) < FUSED_MAX:
+            children = self._children.get(name, [])
+            if len(children) != 1:
+                break
+            child = children[0]
+            guess = self._estimate((child, None)) if self._known(child) else None
+            if (
+                guess is None
+                or guess >= SMALL
+                or child in self._opened
+                or child in self._unbatched
+                or self.steps[child].over is not None
+                or self._waiting[child] != {name}
+                or self.result.steps[child].status != "waiting"
+                or self._backend((child, None)) is not self._backend(key)
+                or total + guess > BATCH
+            ):
+                break
+            total += guess
+            self._opened.add(child)  # it opens here, in the task of the step it waits for
+            self._fused.add(child)
+            keys.append((child, None))
+            name = child
+        return keys
+
+    def _unfuse(self, key: Key) -> bool:
+        """If `key` was fused behind the step it waits for, close it again (it
+        opens when that step completes) and say so."""
+        name, index = key
+        if index is not None or name not in self._fused:
+            return False
+        self._fused.discard(name)
+        self._opened.discard(name)
+        if self.result.steps[name].status in ("queued", "running"):
+            self.result.steps[name].status = "waiting"
+        return True
 
     def _known(self, name: str) -> bool:
         return name in self.took or name in self.durations
@@ -356,10 +401,17 @@ class Scheduler:
         backend = self._backend(keys[0])
         tasks: list[Task] = []
         inputs: dict[str, Any] = {}
+        made: set[str] = set()
         for k in keys:
-            task = self._task(k, chained=bool(tasks) and not batch)
-            if task.timeout is None and ((batch and tasks) or (self._estimate(k) or SMALL) < SMALL):
-                task.report_start = False  # done in a moment (or right after the one before): the outcome says when
+            task = self._task(k, chained=bool(tasks) and not batch, made=made)
+            made |= self.steps[k[0]].writes
+            # A small unit does not report its start (the outcome says when), but
+            # the later slices of a chain do: if their worker dies, the last one
+            # that started is the culprit. (A batch or fused chain that crashes
+            # is run again unit by unit instead.)
+            small = (self._estimate(k) or SMALL) < SMALL
+            if task.timeout is None and (batch or (small and (not tasks or k[1] is None))):
+                task.report_start = False
             tasks.append(task)
             inputs.update(task.inputs)
             self._mark_queued(k, backend)
@@ -367,13 +419,14 @@ class Scheduler:
             future = backend.submit(tasks, self._report)
         except PicklingProblem as e:
             self._queued.difference_update(keys)
-            if batch:  # find which: alone, the unit that cannot be sent fails
-                for k in keys:
+            if probe:
+                self._probes -= 1
+            fused = [k for k in keys[1:] if self._unfuse(k)]
+            if batch or fused:  # find which: alone, the unit that cannot be sent fails
+                for k in keys if batch else keys[:1]:
                     self._submit([k])
             else:
                 self._fail_unit(keys[0], str(e) + "\n")
-            if probe:
-                self._probes -= 1
             return
         flight = _Flight(keys, future, inputs, backend, solo, probe, batch)
         self._flights[id(future)] = flight
@@ -403,18 +456,19 @@ class Scheduler:
                 self._ready.remove((name, index))
         return keys
 
-    def _task(self, key: Key, chained: bool) -> Task:
+    def _task(self, key: Key, chained: bool, made: set[str]) -> Task:
+        """The task of unit `key`; `chained`: it follows the unit before it in
+        the same task, and takes what it reads of `made` (the names the units
+        before it write) from them, in the worker."""
         name, index = key
         step = self.steps[name]
-        inputs = {r: v for r in step.reads if (v := self._value(r)) is not _MISSING}
-        chain_var = None
-        if index is not None:
+        inherits = tuple(sorted(step.reads & made)) if chained else ()
+        inputs = {r: v for r in step.reads if r not in inherits and (v := self._value(r)) is not _MISSING}
+        if index is not None and not chained:  # (chained: the slice comes from the unit before, in `inherits`)
             assert step.over is not None
             parent = self.plan.chained.get(name)
             inputs.pop(step.over, None)
-            if chained:
-                chain_var = step.over  # the previous task's output, in the worker
-            elif parent is not None:
+            if parent is not None:
                 upstream = self._fans[parent].done[index].outputs
                 if step.over in upstream:
                     inputs[step.over] = upstream[step.over]
@@ -429,7 +483,7 @@ class Scheduler:
             step.header,
             slice=index,
             over=step.over if index is not None else None,
-            chain_var=chain_var,
+            inherits=inherits,
             timeout=self._timeout(step),
             log_level=self._log_level,
         )
@@ -516,12 +570,16 @@ class Scheduler:
         # not run, and their steps are skipped as dependents of the failure.
         self._started.difference_update(flight.keys)
         for name, index in flight.keys[len(outcomes) :]:  # not run: may be submitted again (a retry upstream)
-            assert index is not None
-            self._fans[name].submitted.discard(index)
-            self.result.steps[name].slices[index].status = "waiting"
+            if not self._unfuse((name, index)):
+                assert index is not None
+                self._fans[name].submitted.discard(index)
+                self.result.steps[name].slices[index].status = "waiting"
+        inputs = dict(flight.inputs)
         for key, outcome in zip(flight.keys, outcomes, strict=False):
+            self._fused.discard(key[0])
             if self.result.steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
-                self._unit_done(key, outcome, flight.inputs)
+                self._unit_done(key, outcome, inputs)
+            inputs.update(outcome.outputs)  # what the units after it in a chain read
 
     def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any]) -> None:
         name, index = key
@@ -535,7 +593,8 @@ class Scheduler:
             if not outcome.ok:
                 self._unit_failed(key, outcome.error or "")
                 return
-            self._complete(name, outcome.outputs, outcome.deleted, inputs)
+            read = {r: inputs[r] for r in self.steps[name].inputs if r in inputs}
+            self._complete(name, outcome.outputs, outcome.deleted, read)
             return
         piece = record.slices[index]
         piece.start, piece.end, piece.worker = outcome.start, outcome.end, outcome.worker
@@ -615,10 +674,10 @@ class Scheduler:
             self._drop(f)
         keys = [key for f in cohort for key in f.keys]
         # A worker runs a flight's units one after another: of those it took,
-        # all but the last had finished. The units of a batch do not say when
-        # they start: they are all run again, one task each, to find out.
+        # all but the last had finished. The units of a batch (or a fused
+        # chain) do not say when they start: they run again, one task each.
         for f in cohort:
-            if f.batch:
+            if f.batch or any(name in self._fused for name, _ in f.keys):  # nor a fused chain
                 self._unbatched.update(name for name, _ in f.keys)
         taken = [(f, started) for f in cohort if not f.batch and (started := [k for k in f.keys if k in self._started])]
         self._queued.difference_update(keys)
@@ -645,7 +704,7 @@ class Scheduler:
                 self._unit_failed(key, culprits[key])
             elif key in suspects:
                 self._suspects.append(key)
-            elif not self._needs_upstream(key):  # else its chain brings it back
+            elif not self._needs_upstream(key) and not self._unfuse(key):  # else its chain brings it back
                 self._ready.append(key)
 
     def _needs_upstream(self, key: Key) -> bool:
@@ -695,7 +754,7 @@ class Scheduler:
             self._deadlines.pop(other, None)
             if other[1] is not None:
                 self._fans[other[0]].submitted.discard(other[1])
-            if other != key:
+            if other != key and not self._unfuse(other):
                 self._ready.append(other)
         self._unit_failed(
             key,
@@ -811,6 +870,7 @@ _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past i
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at
 GUESSED_BATCH = 8  # units at most in a batch of steps never timed (a wrong guess costs little)
+FUSED_MAX = 200  # small steps at most in one task, each waiting for the one before
 
 
 def _describe(key: Key) -> str:

@@ -64,7 +64,7 @@ class Task:
     header: str = ""  # the cell's line 1 when the body starts on line 2
     slice: int | None = None  # the slice index, for a fanned-out step
     over: str | None = None  # the fanned-out input (its length is the slice's size)
-    chain_var: str | None = None  # take this input from the previous task's outputs
+    inherits: tuple[str, ...] = ()  # inputs made by the tasks before it in the same call (a chain)
     timeout: float | None = None  # seconds the step may run before it is stopped
     log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
     report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
@@ -94,19 +94,21 @@ Report = Callable[[str, str, "int | None", Any], None]
 
 
 def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[Outcome]:
-    """Run `tasks` one after another. A task with `chain_var` takes that
-    input from the previous task's outputs (a chain of slices run by one
-    worker), and is not run if that task failed: the chain stops there.
-    Tasks without one are independent (a batch of small steps). What a task prints goes to `report`
-    as it comes, and all of it is in its outcome's `output` too (a live
-    report may arrive after the outcome: the kernel shows what it missed)."""
+    """Run `tasks` one after another. A task that `inherits` inputs takes
+    them from the outputs of the tasks before it (a chain: slices of chained
+    steps, or small steps each waiting for the one before), and is not run
+    if the task before it failed: the chain stops there. Tasks without are
+    independent (a batch of small steps). What a task prints goes to
+    `report` as it comes, and all of it is in its outcome's `output` too (a
+    live report may arrive after the outcome: the kernel shows what it
+    missed)."""
     outcomes: list[Outcome] = []
+    made: dict[str, Any] = {}  # outputs of the tasks so far
     for task in tasks:
-        if task.chain_var is not None and outcomes:
+        if task.inherits and outcomes:
             if not outcomes[-1].ok:
                 break
-            if task.chain_var in outcomes[-1].outputs:
-                task = replace(task, inputs={**task.inputs, task.chain_var: outcomes[-1].outputs[task.chain_var]})
+            task = replace(task, inputs={**task.inputs, **{v: made[v] for v in task.inherits if v in made}})
         printed: list[str] = []
         live = partial(report, "log", task.step, task.slice) if report is not None else None
         if report is not None and task.report_start:
@@ -114,6 +116,7 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
         outcome = execute(task, worker, partial(_keep_and_report, printed, live))
         outcome.output = "".join(printed)
         outcomes.append(outcome)
+        made.update(outcome.outputs)
     return outcomes
 
 

@@ -75,3 +75,64 @@ def test_a_crash_in_a_batch_names_its_step_and_spares_the_others(submissions):
     assert "exited with code 4" in result.steps["s70"].error
     assert [n for n, r in result.steps.items() if r.status == "failed"] == ["s70"]
     assert all(p.namespace[f"x{i}"] == i * 2 for i in range(100) if i != 70)
+
+
+def chain(n: int) -> Pipeline:
+    p = Pipeline()
+    for i in range(n):
+        p.add_step(f"c{i}", f"y{i} = y{i - 1} + 1" if i else "y0 = 0")
+    return p
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_a_chain_of_small_steps_goes_as_one_task(backend, submissions):
+    p = chain(100)
+    p.run(backend=backend, workers=2)
+    submissions.clear()
+    result = p.run(backend=backend, workers=2, force=True)
+    assert result.ok and p.namespace["y99"] == 99
+    assert len(submissions) <= 3, submissions
+    assert [r.status for r in p.run(backend=backend, workers=2).steps.values()] == ["up-to-date"] * 100
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_a_failure_inside_a_fused_chain_stops_it_there(backend, submissions):
+    p = chain(50)
+    p.run(backend=backend, workers=2)
+    p.add_step("c20", "y20 = y19 + 1\nraise ValueError('twenty')")
+    submissions.clear()
+    with pytest.raises(RunError) as info:
+        p.run(backend=backend, workers=2, force=True)
+    result = info.value.result
+    assert max(submissions) > 10, "the chain should have gone as one task"
+    assert [result.steps[f"c{i}"].status for i in (19, 20, 21, 49)] == ["done", "failed", "skipped", "skipped"]
+    assert p.namespace["y19"] == 19 and "ValueError: twenty" in result.steps["c20"].error
+    p.add_step("c20", "y20 = y19 + 1")  # fixed: the rest of the chain runs
+    again = p.run(backend=backend, workers=2)
+    assert again.ok and p.namespace["y49"] == 49 and again.steps["c19"].status == "up-to-date"
+
+
+def test_a_retried_step_inside_a_fused_chain_lets_the_rest_follow(tmp_path):
+    p = chain(30)
+    p.run(backend="process", workers=2)
+    p.namespace["folder"] = str(tmp_path)
+    flaky = "import os\n_m = os.path.join(folder, 'once')\nif not os.path.exists(_m):\n"
+    flaky += "    open(_m, 'w').close()\n    raise OSError('busy')\ny10 = y9 + 1"
+    p.add_step("c10", flaky, retries=1)
+    p.run(backend="process", workers=2)  # c10 is new: it and what follows run, and are timed
+    (tmp_path / "once").unlink()
+    result = p.run(backend="process", workers=2, force=True)
+    assert result.ok and p.namespace["y29"] == 29 and result.steps["c10"].attempts == 2
+
+
+def test_a_crash_inside_a_fused_chain_names_its_step(submissions):
+    p = chain(40)
+    p.run(backend="process", workers=2)
+    p.add_step("c25", "import os\nos._exit(6)\ny25 = y24 + 1")
+    submissions.clear()
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=2, force=True)
+    result = info.value.result
+    assert "running step 'c25' died" in result.steps["c25"].error
+    assert [n for n, r in result.steps.items() if r.status == "failed"] == ["c25"]
+    assert p.namespace["y24"] == 24 and all(result.steps[f"c{i}"].status == "done" for i in range(25))
