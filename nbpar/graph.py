@@ -97,6 +97,7 @@ class Graph:
     steps: dict[str, Step] = field(default_factory=dict)
     _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> the steps writing it
     _readers: dict[str, set[str]] = field(default_factory=dict, repr=False)  # name -> the steps needing it
+    _deps: dict[str, set[str]] | None = field(default=None, repr=False)  # dependencies(), until a change
 
     # -- mutation -------------------------------------------------------
     def add(self, step: Step) -> None:
@@ -124,11 +125,13 @@ class Graph:
                 del self._writers[var]
         self._index_inputs(old, step)
         self.steps[step.name] = step
+        self._deps = None
 
     def remove(self, name: str) -> Step:
         """Forget step `name`; raises GraphError if unknown."""
         self.require([name])
         removed = self.steps.pop(name)
+        self._deps = None
         for var, names in _index_change(self._writers, removed, None).items():
             if names:
                 self._writers[var] = names
@@ -161,15 +164,20 @@ class Graph:
         return self._writers
 
     def dependencies(self) -> dict[str, set[str]]:
-        """For every step, the steps it waits for."""
-        return {name: self.dependencies_of(name) for name in self.steps}
+        """For every step, the steps it waits for (kept until the graph
+        changes: a run asks several times). Read only."""
+        if self._deps is None:
+            self._deps = {name: self.dependencies_of(name) for name in self.steps}
+        return self._deps
 
     def dependencies_of(self, name: str) -> set[str]:
         """The steps step `name` waits for."""
         return _waits_for(self.steps, self._writers, self.steps[name])
 
     def validate(self) -> None:
-        """Check the whole graph (run start): --after targets exist, no cycle."""
+        """Check at run start what registering could not: --after targets
+        still exist (a step may have been forgotten since). Cycles cannot
+        appear: `add` refuses them and removing a step makes none."""
         for step in self.steps.values():
             missing = [a for a in step.after if a not in self.steps]
             if missing:
@@ -178,7 +186,6 @@ class Graph:
                     "is no longer a step (forgotten?). Re-register it or "
                     f"re-run the cell of '{step.name}' without it."
                 )
-        check_acyclic(self.steps, self.dependencies())
 
     def select(self, targets: Iterable[str] = ()) -> list[str]:
         """The steps a run of `targets` needs (all steps when empty): the
