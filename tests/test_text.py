@@ -41,3 +41,16 @@ def test_progress_bar_counts():
     p.add_step("fan", "y = xs", over="xs", slices=2)
     result = p.run(backend="inline")
     assert progress_bar(result, width=10).startswith("[##########] 1/1 steps · 2/2 slices · ")
+
+
+def test_a_run_of_many_steps_counts_them_instead_of_listing_them():
+    p = Pipeline()
+    for i in range(300):
+        p.add_step(f"s{i}", f"x{i} = {i}" if i != 150 else "print('one line')\nx150 = 1 / 0")
+    stream = io.StringIO()
+    p.run(backend="inline", listeners=[TextDisplay(stream)], check=False)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) < 20, lines
+    assert any("FAILED  s150" in line for line in lines) and "  [s150] one line" in lines
+    assert any(line.endswith("300/300 steps finished") for line in lines)
+    assert not any("start   s" in line or "done    s" in line for line in lines)

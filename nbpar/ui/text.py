@@ -2,7 +2,9 @@
 
 On a terminal (a tty) a progress bar also stays on the last line, redrawn
 in place under the event lines; anywhere else (a notebook cell, a log file,
-a pipe) there are only the plain lines.
+a pipe) there are only the plain lines. A run of more than MANY steps does
+not print a line for each step that starts or succeeds, only one every
+tenth of the run, beside every failure and everything steps print.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _MARK = {
 }
 
 
+MANY = 100  # steps to run, beyond which steps that start or succeed are counted, not listed
+
+
 class TextDisplay:
     """Prints each event as it comes; step output is prefixed `[step]`."""
 
@@ -30,6 +35,9 @@ class TextDisplay:
         self._stream = stream
         self._bar = bar  # None: a bar if the stream is a terminal
         self._bar_shown = False
+        self._many = False  # this run has more than MANY steps to run
+        self._finished = 0  # steps of this run finished so far
+        self._to_run = 0
 
     def _out(self) -> TextIO:
         return self._stream or sys.stdout
@@ -64,12 +72,15 @@ class TextDisplay:
         if isinstance(event, RunStarted):
             fresh = sum(1 for s in r.steps.values() if s.status == "up-to-date")
             note = f" ({fresh} up to date)" if fresh else ""
+            self._to_run, self._finished = len(r.steps) - fresh, 0
+            self._many = self._to_run > MANY
             self._print(
                 f"nbpar: {_count(len(r.steps) - fresh, 'step')} to run{note}, "
                 f"on {r.workers} {r.backend} worker{'s' if r.workers != 1 else ''}"
             )
         elif isinstance(event, StepStarted):
-            self._print(f"  {_clock()} start   {event.step}")
+            if not self._many:
+                self._print(f"  {_clock()} start   {event.step}")
         elif isinstance(event, StepLog):
             label = event.step if event.slice is None else f"{event.step}[{event.slice}]"
             for line in event.text.splitlines():
@@ -87,6 +98,12 @@ class TextDisplay:
                 )
         elif isinstance(event, StepFinished):
             s = r.steps[event.step]
+            self._finished += 1
+            if self._many and s.status == "done":
+                tenth = self._to_run // 10 or 1
+                if self._finished % tenth == 0:
+                    self._print(f"  {_clock()} {self._finished}/{self._to_run} steps finished")
+                return
             detail = ""
             if s.status == "done" and s.duration is not None:
                 detail = f"  {s.duration:.2f}s on {s.worker}"
