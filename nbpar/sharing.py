@@ -150,11 +150,12 @@ def _sweep_dead_kernels(base: str) -> None:
         return
     for name in names:
         match = re.fullmatch(re.escape(_PREFIX) + r"(\d+)", name)
-        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
+        if match and int(match[1]) != os.getpid() and not alive(int(match[1])):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has died)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -250,14 +251,14 @@ def discard(token: str, writers: Iterable[int] = ()) -> None:
     the `writers` (its pool's workers, which loky kills after failing the
     futures) are dead, in case one of them was writing."""
     finish(token)
-    alive = [pid for pid in writers if pid != os.getpid() and _alive(pid)]
-    if alive:
-        threading.Thread(target=_after_death, args=(token, alive), name="nbpar-share-sweep", daemon=True).start()
+    living = [pid for pid in writers if pid != os.getpid() and alive(pid)]
+    if living:
+        threading.Thread(target=_after_death, args=(token, living), name="nbpar-share-sweep", daemon=True).start()
 
 
 def _after_death(token: str, pids: list[int], patience: float = 120.0) -> None:
     deadline = time.monotonic() + patience
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     _remove_token_files(token)
 

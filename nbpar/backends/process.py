@@ -91,7 +91,7 @@ def _last_words() -> str:
     words = []
     for path in glob.glob(_FAULTS.format(kernel=os.getpid(), worker="*")):
         worker = int(path.rsplit("-", 1)[1].removesuffix(".txt"))
-        if _alive(worker):
+        if sharing.alive(worker):
             continue
         with open(path) as f:
             words.append(_users_frames(f.read()))
@@ -113,20 +113,6 @@ def _users_frames(dump: str) -> str:
     return "\n".join(kept).strip()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has died
-    except OSError:
-        return True
-
-
 @atexit.register
 def _remove_fault_files() -> None:
     _sweep_fault_files(mine=True)
@@ -137,7 +123,7 @@ def _sweep_fault_files(mine: bool = False) -> None:
     this kernel's), or, with `mine`, all of this kernel's."""
     for path in glob.glob(_FAULTS.format(kernel="*", worker="*")):
         kernel, worker = (int(part) for part in path.removesuffix(".txt").rsplit("-", 2)[1:])
-        if (mine and kernel == os.getpid()) or not _alive(kernel) or not _alive(worker):
+        if (mine and kernel == os.getpid()) or not sharing.alive(kernel) or not sharing.alive(worker):
             try:
                 os.remove(path)
             except OSError:
