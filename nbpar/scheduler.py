@@ -585,6 +585,13 @@ class Scheduler:
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
+        if record.status == "queued":  # its start was not reported (a small unit), or not yet: listeners see it now
+            record.status, record.start, record.worker = "running", outcome.start, outcome.worker
+            self._emit(StepStarted(self.result, name))
+        if index is not None and record.slices[index].status == "queued":
+            piece = record.slices[index]
+            piece.status, piece.start, piece.worker = "running", outcome.start, outcome.worker
+            self._emit(SliceStarted(self.result, name, index))
         missed = outcome.output[self._received.pop(key, 0) :]  # printed, not reported live
         if missed:
             self._log(name, index, missed)
