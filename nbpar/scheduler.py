@@ -524,6 +524,12 @@ class Scheduler:
         if limit is not None:
             grace = _GRACE.get(self._backend((name, index)).name, 0.0)
             self._deadlines[(name, index)] = time.monotonic() + limit + grace
+        self._mark_running((name, index), worker, started)
+
+    def _mark_running(self, key: Key, worker: str, started: float) -> None:
+        """Unit `key` runs on `worker` since `started`: record it, tell listeners."""
+        name, index = key
+        record = self.result.steps[name]
         if index is None:
             record.start, record.worker = started, worker
         if record.status == "queued":
@@ -585,13 +591,9 @@ class Scheduler:
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
-        if record.status == "queued":  # its start was not reported (a small unit), or not yet: listeners see it now
-            record.status, record.start, record.worker = "running", outcome.start, outcome.worker
-            self._emit(StepStarted(self.result, name))
-        if index is not None and record.slices[index].status == "queued":
-            piece = record.slices[index]
-            piece.status, piece.start, piece.worker = "running", outcome.start, outcome.worker
-            self._emit(SliceStarted(self.result, name, index))
+        if (record.slices[index] if index is not None else record).status == "queued":
+            # its start was not reported (a small unit), or not yet: listeners see it now
+            self._mark_running(key, outcome.worker, outcome.start)
         missed = outcome.output[self._received.pop(key, 0) :]  # printed, not reported live
         if missed:
             self._log(name, index, missed)
