@@ -18,9 +18,10 @@ Errors are `GraphError`s whose message names the steps and the variable.
 from __future__ import annotations
 
 import collections
+import functools
 import graphlib
 import itertools
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -57,7 +58,7 @@ class Step:
     timeout: float | None = None  # seconds an attempt may take; None: the run's
     retries: int | None = None  # attempts after the first that fails; None: the run's
 
-    @property
+    @functools.cached_property
     def inputs(self) -> frozenset[str]:
         """What the step needs from the namespace: the names its code reads,
         and the functions its --filter and --merge name (used in the kernel)."""
@@ -65,6 +66,11 @@ class Step:
         if self.filter:
             functions.add(self.filter)
         return self.reads | functions
+
+    @functools.cached_property
+    def outputs(self) -> tuple[str, ...]:
+        """The names the step writes, sorted (the order its outputs are sent and merged in)."""
+        return tuple(sorted(self.writes))
 
     @property
     def uses_ipython(self) -> bool:
@@ -97,7 +103,8 @@ class Graph:
     steps: dict[str, Step] = field(default_factory=dict)
     _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> the steps writing it
     _readers: dict[str, set[str]] = field(default_factory=dict, repr=False)  # name -> the steps needing it
-    _deps: dict[str, set[str]] | None = field(default=None, repr=False)  # dependencies(), until a change
+    _deps: dict[str, frozenset[str]] | None = field(default=None, repr=False)  # dependencies(), until a change
+    _order: list[str] | None = field(default=None, repr=False)  # topological_order(), until a change
 
     # -- mutation -------------------------------------------------------
     def add(self, step: Step) -> None:
@@ -125,13 +132,13 @@ class Graph:
                 del self._writers[var]
         self._index_inputs(old, step)
         self.steps[step.name] = step
-        self._deps = None
+        self._deps = self._order = None
 
     def remove(self, name: str) -> Step:
         """Forget step `name`; raises GraphError if unknown."""
         self.require([name])
         removed = self.steps.pop(name)
-        self._deps = None
+        self._deps = self._order = None
         for var, names in _index_change(self._writers, removed, None).items():
             if names:
                 self._writers[var] = names
@@ -163,11 +170,11 @@ class Graph:
         shared imports). Read only."""
         return self._writers
 
-    def dependencies(self) -> dict[str, set[str]]:
+    def dependencies(self) -> dict[str, frozenset[str]]:
         """For every step, the steps it waits for (kept until the graph
         changes: a run asks several times). Read only."""
         if self._deps is None:
-            self._deps = {name: self.dependencies_of(name) for name in self.steps}
+            self._deps = {name: frozenset(self.dependencies_of(name)) for name in self.steps}
         return self._deps
 
     def dependencies_of(self, name: str) -> set[str]:
@@ -194,14 +201,18 @@ class Graph:
         targets = list(targets)
         self.require(targets)
         deps = self.dependencies()
+        if self._order is None:
+            self._order = topological_order(self.steps, deps)
+        if not targets:
+            return list(self._order)
         wanted: set[str] = set()
-        stack = targets or list(self.steps)
+        stack = targets
         while stack:
             name = stack.pop()
             if name not in wanted:
                 wanted.add(name)
                 stack.extend(deps[name])
-        return [n for n in topological_order(self.steps, deps) if n in wanted]
+        return [n for n in self._order if n in wanted]
 
 
 def writers(steps: Mapping[str, Step]) -> dict[str, list[str]]:
@@ -272,7 +283,7 @@ def check_writers(steps: Mapping[str, Step], writer: Mapping[str, list[str]], ne
             )
 
 
-def check_acyclic(steps: Mapping[str, Step], deps: Mapping[str, set[str]] | None = None) -> None:
+def check_acyclic(steps: Mapping[str, Step], deps: Mapping[str, Set[str]] | None = None) -> None:
     """Raise GraphError listing a cycle, one step a line, if there is one."""
     try:
         graphlib.TopologicalSorter(dependencies(steps) if deps is None else deps).prepare()
@@ -291,7 +302,7 @@ def check_acyclic(steps: Mapping[str, Step], deps: Mapping[str, set[str]] | None
         ) from None
 
 
-def topological_order(steps: Mapping[str, Step], deps: Mapping[str, set[str]] | None = None) -> list[str]:
+def topological_order(steps: Mapping[str, Step], deps: Mapping[str, Set[str]] | None = None) -> list[str]:
     """All steps in dependency order, ties broken by registration order."""
     rank = {name: i for i, name in enumerate(steps)}
     ts = graphlib.TopologicalSorter(dependencies(steps) if deps is None else deps)

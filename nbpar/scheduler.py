@@ -87,7 +87,7 @@ class Plan:
 
     order: list[str]
     stale: list[str]
-    deps: dict[str, set[str]]  # for each step in order, the steps it waits for
+    deps: dict[str, frozenset[str]]  # for each step in order, the steps it waits for
     chained: dict[str, str] = field(default_factory=dict)
 
 
@@ -131,12 +131,13 @@ class Scheduler:
     durations: Mapping[str, float] = field(default_factory=dict)  # seconds a unit of a step took last time
 
     def __post_init__(self) -> None:
+        self.listeners = tuple(self.listeners)
         self.result = RunResult(
             steps={n: StepRecord(n) for n in self.plan.order},
             backend=self.backend_name,
             workers=self.workers,
             start=time.time(),
-            deps={n: frozenset(self.plan.deps[n]) for n in self.plan.order},
+            deps=self.plan.deps,
         )
         stale = set(self.plan.stale)
         for name in self.plan.order:
@@ -164,8 +165,15 @@ class Scheduler:
         self._failures: dict[Key, int] = {}  # failed attempts per unit (what --retries counts)
         self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
         self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
+        self._step_backends: dict[str, Backend] = {}  # backend_for(step), asked once per step
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
-        self._waiting = {n: (self.plan.deps[n] & stale) - {chained.get(n, "")} for n in self.plan.stale}
+        deps = self.plan.deps
+        if len(stale) == len(deps):  # (a forced run, or a first one: every step runs)
+            self._waiting = {n: set(deps[n]) for n in self.plan.stale}
+        else:
+            self._waiting = {n: set(deps[n] & stale) for n in self.plan.stale}
+        for child, parent in chained.items():
+            self._waiting[child].discard(parent)
         self._children: dict[str, list[str]] = {}
         for child, parents in self._waiting.items():
             for parent in parents:
@@ -291,14 +299,15 @@ class Scheduler:
                 continue
             keys = self._chain_from(key)
             guess = self._estimate(key)
-            if guess is None and self._backend(key).name != "inline":
+            backend = self._backend(key)
+            if guess is None and backend.name != "inline":
                 if self._probes >= self._probe_limit:
                     self._deferred.append(key)  # until the first units say how long units take
                     continue
                 self._probes += 1
                 self._submit(keys, probe=True)
             elif len(keys) == 1 and guess is not None and guess < SMALL and key[0] not in self._unbatched:
-                small.setdefault(id(self._backend(key)), []).append(key)
+                small.setdefault(id(backend), []).append(key)
             else:
                 self._submit(keys)
         for keys in small.values():
@@ -404,13 +413,15 @@ class Scheduler:
         made: set[str] = set()
         for k in keys:
             task = self._task(k, chained=bool(tasks) and not batch, made=made)
-            made |= self.steps[k[0]].writes
+            if not batch:
+                made |= self.steps[k[0]].writes
             # A small unit does not report its start (the outcome says when), but
             # the later slices of a chain do: if their worker dies, the last one
             # that started is the culprit. (A batch or fused chain that crashes
             # is run again unit by unit instead.)
-            small = (self._estimate(k) or SMALL) < SMALL
-            if task.timeout is None and (batch or (small and (not tasks or k[1] is None))):
+            if task.timeout is None and (
+                batch or ((not tasks or k[1] is None) and (self._estimate(k) or SMALL) < SMALL)
+            ):
                 task.report_start = False
             tasks.append(task)
             inputs.update(task.inputs)
@@ -463,7 +474,12 @@ class Scheduler:
         name, index = key
         step = self.steps[name]
         inherits = tuple(sorted(step.reads & made)) if chained else ()
-        inputs = {r: v for r in step.reads if r not in inherits and (v := self._value(r)) is not _MISSING}
+        external, namespace = self.external, self.namespace
+        inputs = {
+            r: v
+            for r in step.reads
+            if r not in inherits and (v := external[r] if r in external else namespace.get(r, _MISSING)) is not _MISSING
+        }
         if index is not None and not chained:  # (chained: the slice comes from the unit before, in `inherits`)
             assert step.over is not None
             parent = self.plan.chained.get(name)
@@ -478,7 +494,7 @@ class Scheduler:
             name,
             step.source,
             inputs,
-            tuple(sorted(step.writes)),
+            step.outputs,
             step.first_line,
             step.header,
             slice=index,
@@ -534,7 +550,8 @@ class Scheduler:
             record.start, record.worker = started, worker
         if record.status == "queued":
             record.status = "running"
-            self._emit(StepStarted(self.result, name))
+            if self.listeners:
+                self._emit(StepStarted(self.result, name))
         if index is not None:
             piece = record.slices[index]
             piece.status, piece.start, piece.worker = "running", started, worker
@@ -580,30 +597,42 @@ class Scheduler:
                 assert index is not None
                 self._fans[name].submitted.discard(index)
                 self.result.steps[name].slices[index].status = "waiting"
-        inputs = dict(flight.inputs)
+        # Dependents are submitted once all units are settled (the loop's next turn).
+        if len(outcomes) == 1:
+            key, outcome = flight.keys[0], outcomes[0]
+            self._fused.discard(key[0])
+            if self.result.steps[key[0]].status in ("queued", "running"):
+                self._unit_done(key, outcome, flight.inputs, submit=True)
+            return
+        inputs = flight.inputs if flight.batch else dict(flight.inputs)
+        steps = self.result.steps
         for key, outcome in zip(flight.keys, outcomes, strict=False):
             self._fused.discard(key[0])
-            if self.result.steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
-                self._unit_done(key, outcome, inputs)
-            inputs.update(outcome.outputs)  # what the units after it in a chain read
+            if steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
+                self._unit_done(key, outcome, inputs, submit=False)
+            if not flight.batch:
+                inputs.update(outcome.outputs)  # what the units after it in a chain read
 
-    def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any]) -> None:
+    def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any], submit: bool) -> None:
+        """Unit `key` came back; `inputs` holds what it was given. With
+        `submit`, what it made ready is submitted before its commit."""
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
         if (record.slices[index] if index is not None else record).status == "queued":
             # its start was not reported (a small unit), or not yet: listeners see it now
             self._mark_running(key, outcome.worker, outcome.start)
-        missed = outcome.output[self._received.pop(key, 0) :]  # printed, not reported live
-        if missed:
-            self._log(name, index, missed)
+        if outcome.output:
+            missed = outcome.output[self._received.pop(key, 0) :]  # printed, not reported live
+            if missed:
+                self._log(name, index, missed)
         if index is None:
             record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
             if not outcome.ok:
                 self._unit_failed(key, outcome.error or "")
                 return
             read = {r: inputs[r] for r in self.steps[name].inputs if r in inputs}
-            self._complete(name, outcome.outputs, outcome.deleted, read)
+            self._complete(name, outcome.outputs, outcome.deleted, read, submit)
             return
         piece = record.slices[index]
         piece.start, piece.end, piece.worker = outcome.start, outcome.end, outcome.worker
@@ -640,7 +669,7 @@ class Scheduler:
         record.worker = ", ".join(sorted({o.worker for o in done}))
         outputs: dict[str, Any] = {}
         try:
-            for var in sorted(step.writes):
+            for var in step.outputs:
                 values = [o.outputs[var] for o in done if var in o.outputs]
                 if values:
                     how = step.merge_for(var)
@@ -656,17 +685,21 @@ class Scheduler:
         inputs = {r: v for r in step.inputs if (v := self._value(r)) is not _MISSING}
         self._complete(name, outputs, deleted, inputs)
 
-    def _complete(self, name: str, outputs: dict[str, Any], deleted: tuple[str, ...], inputs: dict[str, Any]) -> None:
+    def _complete(
+        self, name: str, outputs: dict[str, Any], deleted: tuple[str, ...], inputs: dict[str, Any], submit: bool = True
+    ) -> None:
         self.namespace.update(outputs)
         for gone in deleted:
             self.namespace.pop(gone, None)
         self.result.steps[name].status = "done"
-        self._emit(StepFinished(self.result, name))
+        if self.listeners:
+            self._emit(StepFinished(self.result, name))
         for child in self._children.get(name, ()):
             self._waiting[child].discard(name)
             self._open_if_ready(child)
         try:
-            self._submit_ready()  # dependents first: the commit may free big old values
+            if submit:
+                self._submit_ready()  # dependents first: the commit may free big old values
         finally:  # (an inline dependent runs inside _submit_ready, and may be interrupted)
             if self.on_commit is not None:
                 self.on_commit(self.steps[name], inputs, outputs)
@@ -847,7 +880,7 @@ class Scheduler:
         found: list[str] = []
         frontier = {name}
         for n in self.plan.order:  # topological: parents come first
-            if self.plan.deps.get(n, set()) & frontier:
+            if not self.plan.deps.get(n, frozenset()).isdisjoint(frontier):
                 frontier.add(n)
                 found.append(n)
         return found
@@ -858,7 +891,10 @@ class Scheduler:
         return record.worker if index is None else record.slices[index].worker
 
     def _backend(self, key: Key) -> Backend:
-        return self.backend_for(self.steps[key[0]])
+        backend = self._step_backends.get(key[0])
+        if backend is None:
+            backend = self._step_backends[key[0]] = self.backend_for(self.steps[key[0]])
+        return backend
 
     def _is_process(self, key: Key) -> bool:
         return self._backend(key).name == "process"

@@ -32,9 +32,9 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
-import io
 import linecache
 import logging
+import operator
 import os
 import signal
 import sys
@@ -44,7 +44,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import Any
 
@@ -69,6 +69,9 @@ class Task:
     log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
     report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return Task, _task_fields(self)  # a tuple of fields pickles fastest (a batch has thousands)
+
 
 @dataclass
 class Outcome:
@@ -83,9 +86,16 @@ class Outcome:
     size: int | None = None  # items in the slice, for a fanned-out step
     timed_out: bool = False  # stopped by its timeout (`error` says so)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return Outcome, _outcome_fields(self)
+
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+_task_fields = operator.attrgetter(*(f.name for f in fields(Task)))
+_outcome_fields = operator.attrgetter(*(f.name for f in fields(Outcome)))
 
 
 # report(kind, step, slice, payload), called from any thread as a task runs:
@@ -104,26 +114,29 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
     missed)."""
     outcomes: list[Outcome] = []
     made: dict[str, Any] = {}  # outputs of the tasks so far
-    for task in tasks:
-        if task.inherits and outcomes:
-            if not outcomes[-1].ok:
-                break
-            task = replace(task, inputs={**task.inputs, **{v: made[v] for v in task.inherits if v in made}})
-        printed: list[str] = []
-        live = partial(report, "log", task.step, task.slice) if report is not None else None
-        if report is not None and task.report_start:
-            report("start", task.step, task.slice, (worker, time.time()))
-        outcome = execute(task, worker, partial(_keep_and_report, printed, live))
-        outcome.output = "".join(printed)
-        outcomes.append(outcome)
-        made.update(outcome.outputs)
+    with routing():
+        for task in tasks:
+            if task.inherits and outcomes:
+                if not outcomes[-1].ok:
+                    break
+                task = replace(task, inputs={**task.inputs, **{v: made[v] for v in task.inherits if v in made}})
+            printed: list[str] = []
+            if report is None:
+                on_line: Callable[[str], None] = printed.append
+            else:
+                on_line = partial(_keep_and_report, printed, partial(report, "log", task.step, task.slice))
+                if task.report_start:
+                    report("start", task.step, task.slice, (worker, time.time()))
+            outcome = execute(task, worker, on_line)
+            outcome.output = "".join(printed)
+            outcomes.append(outcome)
+            made.update(outcome.outputs)
     return outcomes
 
 
-def _keep_and_report(printed: list[str], live: Callable[[str], None] | None, text: str) -> None:
+def _keep_and_report(printed: list[str], live: Callable[[str], None], text: str) -> None:
     printed.append(text)
-    if live is not None:
-        live(text)
+    live(text)
 
 
 def step_filename(step: str) -> str:
@@ -131,8 +144,8 @@ def step_filename(step: str) -> str:
 
 
 def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
-    """Run one step here and now. `on_line` receives each whole line the
-    step prints, warns or logs (see `capture`)."""
+    """Run one step here and now, inside `routing()`. `on_line` receives
+    each whole line the step prints, warns or logs (see `capture`)."""
     start = time.time()
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(task.inputs)
@@ -141,8 +154,11 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     with capture(on_line, task.log_level):
         try:
             code = _compile(task)
-            with _deadline(task):
+            if task.timeout is None:
                 exec(code, namespace)
+            else:
+                with _deadline(task):
+                    exec(code, namespace)
         except StepTimeout as e:
             error, timed_out = _stopped(task) + format_user_error(e), True
         except (Exception, SystemExit) as e:
@@ -258,15 +274,16 @@ def _deadline(task: Task) -> Iterator[None]:
 # -- output capture -------------------------------------------------------
 
 
-class _LineSink(io.TextIOBase):
-    """A text stream that hands each completed line to a callback."""
+class _LineSink:
+    """Where a step's writes to sys.stdout and sys.stderr go (through
+    _ThreadRouter, which answers for everything else a stream has): hands
+    each completed line to a callback."""
+
+    __slots__ = ("_on_line", "_partial")
 
     def __init__(self, on_line: Callable[[str], None]) -> None:
         self._on_line = on_line
         self._partial = ""
-
-    def writable(self) -> bool:
-        return True
 
     def write(self, text: str) -> int:
         was_busy = _enter_output()
@@ -279,11 +296,12 @@ class _LineSink(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if not self._partial:
+            return
         was_busy = _enter_output()
         try:
-            if self._partial:
-                self._on_line(self._partial + "\n")
-                self._partial = ""
+            self._on_line(self._partial + "\n")
+            self._partial = ""
         finally:
             _leave_output(was_busy)
 
@@ -386,9 +404,10 @@ _capturing = 0
 
 
 @contextmanager
-def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) -> Iterator[None]:
-    """Route this thread's stdout and stderr (so warnings too), and its
-    `logging` records of `log_level` and above, to `on_line` for the duration."""
+def routing() -> Iterator[None]:
+    """Put the routers on sys.stdout and sys.stderr (for good) and the step
+    log handler on the root logger (while steps run here), for the steps
+    this thread runs inside: each then `capture`s its own output."""
     global _capturing
     with _install_lock:
         for name in ("stdout", "stderr"):
@@ -397,6 +416,20 @@ def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) ->
         if _capturing == 0:
             logging.root.addHandler(_log_handler)
         _capturing += 1
+    try:
+        yield
+    finally:
+        with _install_lock:
+            _capturing -= 1
+            if _capturing == 0:
+                logging.root.removeHandler(_log_handler)
+
+
+@contextmanager
+def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) -> Iterator[None]:
+    """Inside `routing()`: route this thread's stdout and stderr (so
+    warnings too), and its `logging` records of `log_level` and above, to
+    `on_line` for the duration."""
     sink = _LineSink(on_line)
     previous = getattr(_local, "sink", None), getattr(_local, "log_level", logging.WARNING)
     _local.sink, _local.log_level = sink, log_level
@@ -407,10 +440,6 @@ def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) ->
             sink.flush()
         finally:
             _local.sink, _local.log_level = previous
-            with _install_lock:
-                _capturing -= 1
-                if _capturing == 0:
-                    logging.root.removeHandler(_log_handler)
 
 
 # -- the process protocol -------------------------------------------------

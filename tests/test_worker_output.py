@@ -15,7 +15,7 @@ import pytest
 
 import nbpar
 from nbpar import Pipeline, RunError
-from nbpar.worker import capture
+from nbpar.worker import capture, routing
 
 from .conftest import run_cell, run_cells
 
@@ -202,7 +202,7 @@ def test_the_log_handler_takes_only_the_step_threads_records():
     keep = Keep()
     logging.getLogger("nb.other").addHandler(keep)
     try:
-        with capture(lines.append):
+        with routing(), capture(lines.append):
             logging.getLogger("nb.step").warning("from the step")
             thread = threading.Thread(target=other_thread)
             thread.start()
@@ -225,7 +225,7 @@ def test_a_record_no_handler_takes_still_reaches_last_resort(monkeypatch):
     monkeypatch.setattr(logging, "lastResort", Last(logging.WARNING))
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
     lines: list[str] = []
-    with capture(lines.append):
+    with routing(), capture(lines.append):
         thread = threading.Thread(target=lambda: logging.getLogger("nb.other").warning("to last resort"))
         thread.start()
         thread.join()
