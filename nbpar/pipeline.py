@@ -22,7 +22,7 @@ from .events import Listener
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
-from .scheduler import Plan, Scheduler
+from .scheduler import Plan, Scheduler, frozen_heap
 from .sharing import end_run
 
 _last_run: RunResult | None = None
@@ -124,7 +124,7 @@ class RunHandle:
         self._scheduler.cancel()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Memo:
     """What a step's last successful run read and wrote (objects, compared
     by identity) and the code it ran."""
@@ -319,14 +319,15 @@ class Pipeline:
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
-        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
-        self.active = RunHandle(scheduler, thread=None)
-        try:
-            result = scheduler.run()
-        finally:
-            end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
-            self.active = None
-            self._durations.update(scheduler.took)
+        with frozen_heap():
+            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
+            self.active = RunHandle(scheduler, thread=None)
+            try:
+                result = scheduler.run()
+            finally:
+                end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
+                self.active = None
+                self._durations.update(scheduler.took)
         if check and not result.ok:
             raise RunError(result)
         return result
@@ -345,7 +346,8 @@ class Pipeline:
     ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
-        scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
+        with frozen_heap():
+            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
         thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
         self.active = run = RunHandle(scheduler, thread)
         thread.start()
@@ -363,7 +365,8 @@ class Pipeline:
 
     def _run_in_background(self, scheduler: Scheduler) -> None:
         try:
-            scheduler.run()
+            with frozen_heap():
+                scheduler.run()
         finally:
             end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
             self._durations.update(scheduler.took)

@@ -47,14 +47,17 @@ batch are run again one per task, so the next crash names its unit.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import math
 import queue
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -914,8 +917,34 @@ _MISSING: Any = object()
 _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at
-GUESSED_BATCH = 8  # units at most in a batch of steps never timed (a wrong guess costs little)
+GUESSED_BATCH = 64  # units at most in a batch of steps never timed (a wrong guess costs little)
 FUSED_MAX = 200  # small steps at most in one task, each waiting for the one before
+
+
+_frozen = 0  # runs going on under frozen_heap()
+_frozen_lock = threading.Lock()
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the objects that exist now out of the garbage collector's scans
+    while a run goes on (gc.freeze). A run makes many short-lived objects,
+    and the full collection they trigger would scan the notebook's whole
+    heap: 60 ms in a small kernel in a run of 10,000 tiny steps, far more in
+    one that holds millions of objects. The run's own garbage is collected
+    as usual; cycles among the frozen objects are, after the last run ends."""
+    global _frozen
+    with _frozen_lock:
+        if _frozen == 0:
+            gc.freeze()
+        _frozen += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen -= 1
+            if _frozen == 0:
+                gc.unfreeze()
 
 
 def _describe(key: Key) -> str:

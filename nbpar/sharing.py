@@ -57,6 +57,7 @@ from __future__ import annotations
 import array
 import atexit
 import ctypes
+import io
 import itertools
 import mmap
 import os
@@ -625,6 +626,27 @@ def _write_file(path: str, raw: memoryview) -> None:
         os.close(fd)
 
 
+OWN_TYPES: set[type] = set()  # nbpar's types that pickle by their own __reduce__ (worker.py adds Task, Outcome)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that nbpar's own types (a batch holds thousands of
+    tasks) reduce at once: cloudpickle would first try its checks, then its
+    dispatch table, a ChainMap that takes a Python call and two raised
+    KeyErrors per object. Twice as fast on a batch of tiny steps."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) in OWN_TYPES:
+            return obj.__reduce__()
+        return super().reducer_override(obj)
+
+
+def _pickle(obj: Any, buffer_callback: Any = None) -> bytes:
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(obj)
+        return file.getvalue()
+
+
 def dumps(obj: Any, *, run: object | None = None, reply: tuple[str, str] | None = None) -> bytes:
     """Pickle `obj` (cloudpickle, protocol 5). In the kernel, with `run` (the
     run the pickle is for): large buffers go by reference to the files they
@@ -636,12 +658,12 @@ def dumps(obj: Any, *, run: object | None = None, reply: tuple[str, str] | None 
     if reply is None:
         reply = getattr(_local, "reply", None)
     if run is None and reply is None:
-        data = cloudpickle.dumps(obj)
+        data = _pickle(obj)
         _stats["inband"] += len(data)
         return data
     packer = _Packer(_run(run) if run is not None else None, reply)
     try:
-        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=packer)
+        data = _pickle(obj, buffer_callback=packer)
     except BaseException:
         packer.undo()
         raise

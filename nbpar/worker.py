@@ -94,6 +94,7 @@ class Outcome:
         return self.error is None
 
 
+sharing.OWN_TYPES.update((Task, Outcome))
 _task_fields = operator.attrgetter(*(f.name for f in fields(Task)))
 _outcome_fields = operator.attrgetter(*(f.name for f in fields(Outcome)))
 

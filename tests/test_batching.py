@@ -136,3 +136,20 @@ def test_a_crash_inside_a_fused_chain_names_its_step(submissions):
     assert "running step 'c25' died" in result.steps["c25"].error
     assert [n for n, r in result.steps.items() if r.status == "failed"] == ["c25"]
     assert p.namespace["y24"] == 24 and all(result.steps[f"c{i}"].status == "done" for i in range(25))
+
+
+def test_a_run_keeps_the_notebooks_objects_out_of_the_gcs_scans_and_lets_them_back_after():
+    """frozen_heap: during a run (foreground or background, also one that
+    fails) the objects from before are frozen; after it, none are."""
+    import gc
+
+    p = Pipeline()
+    p.add_step("look", "import gc\nfrozen = gc.get_freeze_count()", backend="inline")
+    p.add_step("bad", "raise ValueError('no')", backend="inline")
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RunError):
+        p.run()
+    assert p.namespace["frozen"] > 0 and gc.get_freeze_count() == 0
+    del p.namespace["frozen"]
+    p.start().wait(check=False)
+    assert p.namespace["frozen"] > 0 and gc.get_freeze_count() == 0
