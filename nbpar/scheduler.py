@@ -354,15 +354,18 @@ class Scheduler:
     def _fused_after(self, key: Key) -> list[Key]:
         """`key` and the small steps after it that wait for nothing else
         (a chain of small steps: one task, one worker, no round trip to the
-        kernel between them)."""
+        kernel between them). A step is fused behind the one before only if
+        it is the one step that the one before alone holds back: two such
+        steps could run side by side. (Others that wait for more, like a
+        join at the end of the chain, open when the task is back.)"""
         keys = [key]
         name, index = key
         total = self._estimate(key) or 0.0
         while index is None and len(keys) < FUSED_MAX:
-            children = self._children.get(name, [])
-            if len(children) != 1:
+            held = [c for c in self._children.get(name, ()) if self._waiting[c] == {name}]
+            if len(held) != 1:
                 break
-            child = children[0]
+            child = held[0]
             guess = self._estimate((child, None)) if self._known(child) else None
             if (
                 guess is None

@@ -120,7 +120,7 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
             if task.inherits and outcomes:
                 if not outcomes[-1].ok:
                     break
-                task = replace(task, inputs={**task.inputs, **{v: made[v] for v in task.inherits if v in made}})
+                task.inputs = {**task.inputs, **{v: made[v] for v in task.inherits if v in made}}
             printed: list[str] = []
             if report is None:
                 on_line: Callable[[str], None] = printed.append

@@ -95,6 +95,29 @@ def test_a_chain_of_small_steps_goes_as_one_task(backend, submissions):
     assert [r.status for r in p.run(backend=backend, workers=2).steps.values()] == ["up-to-date"] * 100
 
 
+def test_a_chain_whose_links_a_join_also_reads_still_goes_as_one_task(submissions):
+    """Each link has two dependents, the next link and the join; only the
+    next link is held back by it alone, so the chain is still fused."""
+    p = chain(100)
+    p.add_step("join", "total = sum([" + ", ".join(f"y{i}" for i in range(100)) + "])")
+    p.run(workers=2)
+    submissions.clear()
+    assert p.run(workers=2, force=True).ok and p.namespace["total"] == sum(range(100))
+    assert len(submissions) <= 3, submissions
+
+
+def test_two_small_steps_held_back_by_one_are_not_fused_behind_it(submissions):
+    """Two steps that can run side by side go to two workers, not one task."""
+    p = Pipeline()
+    p.add_step("a", "a = 1")
+    p.add_step("b", "b = a + 1")
+    p.add_step("c", "c = a + 2")
+    p.run(workers=2)
+    submissions.clear()
+    assert p.run(workers=2, force=True).ok
+    assert submissions == [1, 1, 1], submissions
+
+
 @pytest.mark.parametrize("backend", ["process", "thread"])
 def test_a_failure_inside_a_fused_chain_stops_it_there(backend, submissions):
     p = chain(50)
