@@ -4,9 +4,11 @@ Data flow of one step::
 
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
-    [Task(step, source, inputs, writes,     execute_all(tasks): execute(task)
-          timeout, log_level)] ---------->     compile with filename "<step NAME>",
-        (process: dump_tasks -> bytes)         line numbers as in the notebook cell
+    [Task(step, source, inputs, writes,     execute_all(tasks), under routing():
+          timeout, log_level)] ---------->   execute(task) for each:
+        (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
+                                               line numbers as in the notebook cell
+                                               (cached: the same steps run again)
                                                exec in a fresh dict holding only
                                                the inputs, under capture():
                                                  print, warnings -> sys.stdout/err
