@@ -283,13 +283,15 @@ class Pipeline:
         writer = self.graph.writers()
         external: dict[str, Any] = {}
         for name in plan.stale:
-            for var in sorted(self.steps[name].inputs):
+            for var in self.steps[name].inputs:
                 if var in writer or var in external:
                     continue
                 if var in self.namespace:
                     external[var] = self.namespace[var]
                 elif not is_builtin(var):
                     step = self.steps[name]
+                    undefined = (v for v in step.inputs if v not in writer and v not in self.namespace)
+                    var = min(v for v in undefined if not is_builtin(v))  # the same one, run after run
                     how = "reads" if var in step.reads else "--filter" if var == step.filter else "--merge names"
                     raise PlanError(
                         f"step '{name}' {how} `{var}`, which no step writes and the "

@@ -341,8 +341,10 @@ class Scheduler:
             for key in keys:
                 self._submit(self._fused_after(key))
             return
-        known = [k for k in keys if self._known(k[0])]
-        guessed = [k for k in keys if not self._known(k[0])]  # only this run's typical unit says they are small
+        known: list[Key] = []
+        guessed: list[Key] = []  # only this run's typical unit says they are small
+        for k in keys:
+            (known if self._known(k[0]) else guessed).append(k)
         for group, most in ((known, len(keys)), (guessed, GUESSED_BATCH)):
             if not group:
                 continue
