@@ -190,14 +190,21 @@ def _compile(task: Task) -> Any:
     return _code(filename, task.source, task.first_line)
 
 
-@functools.lru_cache(maxsize=4096)  # a worker runs many slices of one step, and the same steps run after run
+# A worker runs many slices of one step, and the same steps run after run.
+# The caches hold more steps than a notebook has: an LRU cache smaller than
+# the steps a worker sees in a run is emptied by every run (10,000 tiny steps
+# then spent half their time compiling).
+_CACHED_STEPS = 1 << 15
+
+
+@functools.lru_cache(maxsize=_CACHED_STEPS)
 def _lines(filename: str, source: str, first_line: int, header: str) -> tuple[int, None, list[str], str]:
     padding = [header + "\n"] + ["\n"] * (first_line - 2) if first_line > 1 else []
     lines = padding + source.splitlines(keepends=True)
     return (len("".join(lines)), None, lines, filename)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=_CACHED_STEPS)
 def _code(filename: str, source: str, first_line: int) -> Any:
     if first_line == 1:
         return compile(source, filename, "exec")
