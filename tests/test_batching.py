@@ -176,3 +176,16 @@ def test_a_run_keeps_the_notebooks_objects_out_of_the_gcs_scans_and_lets_them_ba
     del p.namespace["frozen"]
     p.start().wait(check=False)
     assert p.namespace["frozen"] > 0 and gc.get_freeze_count() == 0
+
+
+def test_a_second_run_of_thousands_of_steps_compiles_none_of_them_again():
+    """A worker keeps every step it compiled (an LRU cache smaller than a
+    run's steps would be emptied by each run and compile all of them again)."""
+    from nbpar.worker import _code
+
+    p = tiny(5000)
+    p.run(backend="inline")
+    before = _code.cache_info()
+    p.run(backend="inline", force=True)
+    after = _code.cache_info()
+    assert after.misses == before.misses and after.hits - before.hits == 5001
