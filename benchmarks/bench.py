@@ -1303,6 +1303,44 @@ def quiet(scratch: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+REGISTERED = 500  # %%step cells the registration measurement runs
+
+
+def registration(rounds: int) -> tuple[float, float]:
+    """Median seconds to run REGISTERED `%%step` cells in a real IPython
+    shell (nbpar loaded; each round new names), and the same cells' bodies
+    as plain cells: IPython's own share. Not a race: no peer has cells."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+
+    def cell(text: str) -> None:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if not shell.run_cell(text).success:
+                raise RuntimeError(f"cell failed: {text.splitlines()[0]!r}")
+
+    cell("%load_ext nbpar")
+    steps, plain = [], []
+    try:
+        for r in range(rounds):
+            start = time.perf_counter()
+            for i in range(REGISTERED):
+                cell(f"%%step reg{r}_{i}\nreg{r}_{i} = {i} * 2\n")
+            steps.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(REGISTERED):
+                cell(f"plain{r}_{i} = {i} * 2\n")
+            plain.append(time.perf_counter() - start)
+    finally:
+        cell("%unload_ext nbpar")
+        for name in [n for n in shell.user_ns if n.startswith(("reg", "plain"))]:
+            del shell.user_ns[name]
+    return statistics.median(steps), statistics.median(plain)
+
+
 def selected(name: str, wanted: list[str] | None) -> bool:
     """`--only tiny` selects tiny-100, tiny-1000, ...; `--tools kedro` every kedro-* tool."""
     return not wanted or any(name == w or name.startswith(w + "-") for w in wanted)
@@ -1312,7 +1350,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and one round (~1-2 min)")
     parser.add_argument(
-        "--only", nargs="+", metavar="WORKLOAD", help="cpu, tiny (or tiny-1000, ...), array, slices, chain, wide-narrow"
+        "--only",
+        nargs="+",
+        metavar="WORKLOAD",
+        help="cpu, tiny (or tiny-1000, ...), array, slices, chain, wide-narrow, registration",
     )
     parser.add_argument(
         "--tools",
@@ -1354,7 +1395,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = calibrate()
     size = SIZES["quick" if args.quick else "full"]
     chosen = [wl for wl in workloads(size, rate) if selected(wl.name, args.only)]
-    if not chosen:
+    register = selected("registration", args.only)
+    if not chosen and not register:
         parser.error(f"no workload matches --only {' '.join(args.only or [])}")
 
     now = datetime.datetime.now().astimezone()
@@ -1406,12 +1448,27 @@ def main(argv: list[str] | None = None) -> int:
         stop_nbpar_pool()
         scratch.cleanup()
 
-    for temp in ("cold", "warm"):
-        print(f"\nMedian wall time in seconds, {temp}; best peer / nbpar > 1: nbpar (process) is faster")
-        print()
-        print("\n".join(table(summaries, temp)))
+    registered = None
+    if register:
+        print("  registration ...", file=sys.stderr, flush=True)
+        registered = registration(repeats)
+        print(
+            f"\n== registration: {REGISTERED} %%step cells run in a real IPython shell, median of {repeats}: "
+            f"{registered[0]:.3f} s ({registered[0] / REGISTERED * 1000:.2f} ms a cell); the same cells without "
+            f"%%step: {registered[1]:.3f} s"
+        )
+    if summaries:
+        for temp in ("cold", "warm"):
+            print(f"\nMedian wall time in seconds, {temp}; best peer / nbpar > 1: nbpar (process) is faster")
+            print()
+            print("\n".join(table(summaries, temp)))
     print("\nTargets (nbpar process unless named):")
-    print("\n".join(targets(summaries)))
+    if summaries:
+        print("\n".join(targets(summaries)))
+    if registered is not None:
+        ok = registered[0] < 1.0
+        verdict = "  met    " if ok else "  MISSED "
+        print(verdict + f"registering {REGISTERED} %%step cells under 1 s: {registered[0]:.3f} s")
 
     failed = [
         f"{s.wl.name}/{o.tool.label}: " + ("; ".join(o.wrong) if o.wrong else str(o.error))
