@@ -1323,6 +1323,9 @@ def registration(rounds: int) -> tuple[float, float]:
                 raise RuntimeError(f"cell failed: {text.splitlines()[0]!r}")
 
     cell("%load_ext nbpar")
+    for thread in threading.enumerate():  # the pool %load_ext starts: its CPU is not the cells'
+        if thread.name == "nbpar-warm-up":
+            thread.join(60)
     steps, plain = [], []
     try:
         for r in range(rounds):
