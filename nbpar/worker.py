@@ -420,9 +420,7 @@ def routing() -> Iterator[None]:
     this thread runs inside: each then `capture`s its own output."""
     global _capturing
     with _install_lock:
-        for name in ("stdout", "stderr"):
-            if not isinstance(getattr(sys, name), _ThreadRouter):
-                setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
+        _route_streams()
         if _capturing == 0:
             logging.root.addHandler(_log_handler)
         _capturing += 1
@@ -435,11 +433,21 @@ def routing() -> Iterator[None]:
                 logging.root.removeHandler(_log_handler)
 
 
+def _route_streams() -> None:
+    """Put a router on sys.stdout and sys.stderr where there is none (under _install_lock)."""
+    for name in ("stdout", "stderr"):
+        if not isinstance(getattr(sys, name), _ThreadRouter):
+            setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
+
+
 @contextmanager
 def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) -> Iterator[None]:
     """Inside `routing()`: route this thread's stdout and stderr (so
     warnings too), and its `logging` records of `log_level` and above, to
     `on_line` for the duration."""
+    if not (isinstance(sys.stdout, _ThreadRouter) and isinstance(sys.stderr, _ThreadRouter)):
+        with _install_lock:  # a step before it in the batch replaced one, for good
+            _route_streams()
     sink = _LineSink(on_line)
     previous = getattr(_local, "sink", None), getattr(_local, "log_level", logging.WARNING)
     _local.sink, _local.log_level = sink, log_level

@@ -230,3 +230,27 @@ def test_a_record_no_handler_takes_still_reaches_last_resort(monkeypatch):
         thread.start()
         thread.join()
     assert seen == ["to last resort"] and lines == []
+
+
+def test_a_step_that_replaces_sys_stdout_for_good_does_not_swallow_the_next_steps_output():
+    """Steps of one batch run under one routing(): a step that sets
+    sys.stdout and never restores it must not take the output of the steps
+    after it."""
+    import sys
+
+    from nbpar.worker import Task, execute_all
+
+    saved = sys.stdout, sys.stderr
+    try:
+        outcomes = execute_all(
+            [
+                Task("swap", "import io, sys\nsys.stdout = io.StringIO()", {}, ()),
+                Task("after", "print('hello')", {}, ()),
+            ],
+            "kernel",
+            None,
+        )
+    finally:
+        sys.stdout, sys.stderr = saved
+    assert [o.error for o in outcomes] == [None, None]
+    assert outcomes[1].output == "hello\n"
