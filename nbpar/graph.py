@@ -186,6 +186,8 @@ class Graph:
         still exist (a step may have been forgotten since). Cycles cannot
         appear: `add` refuses them and removing a step makes none."""
         for step in self.steps.values():
+            if not step.after:
+                continue
             missing = [a for a in step.after if a not in self.steps]
             if missing:
                 raise GraphError(

@@ -240,12 +240,17 @@ class Pipeline:
         order = self.graph.select(targets)
         deps = self.graph.dependencies()
         stale: list[str] = []
-        seen: set[str] = set()
-        for name in order:
-            if force or not deps[name].isdisjoint(seen) or not self._up_to_date(self.steps[name]):
-                stale.append(name)
-                seen.add(name)
-        return Plan(order, stale, {n: deps[n] for n in order}, self._chains(stale))
+        if force:
+            stale = list(order)
+        else:
+            seen: set[str] = set()
+            for name in order:
+                if not deps[name].isdisjoint(seen) or not self._up_to_date(self.steps[name]):
+                    stale.append(name)
+                    seen.add(name)
+        if len(order) < len(deps):
+            deps = {n: deps[n] for n in order}  # (else the graph's: read only, replaced when the graph changes)
+        return Plan(order, stale, deps, self._chains(stale))
 
     def _chains(self, stale: list[str]) -> dict[str, str]:
         """Fanned-out steps that follow the slices of another in this run:
