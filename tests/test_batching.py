@@ -97,13 +97,15 @@ def test_a_chain_of_small_steps_goes_as_one_task(backend, submissions):
 
 def test_a_chain_whose_links_a_join_also_reads_still_goes_as_one_task(submissions):
     """Each link has two dependents, the next link and the join; only the
-    next link is held back by it alone, so the chain is still fused."""
+    next link is held back by it alone, so the chain is still fused (a link
+    that happened to take over 5 ms on a busy machine ends a fused run: a
+    few tasks, not one per link)."""
     p = chain(100)
     p.add_step("join", "total = sum([" + ", ".join(f"y{i}" for i in range(100)) + "])")
     p.run(workers=2)
     submissions.clear()
     assert p.run(workers=2, force=True).ok and p.namespace["total"] == sum(range(100))
-    assert len(submissions) <= 3, submissions
+    assert len(submissions) <= 10 and max(submissions) >= 20, submissions
 
 
 def test_two_small_steps_held_back_by_one_are_not_fused_behind_it(submissions):
