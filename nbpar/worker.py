@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import faulthandler
 import functools
 import linecache
 import logging
@@ -574,14 +575,24 @@ def _run_tasks(tasks: list[Task], worker: str, channel: tuple[Address, str] | No
     return dump_outcomes(outcomes)
 
 
-def init_worker() -> None:
-    """Worker initializer. Ctrl-C / the notebook's stop button reach the
-    whole process group: the kernel decides what to stop, not the workers,
-    so they ignore SIGINT. And a worker whose kernel died without shutting
-    the pool down (killed, crashed) exits instead of idling for an hour."""
+_fault_file: Any = None  # a worker's own, open while it lives
+
+
+def init_worker(faults: str | None = None) -> None:
+    """Worker initializer (here, so that a worker imports only this module).
+    Ctrl-C / the notebook's stop button reach the whole process group: the
+    kernel decides what to stop, not the workers, so they ignore SIGINT. A
+    worker whose kernel died without shutting the pool down (killed,
+    crashed) exits instead of idling for an hour. With `faults` (a path
+    pattern with {kernel} and {worker}), Python's faulthandler writes to a
+    file of the worker's own, which the kernel reads if the worker dies."""
+    global _fault_file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
+    if faults is not None:
+        _fault_file = open(faults.format(kernel=parent, worker=os.getpid()), "w")  # open while the worker lives
+        faulthandler.enable(_fault_file, all_threads=False)
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -20,7 +20,6 @@ that way).
 from __future__ import annotations
 
 import atexit
-import faulthandler
 import glob
 import logging
 import os
@@ -30,7 +29,6 @@ import tempfile
 import threading
 import weakref
 from concurrent.futures import Future
-from typing import IO
 
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
@@ -62,7 +60,9 @@ def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.Pro
                 _broken = ""
         if _pool is None:
             _sweep_fault_files()
-            _pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=_init_process)
+            _pool = loky.ProcessPoolExecutor(
+                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_FAULTS,)
+            )
             # At interpreter exit, kill the workers instead of waiting for the
             # steps they run (a script or terminal IPython quitting mid-run).
             _pool._flags.kill_workers = True
@@ -72,17 +72,7 @@ def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.Pro
 
 # -- how a worker died ------------------------------------------------------
 
-_FAULTS = os.path.join(tempfile.gettempdir(), "nbpar-faults-{kernel}-{worker}.txt")
-_fault_file: IO[str] | None = None  # a worker's own, open while it lives
-
-
-def _init_process() -> None:
-    """Worker initializer: nbpar's (see worker.init_worker), and Python's
-    faulthandler writing to a file the kernel reads if the worker dies."""
-    global _fault_file
-    init_worker()
-    _fault_file = open(_FAULTS.format(kernel=os.getppid(), worker=os.getpid()), "w")  # open while the worker lives
-    faulthandler.enable(_fault_file, all_threads=False)
+_FAULTS = os.path.join(tempfile.gettempdir(), "nbpar-faults-{kernel}-{worker}.txt")  # what worker.init_worker opens
 
 
 def _last_words() -> str:
