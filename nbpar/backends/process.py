@@ -53,7 +53,7 @@ def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.Pro
     global _pool, _pool_workers, _broken
     with _lock:
         if _pool is not None and (fresh or (_pool_workers != workers and not keep)):
-            _pool.shutdown(wait=False, kill_workers=True)
+            _shut_down(_pool, wait=False)
             _pool = None
             if fresh:
                 log.warning("nbpar: restarting the worker pool: %s", _broken or "it was broken")
@@ -175,12 +175,32 @@ def _dispatch(message: Message) -> None:
 
 
 def stop_pool(wait: bool = True) -> None:
-    """Kill the shared pool's workers; the next submission starts a new one."""
+    """Kill the shared pool's workers; the next submission starts a new one.
+    With `wait`, also wait for pools stopped before without waiting: the
+    thread loky stops a pool with still cleans up after the workers are
+    gone, and it starts a resource tracker anew if the kernel's exit has
+    stopped it (one that ignores SIGTERM: the kernel could not exit)."""
     global _pool
     with _lock:
         if _pool is not None:
-            _pool.shutdown(wait=wait, kill_workers=True)
+            _shut_down(_pool, wait)
             _pool = None
+        stopping = list(_stopping) if wait else []
+    for thread in stopping:
+        thread.join(_STOP_WAIT)
+        _stopping.discard(thread)
+
+
+_STOP_WAIT = 10.0  # seconds to wait for a stopped pool's last clean-up
+_stopping: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # threads of pools stopped without waiting
+
+
+def _shut_down(pool: loky.ProcessPoolExecutor, wait: bool) -> None:
+    """Shut `pool` down, killing its workers (under _lock)."""
+    thread = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=wait, kill_workers=True)
+    if not wait and thread is not None and thread.is_alive():
+        _stopping.add(thread)
 
 
 class ProcessBackend:
