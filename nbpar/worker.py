@@ -4,9 +4,10 @@ Data flow of one step::
 
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
-    [Task(step, source, inputs, writes,     execute_all(tasks), under routing():
-          timeout, log_level)] ---------->   execute(task) for each:
-        (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
+    [Task(step, source, inputs, writes,     execute_all(tasks), with routing()'s
+          timeout, log_level)] ---------->   log handler on the root logger:
+        (process: dump_tasks -> bytes)       execute(task) for each:
+                                               compile with filename "<step NAME>",
                                                line numbers as in the notebook cell
                                                (cached: the same steps run again)
                                                exec in a fresh dict holding only
@@ -49,7 +50,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
-from typing import Any
+from typing import IO, Any
 
 from . import sharing
 from .channel import Address, LineBuffer, report
@@ -158,11 +159,8 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     with capture(on_line, task.log_level):
         try:
             code = _compile(task)
-            if task.timeout is None:
+            with _deadline(task):
                 exec(code, namespace)
-            else:
-                with _deadline(task):
-                    exec(code, namespace)
         except StepTimeout as e:
             error, timed_out = _stopped(task) + format_user_error(e), True
         except (Exception, SystemExit) as e:
@@ -416,12 +414,10 @@ _capturing = 0
 
 @contextmanager
 def routing() -> Iterator[None]:
-    """Put the routers on sys.stdout and sys.stderr (for good) and the step
-    log handler on the root logger (while steps run here), for the steps
-    this thread runs inside: each then `capture`s its own output."""
+    """Put the step log handler on the root logger while the steps this
+    thread runs inside run (each `capture`s its own output)."""
     global _capturing
     with _install_lock:
-        _route_streams()
         if _capturing == 0:
             logging.root.addHandler(_log_handler)
         _capturing += 1
@@ -434,21 +430,18 @@ def routing() -> Iterator[None]:
                 logging.root.removeHandler(_log_handler)
 
 
-def _route_streams() -> None:
-    """Put a router on sys.stdout and sys.stderr where there is none (under _install_lock)."""
-    for name in ("stdout", "stderr"):
-        if not isinstance(getattr(sys, name), _ThreadRouter):
-            setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
-
-
 @contextmanager
 def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) -> Iterator[None]:
     """Inside `routing()`: route this thread's stdout and stderr (so
     warnings too), and its `logging` records of `log_level` and above, to
-    `on_line` for the duration."""
+    `on_line` for the duration. The routers stay on sys.stdout and
+    sys.stderr for good; they are put back if something (a step before
+    this one) replaced them."""
     if not (isinstance(sys.stdout, _ThreadRouter) and isinstance(sys.stderr, _ThreadRouter)):
-        with _install_lock:  # a step before it in the batch replaced one, for good
-            _route_streams()
+        with _install_lock:
+            for name in ("stdout", "stderr"):
+                if not isinstance(getattr(sys, name), _ThreadRouter):
+                    setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
     sink = _LineSink(on_line)
     previous = getattr(_local, "sink", None), getattr(_local, "log_level", logging.WARNING)
     _local.sink, _local.log_level = sink, log_level
@@ -575,7 +568,7 @@ def _run_tasks(tasks: list[Task], worker: str, channel: tuple[Address, str] | No
     return dump_outcomes(outcomes)
 
 
-_fault_file: Any = None  # a worker's own, open while it lives
+_fault_file: IO[str] | None = None  # a worker's own, open while it lives
 
 
 def init_worker(faults: str | None = None) -> None:
