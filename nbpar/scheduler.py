@@ -605,20 +605,15 @@ class Scheduler:
                 assert index is not None
                 self._fans[name].submitted.discard(index)
                 self.result.steps[name].slices[index].status = "waiting"
-        # Dependents are submitted once all units are settled (the loop's next turn).
-        if len(outcomes) == 1:
-            key, outcome = flight.keys[0], outcomes[0]
-            self._fused.discard(key[0])
-            if self.result.steps[key[0]].status in ("queued", "running"):
-                self._unit_done(key, outcome, flight.inputs, submit=True)
-            return
-        inputs = flight.inputs if flight.batch else dict(flight.inputs)
+        # What the units made ready is submitted once, as the last one completes.
+        inputs = flight.inputs if flight.batch or len(outcomes) == 1 else dict(flight.inputs)
         steps = self.result.steps
-        for key, outcome in zip(flight.keys, outcomes, strict=False):
+        last = len(outcomes) - 1
+        for i, (key, outcome) in enumerate(zip(flight.keys, outcomes, strict=False)):
             self._fused.discard(key[0])
             if steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
-                self._unit_done(key, outcome, inputs, submit=False)
-            if not flight.batch:
+                self._unit_done(key, outcome, inputs, submit=i == last)
+            if not flight.batch and i < last:
                 inputs.update(outcome.outputs)  # what the units after it in a chain read
 
     def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any], submit: bool) -> None:
