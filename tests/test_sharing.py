@@ -49,6 +49,12 @@ def arrays(p: Pipeline) -> list[Any]:
     return [v for v in p.namespace.values() if isinstance(v, np.ndarray)]
 
 
+def assert_only_its_arrays_files_left(p: Pipeline, before: set[str]) -> None:
+    """Of the files made since `before`, soon only those backing an array in `p`'s namespace are left."""
+    needed = backing(arrays(p))
+    assert eventually(lambda: files() - before <= needed), (files() - before, needed)
+
+
 def test_an_array_goes_to_readers_by_reference_without_a_copy():
     sharing.reset_stats()
     p = Pipeline({"np": np})
@@ -190,8 +196,7 @@ def test_files_go_after_a_worker_dies_while_sending_them():
     with pytest.raises(RunError) as info:
         p.run(workers=WORKERS)
     assert "exited with code 3" in (info.value.result.steps["dies"].error or "")
-    needed = backing(arrays(p))
-    assert eventually(lambda: files() - before <= needed), (files() - before, needed)
+    assert_only_its_arrays_files_left(p, before)
     del p, info  # the traceback's frames hold the pipeline
     assert eventually(lambda: files() <= before), files() - before
 
@@ -203,8 +208,7 @@ def test_files_go_after_a_worker_crashes_mid_step():
     p.add_step("crash", "import os\ns = float(a.sum() + kernel_array.sum())\nos._exit(4)")
     with pytest.raises(RunError):
         p.run(workers=WORKERS)
-    needed = backing(arrays(p))
-    assert eventually(lambda: files() - before <= needed), (files() - before, needed)
+    assert_only_its_arrays_files_left(p, before)
     del p
     assert eventually(lambda: files() <= before), files() - before
 
@@ -222,8 +226,7 @@ def test_files_go_after_a_cancelled_run():
     run.cancel()
     result = run.wait(timeout=20, check=False)
     assert result.cancelled
-    needed = backing(arrays(p))
-    assert eventually(lambda: files() - before <= needed), (files() - before, needed)
+    assert_only_its_arrays_files_left(p, before)
     del p, run
     assert eventually(lambda: files() <= before), files() - before
 
@@ -249,8 +252,7 @@ def test_files_go_after_an_interrupted_run():
         p.run(workers=WORKERS)
     assert info.value.result.interrupted
     del info
-    needed = backing(arrays(p))
-    assert eventually(lambda: files() - before <= needed), (files() - before, needed)
+    assert_only_its_arrays_files_left(p, before)
     del p
     assert eventually(lambda: files() <= before), files() - before
 
