@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def nbpar_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def nbpar_run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nbpar.cli", "run", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "nbpar.cli", "run", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
 
 
@@ -124,3 +127,39 @@ def test_a_cell_tagged_raises_exception_may_fail(tmp_path: Path):
     done = nbpar_run(str(tmp_path / "tagged.ipynb"))
     assert done.returncode == 0 and "went on" in done.stdout
     assert "cell 3 failed, as its raises-exception tag says it will" in done.stderr
+
+
+def test_runs_what_a_kernel_runs_gui_magics_figures_and_script_habits(tmp_path: Path):
+    """What data-science notebooks do that a plain InteractiveShell refuses
+    (`%matplotlib inline`: "Implement enable_gui in a subclass")."""
+    nb = write(
+        tmp_path / "kernelish.ipynb",
+        "%matplotlib inline\n%config InlineBackend.figure_format = 'retina'",
+        "import matplotlib\nimport matplotlib.pyplot as plt\nassert 'inline' in matplotlib.get_backend()",
+        "plt.plot([1, 2, 3])\nplt.show()\nprint('shown, not blocked')",
+        "fig, ax = plt.subplots()\n_ = ax.bar(['a', 'b'], [1, 2])",  # drawn as the cell ends
+        "ax = plt.figure().gca()\nax.set_title(r'$\\frac$')",  # cannot be drawn: the error shows, as in Jupyter
+        "%matplotlib qt",
+        "%matplotlib widget",
+        "%matplotlib notebook\n%gui qt\nassert 'inline' in matplotlib.get_backend()",
+        "%matplotlib agg\nassert matplotlib.get_backend().lower() == 'agg'",
+        "%load_ext autoreload\n%autoreload 2",
+        "%%capture captured\nprint('hidden')",
+        "assert captured.stdout == 'hidden\\n'",
+        "import argparse\n_p = argparse.ArgumentParser()\n_p.add_argument('--workers', type=int, default=5)\n"
+        "assert _p.parse_args().workers == 5",  # nbpar run's own --workers is not the notebook's
+        "%load_ext nbpar",
+        "%%step a --backend thread\nx = 1",
+        "%parrun",
+        "print('x is', x)",
+    )
+    done = nbpar_run(str(nb), "--workers", "2", env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    out, err = done.stdout, done.stderr
+    assert "shown, not blocked" in out and "x is 1" in out
+    assert out.count("<Figure size 640x480 with 1 Axes>") == 3  # plt.show(), the bar chart, the broken one
+    assert "ValueError" in out and "frac" in out  # the figure was really drawn
+    assert "%matplotlib qt: under nbpar run figures are drawn with the inline backend." in err
+    assert "%matplotlib widget: under nbpar run" in err and "%matplotlib notebook: under nbpar run" in err
+    assert "%gui qt: no GUI event loop under nbpar run" in err
+    assert "hidden" not in out and "done    a" in out and "all 17 cells ran" in out
