@@ -18,7 +18,7 @@ import loky
 from .analysis import analyze, is_builtin
 from .backends import Backend, make_backend
 from .errors import RunError
-from .events import Listener
+from .events import Listener, subscribers
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
@@ -409,7 +409,7 @@ class Pipeline:
             backend_for=lambda step: self.backend(_backend_of(step, backend), n),
             backend_name=backend,
             workers=n,
-            listeners=list(listeners),
+            listeners=[*listeners, *subscribers()],  # nbpar.subscribe's, for every run
             fail_fast=fail_fast,
             timeout=timeout,
             retries=retries,
