@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import loky
 import nbformat
 import pytest
 
@@ -91,7 +93,24 @@ def test_the_quick_start_notebook_runs_headless():
     root = Path(__file__).resolve().parent.parent
     done = nbpar_run(str(root / "example_notebooks" / "quickstart.ipynb"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
-    assert "speed-up:" in done.stdout and "all 13 cells ran" in done.stdout
+    assert "speed-up:" in done.stdout and "all 14 cells ran" in done.stdout
+    assert re.search(r"this machine ran \d+ processes at \d+\.\dx the speed of one", done.stdout)
+    assert "(this machine's own: " in done.stdout
+
+
+def test_the_quick_start_says_when_the_machine_bounds_the_speed_up(tmp_path: Path):
+    """Its measuring cell, with three workers a CPU: n processes can never
+    run at more than n/3 times the speed of one."""
+    root = Path(__file__).resolve().parent.parent
+    quickstart = nbformat.read(root / "example_notebooks" / "quickstart.ipynb", as_version=4)
+    code = [c for c in quickstart.cells if c.cell_type == "code"]
+    measuring = next(i for i, c in enumerate(code) if "def burn" in c.source)
+    nb = write(tmp_path / "measure.ipynb", *(c.source for c in code[: measuring + 1]))
+    cpus = loky.cpu_count()
+    done = nbpar_run(str(nb), "--workers", str(3 * cpus))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"this machine ran {3 * cpus} processes at " in done.stdout
+    assert f": {3 * cpus} workers share {cpus} CPUs; the speed-up below is bounded by that" in done.stdout
 
 
 def test_report_has_every_run_even_when_a_step_fails(tmp_path: Path):
