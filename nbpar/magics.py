@@ -239,6 +239,7 @@ class NbparMagics(Magics):
                 raise UsageError(f"{e} Step '{step.name}' {kept}.") from None
 
     def _register(self, args: argparse.Namespace, line: str, source: str) -> Step:
+        assert self.shell is not None
         try:
             return self.pipeline.add_step(
                 args.name,
@@ -254,6 +255,7 @@ class NbparMagics(Magics):
                 merge=_merges(args.merge),
                 timeout=args.timeout,
                 retries=args.retries,
+                flags=self.shell.compile.flags,  # a `from __future__` run in a cell before applies to later ones
             )
         except GraphError as e:
             raise UsageError(str(e)) from None
