@@ -510,12 +510,17 @@ def test_a_cell_python_cannot_compile_is_refused_with_its_line(shell, body, mess
     assert "s" not in shell.magics_manager.registry["NbparMagics"].pipeline.steps
 
 
-def test_a_future_import_at_the_top_of_a_step_is_fine(shell):
-    run_cells(
-        shell, '%%step s\n"doc"\nfrom __future__ import annotations\ndef f(a: Nope): pass\nseen = f.__annotations__'
-    )
-    run_cells(shell, "%parrun --no-widget")
-    assert shell.user_ns["seen"] == {"a": "Nope"}
+def test_a_future_import_in_a_step_applies_to_it_and_to_later_cells(shell):
+    saved = shell.compile.flags
+    try:
+        run_cells(
+            shell, '%%step s\n"doc"\nfrom __future__ import annotations\ndef f(a: Nope): pass\nseen = f.__annotations__'
+        )
+        run_cells(shell, "def g(b: Later): pass", "%parrun --no-widget")
+        assert shell.user_ns["seen"] == {"a": "Nope"}
+        assert shell.user_ns["g"].__annotations__ == {"b": "Later"}  # as if the step's cell had run before
+    finally:
+        shell.compile.flags = saved
 
 
 def test_deleting_what_another_step_makes_says_what_to_do(shell):
