@@ -23,7 +23,10 @@ IPython's ``transform_cell``) and returns a :class:`CellNames`:
   ``%%timeit``: reads only, its bindings do not outlive it; ``%%time``,
   ``%%debug``, ``%%capture``, ``%prun``, ``%%prun``: in the notebook's
   namespace, so what it binds is in ``shell_writes``, which a step cannot
-  return); ``magics`` names the magics found. ``star_imports`` lists the modules of ``from M import *``,
+  return); ``magics`` names the magics found, and ``unseen`` the names
+  the cell binds that such code would take from the notebook's namespace
+  instead (a comprehension or function inside ``%time``: IPython runs the
+  code with the notebook's namespace as its globals). ``star_imports`` lists the modules of ``from M import *``,
   whose names cannot be known from the cell.
 
 Data flow: one visitor walks the tree in execution order, keeping a stack of
@@ -70,6 +73,10 @@ class CellNames:
     # namespace and not the step's, each to the magic ("%%capture")
     shell_writes: Mapping[str, str] = field(default_factory=dict)
     magics: frozenset[str] = frozenset()  # the code-running magics the cell uses ("time", "debug")
+    # names the cell binds that code run by a magic loads from the notebook's
+    # namespace instead (IPython gives %time's nested scopes, and %prun's
+    # code, the notebook's names as globals), each to the magic
+    unseen: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_builtin(name: str) -> bool:
@@ -221,6 +228,10 @@ class _CellVisitor(ast.NodeVisitor):
         self._stars: list[str] = []
         self._shell_writes: dict[str, str] = {}
         self._magics: set[str] = set()
+        # while visiting the code of a magic the cell runs: (the magic, whether
+        # all its loads go to the notebook's namespace, not just its nested scopes')
+        self._magic: tuple[str, bool] | None = None
+        self._from_notebook: dict[str, str] = {}  # names such code loads from the notebook, to the magic
 
     def result(self) -> CellNames:
         late = self._deferred - self._stack[0].bound
@@ -233,6 +244,7 @@ class _CellVisitor(ast.NodeVisitor):
             tuple(self._stars),
             self._shell_writes,
             frozenset(self._magics),
+            {n: m for n, m in self._from_notebook.items() if n in self._stack[0].bound},
         )
 
     @property
@@ -251,6 +263,8 @@ class _CellVisitor(ast.NodeVisitor):
             if scope.kind == "cell":
                 if name in scope.hidden:
                     return  # an `except ... as` name: the handler's own
+                if self._magic is not None and (self._magic[1] or deferred or start > 0):
+                    self._from_notebook.setdefault(name, self._magic[0])
                 if deferred:
                     self._deferred.add(name)
                 elif name not in scope.bound:
@@ -462,10 +476,14 @@ class _CellVisitor(ast.NodeVisitor):
             trees = [_as_python(code) for code in codes]
         except SyntaxError as e:
             raise SyntaxError(f"the code {shown} runs is not valid Python: {e.msg}", ("", node.lineno, 0, "")) from None
+        outer = self._magic
+        if len(self._stack) == 1 and lands != "dropped":  # (%timeit puts the step's names in its globals)
+            self._magic = (shown, lands == "notebook")
         if lands != "step":
             self._stack.append(_Scope("magic", magic=shown if lands == "notebook" else None))
         for tree in trees:
             self._visit_all(tree.body)
+        self._magic = outer
         if lands != "step":
             scope = self._stack.pop()
             named += sorted(scope.bound) if scope.magic else []

@@ -129,6 +129,15 @@ def _names_of(name: str, source: str, first_line: int, flags: int) -> CellNames:
             f"step '{name}': %debug is interactive and a step runs unattended: debug in an ordinary cell "
             "(after a failed run, %debug there shows where the step failed)."
         )
+    if names.unseen:
+        unseen = sorted(names.unseen)
+        magic = names.unseen[unseen[0]]
+        raise GraphError(
+            f"step '{name}': the code {magic} runs takes {', '.join(f'`{u}`' for u in unseen)} from the notebook's "
+            f"namespace (IPython gives {magic}'s functions and comprehensions the notebook's names), not the "
+            f"value the step binds: drop {magic} (nbpar times every step), or bind "
+            f"{'it' if len(unseen) == 1 else 'them'} in an ordinary cell before the run."
+        )
     if names.shell_writes:
         bound = sorted(names.shell_writes)
         magic = names.shell_writes[bound[0]]

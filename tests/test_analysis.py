@@ -353,3 +353,20 @@ def test_code_of_a_magic_that_is_not_python_is_a_syntax_error() -> None:
     with pytest.raises(SyntaxError, match="the code %%time runs is not valid Python") as info:
         analyze("x = 1\n" + _IPYTHON.transform_cell("%%time\ny = = 2"))
     assert info.value.lineno == 2
+
+
+@pytest.mark.parametrize(
+    ("cell", "unseen"),
+    [
+        ("k = 2\n%time s = sum(x * k for x in range(3))", {"k": "%time"}),  # the genexp sees the notebook's k
+        ("%time k = 1; f = lambda: k", {"k": "%time"}),
+        ("%time f = lambda: k\nk = 1", {"k": "%time"}),
+        ("_k = 1\n%prun g(_k)", {"_k": "%prun"}),  # %prun runs all its code in the notebook's namespace
+        ("%time s = sum(x * k for x in r)", {}),  # k from the notebook: the same value there
+        ("k = 1\n%time s = [x for x in k]", {}),  # the first iterable is evaluated in the step's namespace
+        ("k = 1\n%time s = k + 1", {}),
+        ("k = 1\n%timeit [x * k for x in r]", {}),  # %timeit copies the step's names into its globals
+    ],
+)
+def test_names_a_magic_would_take_from_the_notebook(cell: str, unseen: dict[str, str]) -> None:
+    assert dict(analyze(_IPYTHON.transform_cell(cell)).unseen) == unseen

@@ -546,3 +546,18 @@ def test_except_as_name_used_in_a_lambda_is_not_a_read(shell, capsys):
     assert "step a: reads - | writes why" in capsys.readouterr().out
     run_cells(shell, "%parrun --no-widget")
     assert shell.user_ns["why"] == "division by zero"
+
+
+def test_a_comprehension_in_time_that_needs_the_steps_names_is_refused(shell):
+    # IPython runs %time's code with the notebook's namespace as globals: the
+    # generator would use the notebook's k (10), where a top-to-bottom run has 2
+    run_cells(shell, "k = 10")
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("step", "s", "k = 2\n%time s = sum(x * k for x in range(3))")
+    assert str(info.value) == (
+        "step 's': the code %time runs takes `k` from the notebook's namespace (IPython gives %time's functions "
+        "and comprehensions the notebook's names), not the value the step binds: drop %time (nbpar times every "
+        "step), or bind it in an ordinary cell before the run."
+    )
+    run_cells(shell, "%%step s\n%time s = sum(x * k for x in range(3))", "%parrun --no-widget")
+    assert shell.user_ns["s"] == 30
