@@ -240,11 +240,11 @@ class _CellVisitor(ast.NodeVisitor):
             frozenset(self._reads | late),
             frozenset(self._writes),
             imports,
-            frozenset(self._deletes & self._writes),
-            tuple(self._stars),
-            self._shell_writes,
-            frozenset(self._magics),
-            {n: m for n, m in self._from_notebook.items() if n in self._stack[0].bound},
+            deletes=frozenset(self._deletes & self._writes),
+            star_imports=tuple(self._stars),
+            shell_writes=self._shell_writes,
+            magics=frozenset(self._magics),
+            unseen={n: m for n, m in self._from_notebook.items() if n in self._stack[0].bound},
         )
 
     @property

@@ -119,7 +119,8 @@ def _names_of(name: str, source: str, first_line: int, flags: int) -> CellNames:
         raise GraphError(
             f"step '{name}': syntax error on line {e.lineno or first_line} of the cell: {e.msg}{hint}."
         ) from None
-    for module in names.star_imports:
+    if names.star_imports:
+        module = names.star_imports[0]
         raise GraphError(
             f"step '{name}': `from {module} import *` binds names nbpar cannot see, so no step could wait "
             f"for them: import the names you use (`from {module} import floor, pi`) or the module (`import {module}`)."
@@ -133,10 +134,10 @@ def _names_of(name: str, source: str, first_line: int, flags: int) -> CellNames:
         unseen = sorted(names.unseen)
         magic = names.unseen[unseen[0]]
         raise GraphError(
-            f"step '{name}': the code {magic} runs takes {', '.join(f'`{u}`' for u in unseen)} from the notebook's "
-            f"namespace (IPython gives {magic}'s functions and comprehensions the notebook's names), not the "
-            f"value the step binds: drop {magic} (nbpar times every step), or bind "
-            f"{'it' if len(unseen) == 1 else 'them'} in an ordinary cell before the run."
+            f"step '{name}': the code {magic} runs would take {', '.join(f'`{u}`' for u in unseen)} from the "
+            f"notebook's namespace, not the step's (IPython runs it with the notebook's names as globals): drop "
+            f"{magic} (nbpar times every step), or bind {'it' if len(unseen) == 1 else 'them'} in another step "
+            "(whose outputs are in the notebook's namespace when this one runs)."
         )
     if names.shell_writes:
         bound = sorted(names.shell_writes)
