@@ -512,6 +512,7 @@ class Scheduler:
             inherits=inherits,
             timeout=self._timeout(step),
             log_level=self._log_level,
+            flags=step.flags,
         )
 
     def _mark_queued(self, key: Key, backend: Backend) -> None:
