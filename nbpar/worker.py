@@ -258,12 +258,14 @@ def _show_last_expression(tree: ast.Module, source: str) -> None:
     if not tree.body or not isinstance(tree.body[-1], ast.Expr) or _ends_with_semicolon(source):
         return
     last = tree.body[-1]
-    call = ast.Call(ast.Name(_SHOW, ast.Load()), [last.value], [])
-    tree.body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last.value)), last)
-    ast.fix_missing_locations(tree)
+    show = ast.copy_location(ast.Name(_SHOW, ast.Load()), last.value)
+    call = ast.copy_location(ast.Call(show, [last.value], []), last.value)
+    tree.body[-1] = ast.copy_location(ast.Expr(call), last)
 
 
 def _ends_with_semicolon(source: str) -> bool:
+    if ";" not in source:
+        return False  # (most steps: no need to tokenize)
     ignored = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
     try:
         tokens = [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in ignored]
@@ -745,9 +747,12 @@ def init_worker(faults: str | None = None) -> None:
     worker whose kernel died without shutting the pool down (killed,
     crashed) exits instead of idling for an hour. With `faults` (a path
     pattern with {kernel} and {worker}), Python's faulthandler writes to a
-    file of the worker's own, which the kernel reads if the worker dies."""
+    file of the worker's own, which the kernel reads if the worker dies.
+    Its builtin `display` is display_text, as a kernel's is IPython's."""
     global _fault_file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(builtins, "display"):  # a notebook function calling the kernel's builtin `display`
+        builtins.display = display_text  # type: ignore[attr-defined]
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:

@@ -351,3 +351,9 @@ def test_an_inline_steps_lines_are_shown_while_it_runs():
     p.add_step("talk", "print('first')\nsaw = list(seen)")
     p.run(backend="inline", listeners=[listener])
     assert p.namespace["saw"] == ["first\n"]
+
+
+def test_a_notebook_function_calling_display_works_in_a_worker_process(shell):
+    run_cells(shell, "def show(x):\n    display(x)", "%%step s\nshow([1])\ny = 1")
+    run_cells(shell, "%parrun --backend process --no-widget")
+    assert nbpar.last_run().steps["s"].output == "[1]\n"
