@@ -537,9 +537,11 @@ class Scheduler:
             piece.attempts += 1
             record.attempts = max(record.attempts, piece.attempts)
 
-    def _reported(self, kind: str, name: str, index: int | None, payload: Any) -> None:
+    def _reported(self, kind: str, name: str, index: int | None, payload: Any, here: bool = False) -> None:
         """A worker took a unit ("start"), a unit that did not say so
-        prints its first line ("printing"), or a unit printed ("log")."""
+        prints its first line ("printing"), or a unit printed ("log").
+        `here`: the unit runs in this thread, inside its submit (inline),
+        where only its own alarm can stop it: no deadline for the loop."""
         record = self.result.steps.get(name)
         if record is None or record.status not in ("queued", "running"):
             return  # a late report of a step already settled
@@ -557,7 +559,7 @@ class Scheduler:
             return  # (not `_started`: it says nothing of which unit of its task a crash was in)
         self._started.add((name, index))
         limit = self._timeout(self.steps[name])
-        if limit is not None and threading.get_ident() != self._loop_thread:  # (else inline: its own alarm stops it)
+        if limit is not None and not here:
             grace = _GRACE.get(self._backend((name, index)).name, 0.0)
             self._deadlines[(name, index)] = time.monotonic() + limit + grace
         self._mark_running((name, index), worker, started)
@@ -592,7 +594,7 @@ class Scheduler:
         if threading.get_ident() == self._loop_thread:
             # an inline unit, running inside the loop's submit: shown now, not when the loop is back
             with outside_step():
-                self._reported(kind, step, index, payload)
+                self._reported(kind, step, index, payload, here=True)
         else:
             self._events.put(("report", kind, step, index, payload))  # any other thread
 
