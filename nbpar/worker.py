@@ -504,12 +504,14 @@ def notebook_log_format() -> LogFormat | None:
     stdout or stderr (what `logging.basicConfig(format=...)` makes), if there
     is one: steps' records are formatted the same way on every backend."""
     for handler in logging.root.handlers:
-        formatter = handler.formatter
-        if formatter is None or not _on_std_stream(handler):
+        if not _on_std_stream(handler):
             continue
+        formatter = handler.formatter
+        if formatter is None:
+            return ("%(message)s", None, "%")  # what a handler without a formatter writes
         style = _STYLES.get(type(formatter._style))
         if style is not None:
-            return (formatter._fmt or logging.BASIC_FORMAT, formatter.datefmt, style)
+            return (formatter._fmt or "%(message)s", formatter.datefmt, style)
     return None
 
 

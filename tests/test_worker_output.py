@@ -305,14 +305,17 @@ def test_a_display_of_the_notebooks_own_is_used_as_it_is(shell):
 # -- logging: once, in the notebook's format (issue 11, item 13) -------------
 
 
+@pytest.mark.parametrize("formatted", [True, False], ids=["format", "no-formatter"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_record_is_shown_once_in_the_format_of_the_notebooks_root_handler(backend, monkeypatch):
+def test_a_record_is_shown_once_in_the_format_of_the_notebooks_root_handler(backend, formatted, monkeypatch):
     """`logging.basicConfig(format=...)` run in the notebook before nbpar's
-    first step: a handler on the kernel's stderr, with its own format."""
+    first step: a handler on the kernel's stderr, with its own format (or
+    none: the message alone)."""
     kernel_stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", kernel_stderr)
     handler = logging.StreamHandler(kernel_stderr)
-    handler.setFormatter(logging.Formatter("{levelname}|{name}|{message}", style="{"))
+    if formatted:
+        handler.setFormatter(logging.Formatter("{levelname}|{name}|{message}", style="{"))
     logging.root.addHandler(handler)
     try:
         p = make({"logs": "import logging\nlogging.getLogger('nb').warning('said %s', 'once')\nx = 1"})
@@ -320,8 +323,9 @@ def test_a_record_is_shown_once_in_the_format_of_the_notebooks_root_handler(back
         logging.getLogger("nb").warning("from the notebook")
     finally:
         logging.root.removeHandler(handler)
-    assert output == "WARNING|nb|said once\n"
-    assert kernel_stderr.getvalue() == "WARNING|nb|from the notebook\n"  # not the step's: it is in its output
+    prefix = "WARNING|nb|" if formatted else ""
+    assert output == prefix + "said once\n"
+    assert kernel_stderr.getvalue() == prefix + "from the notebook\n"  # not the step's: it is in its output
 
 
 # -- the order and liveness of output (issue 11, item 14) --------------------
