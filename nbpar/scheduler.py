@@ -20,8 +20,9 @@ Data flow::
          unknown duration go one per task, at most 2 per worker, until the
          first ones say how long a unit of this run takes)
       backend report(kind, step, slice, payload) ---------------> events queue
-        ("start" when a worker takes the unit, "log" for printed lines; from
-         worker processes through channel.py)
+        ("start" when a worker takes the unit, "printing" before the first
+         line of a unit that did not say so, "log" for printed lines; from
+         worker processes through channel.py; an inline unit's: handled at once)
       loop: events.get(timeout=0.1)  (short waits: Ctrl-C arrives at once)
         unit ok      -> whole step: outputs into the namespace, all together
                         slice: kept; when every slice is done, the outputs

@@ -5,17 +5,22 @@ Data flow of one step::
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
     [Task(step, source, inputs, writes,     execute_all(tasks), with routing()'s
-          timeout, log_level)] ---------->   log handler on the root logger:
-        (process: dump_tasks -> bytes)       execute(task) for each:
-                                               compile with filename "<step NAME>",
-                                               line numbers as in the notebook cell
-                                               (cached: the same steps run again)
+          timeout, log_level, log_format,    log handler on the root logger:
+          display)] ---------------------->  execute(task) for each:
+        (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
+                                               line numbers as in the notebook cell,
+                                               the last expression shown (cached:
+                                               the same steps run again)
                                                exec in a fresh dict holding only
-                                               the inputs, under capture():
-                                                 print, warnings -> sys.stdout/err
+                                               the inputs (and display_text as
+                                               `display`), under capture():
+                                                 print, warnings, what it shows
+                                                   -> sys.stdout/err
                                                    (_ThreadRouter) -> on_line
                                                  logging (>= log_level) -> root's
-                                                   _StepLogHandler -> on_line
+                                                   _StepLogHandler (log_format),
+                                                   or the notebook's own handler
+                                                   on a router -> on_line
                                                and, in a main thread, a SIGALRM
                                                after `timeout` (StepTimeout)
     [Outcome(outputs | error, times)] <---    outputs = the written names
