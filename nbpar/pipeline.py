@@ -2,11 +2,23 @@
 
 A pipeline owns a namespace (the notebook's `user_ns` under the magics, a
 plain dict in a script), the registered steps, and what each step's last
-successful run saw and made, which decides whether it is up to date.
+successful run saw and made, which decides whether it is up to date:
+
+    step commits --_remember--> _Memo(source, inputs, digests of them)
+    plan() --_why_stale--> a reason, or None (up to date): never ran, code
+        changed, an output deleted, an input whose fingerprint is not the
+        one it read (nor, for `x += 1`, the one it made), --force, or a step
+        it needs runs
+
+Fingerprints (fingerprint.py) are of values, not identities: a list changed
+in place is a changed input, a constants cell run again is not. They are
+taken at commit (once per object in a run) and at planning (once per object
+in a pass, only for steps that still look up to date).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -19,6 +31,7 @@ from .analysis import analyze, is_builtin
 from .backends import Backend, make_backend
 from .errors import RunError
 from .events import Listener
+from .fingerprint import Fingerprints
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
@@ -90,6 +103,19 @@ def _backend_of(step: Step, run_backend: BackendName) -> BackendName:
     return step.backend or ("inline" if step.uses_ipython else run_backend)
 
 
+def _same_slicing(a: Step, b: Step) -> bool:
+    """Does `b`, fanned out over an output of fanned-out `a`, cut it as `a`
+    cut its input? No slicing of its own follows `a`'s; the same --slices
+    or --slice-size does too (a's slices come back with those sizes)."""
+    if b.slices is None and b.slice_size is None:
+        return True
+    return (a.slices, a.slice_size) == (b.slices, b.slice_size)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
 def last_run() -> RunResult | None:
     """The `RunResult` of the latest run in this process, finished or not."""
     return _last_run
@@ -126,12 +152,15 @@ class RunHandle:
 
 @dataclass(slots=True)
 class _Memo:
-    """What a step's last successful run read and wrote (objects, compared
-    by identity) and the code it ran."""
+    """What a step's last successful run read and wrote, and the code it
+    ran. The objects are kept so that no identity in a fingerprint (of a
+    class, a module) can be reused while the memo lives."""
 
     source: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    digests: dict[str, bytes | None]  # fingerprints of the inputs, as read
+    made: dict[str, bytes | None]  # fingerprints of the outputs it also reads (x += 1), as written
 
 
 _MISSING: Any = object()
@@ -235,53 +264,69 @@ class Pipeline:
 
     # -- planning -----------------------------------------------------------
     def plan(self, targets: Iterable[str] = (), force: bool = False) -> Plan:
-        """Which steps a run of `targets` involves, and which of them are stale."""
+        """Which steps a run of `targets` involves, which of them are stale,
+        and why each stale one runs."""
         self.graph.validate()
         order = self.graph.select(targets)
         deps = self.graph.dependencies()
-        stale: list[str] = []
-        if force:
-            stale = list(order)
-        else:
-            seen: set[str] = set()
-            for name in order:
-                if not deps[name].isdisjoint(seen) or not self._up_to_date(self.steps[name]):
-                    stale.append(name)
-                    seen.add(name)
+        reasons: dict[str, str] = {}
+        fingerprints = Fingerprints()  # values cannot change during the pass
+        for name in order:
+            if force:
+                reasons[name] = "--force"
+                continue
+            needed = sorted(deps[name].intersection(reasons))
+            why = f"needs {needed[0]}, which runs" if needed else self._why_stale(self.steps[name], fingerprints)
+            if why is not None:
+                reasons[name] = why
         if len(order) < len(deps):
             deps = {n: deps[n] for n in order}  # (else the graph's: read only, replaced when the graph changes)
-        return Plan(order, stale, deps, self._chains(stale))
+        stale = list(reasons)
+        return Plan(order, stale, deps, self._chains(stale), reasons)
 
     def _chains(self, stale: list[str]) -> dict[str, str]:
         """Fanned-out steps that follow the slices of another in this run:
         B over an output X of fanned-out A, reading nothing else of A's, with
-        no slicing of its own."""
+        no slicing of its own or the same as A's."""
         writers = self.graph.writers()
         chained: dict[str, str] = {}
         for name in stale:
             b = self.steps[name]
-            if b.over is None or b.slices or b.slice_size or b.filter or len(writers.get(b.over, [])) != 1:
+            if b.over is None or b.filter or len(writers.get(b.over, [])) != 1:
                 continue
             a = self.steps[writers[b.over][0]]
-            if a.name in stale and a.over is not None and b.reads & a.writes == {b.over}:
+            if a.name in stale and a.over is not None and b.reads & a.writes == {b.over} and _same_slicing(a, b):
                 chained[name] = a.name
         return chained
 
-    def _up_to_date(self, step: Step) -> bool:
+    def _why_stale(self, step: Step, fingerprints: Fingerprints) -> str | None:
+        """Why `step` must run, or None if it is up to date. An output changed
+        since (in place or not) leaves the step up to date: the steps that
+        read it see a changed input."""
         memo = self._memos.get(step.name)
-        if memo is None or memo.source != step.source:
-            return False
-        for name, value in memo.outputs.items():
-            if self.namespace.get(name, _MISSING) is not value:
-                return False  # the user changed or deleted an output
-        for name in step.inputs:
+        if memo is None:
+            return "no successful run yet"
+        if memo.source != step.source:
+            return "code changed"
+        deleted = sorted(name for name in memo.outputs if name not in self.namespace)
+        if deleted:
+            return f"output `{deleted[0]}` was deleted"
+        changed: list[str] = []
+        for name in sorted(step.inputs):
             now = self.namespace.get(name, _MISSING)
-            if now is memo.inputs.get(name, _MISSING):
+            if now is _MISSING:
+                if name in memo.inputs:
+                    changed.append(name)  # deleted (the run then says where to define it)
                 continue
-            if name in memo.outputs and now is memo.outputs[name]:
-                continue  # the step's own update (x += 1) is not a new input
-            return False
-        return True
+            digest = fingerprints(now)
+            if digest is None:
+                return f"input `{name}` ({_a(type(now).__name__)}) cannot be compared"
+            if digest not in (memo.digests.get(name), memo.made.get(name)):
+                changed.append(name)
+        if changed:
+            s = "s" if len(changed) > 1 else ""
+            return f"input{s} {', '.join(f'`{n}`' for n in changed)} changed"
+        return None
 
     def _external_inputs(self, plan: Plan) -> dict[str, Any]:
         """Snapshot of the names the stale steps read that no step writes."""
@@ -402,6 +447,7 @@ class Pipeline:
             raise PlanError(str(e)) from None
         n = workers or (1 if backend == "inline" else loky.cpu_count())
         plan = self.plan(targets, force)
+        fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
             plan=plan,
@@ -413,15 +459,19 @@ class Pipeline:
             fail_fast=fail_fast,
             timeout=timeout,
             retries=retries,
-            on_commit=self._remember,
+            on_commit=functools.partial(self._remember, fingerprints),
             external=self._external_inputs(plan),
             durations=self._durations,
         )
         _last_run = scheduler.result
         return scheduler
 
-    def _remember(self, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        self._memos[step.name] = _Memo(step.source, inputs, outputs)
+    def _remember(
+        self, fingerprints: Fingerprints, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]
+    ) -> None:
+        digests = {name: fingerprints(value) for name, value in inputs.items()}
+        made = {name: fingerprints(value) for name, value in outputs.items() if name in step.inputs}
+        self._memos[step.name] = _Memo(step.source, inputs, outputs, digests, made)
 
     def backend(self, name: str, workers: int) -> Backend:
         """The backend `name` with `workers` workers, made once and kept."""

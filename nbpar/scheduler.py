@@ -92,6 +92,7 @@ class Plan:
     stale: list[str]
     deps: dict[str, frozenset[str]]  # for each step in order, the steps it waits for
     chained: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # stale step -> why it runs ("code changed")
 
 
 @dataclass
