@@ -452,15 +452,16 @@ class NbparMagics(Magics):
         }
         try:
             self.pipeline.require_idle()  # refuse before showing anything
-            announcement = _announce(self.pipeline.plan(targets, args.force))
+            plan = self.pipeline.plan(targets, args.force)
+            announcement = _announce(plan)
             if announcement:
                 print(announcement)
             listener = self._display(background=args.background, text_only=args.no_widget)
             if args.background:
-                self._background = self.pipeline.start(targets, listeners=[listener], **options)
+                self._background = self.pipeline.start(targets, listeners=[listener], plan=plan, **options)
                 print("nbpar: running in the background: %parstatus, %parwait, %parcancel.")
             else:
-                self.pipeline.run(targets, listeners=[listener], **options)
+                self.pipeline.run(targets, listeners=[listener], plan=plan, **options)
         except (GraphError, PlanError) as e:
             raise UsageError(str(e)) from None
 

@@ -363,16 +363,19 @@ class Pipeline:
         retries: int = 0,
         listeners: Iterable[Listener] = (),
         check: bool = True,
+        plan: Plan | None = None,
     ) -> RunResult:
         """Run `targets` (all steps when empty) and what they need, in this
         thread (Ctrl-C stops the run).
 
-        `timeout` and `retries` apply to every step that sets none.
+        `timeout` and `retries` apply to every step that sets none. `plan`
+        is `plan(targets, force)` made just before (to show it first without
+        fingerprinting the inputs twice); by default it is made here.
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
         with frozen_heap():
-            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
+            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
             self.active = RunHandle(scheduler, thread=None)
             try:
                 result = scheduler.run()
@@ -395,11 +398,12 @@ class Pipeline:
         timeout: float | None = None,
         retries: int = 0,
         listeners: Iterable[Listener] = (),
+        plan: Plan | None = None,
     ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
         with frozen_heap():
-            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
+            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
         thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
         self.active = run = RunHandle(scheduler, thread)
         thread.start()
@@ -434,6 +438,7 @@ class Pipeline:
         timeout: float | None,
         retries: int,
         listeners: Iterable[Listener],
+        plan: Plan | None,
     ) -> Scheduler:
         global _last_run
         self.require_idle()
@@ -446,7 +451,7 @@ class Pipeline:
         except GraphError as e:
             raise PlanError(str(e)) from None
         n = workers or (1 if backend == "inline" else loky.cpu_count())
-        plan = self.plan(targets, force)
+        plan = plan or self.plan(targets, force)
         fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
