@@ -468,6 +468,8 @@ class Pipeline:
             external=self._external_inputs(plan),
             durations=self._durations,
         )
+        for name in plan.stale:  # where each will run, known from the start (the run's header says it)
+            scheduler.result.steps[name].backend = _backend_of(self.steps[name], backend)
         _last_run = scheduler.result
         return scheduler
 
