@@ -200,7 +200,7 @@ class NbparMagics(Magics):
         except Exception:
             pass  # the first %parrun starts the pool and reports what fails
 
-    @magic_arguments()
+    @magic_arguments(name="%step")  # IPython's usage line adds one "%": a cell magic's reads %%step
     @argument("name", metavar="NAME", help="the step's name, a Python identifier")
     @_option("--after", nargs="+", default=[], metavar="STEP", help="steps to wait for, beside the inferred ones")
     @_option("--backend", choices=BACKENDS, help="where this step runs (default: the run's)")

@@ -40,6 +40,7 @@ def test_step_help_is_generated(shell, capsys):
     shell.run_line_magic("pinfo", "%%step")
     out = capsys.readouterr().out
     assert "--after" in out and "--backend" in out and "--run" in out
+    assert "%%step [--after STEP [STEP ...]]" in out and "%step [" not in out.replace("%%step [", "")
 
 
 def test_bad_magic_option_is_a_usage_error(shell):

@@ -214,6 +214,8 @@ def test_for_graph_draws_before_any_run() -> None:
     nodes = {n.get("data-step"): n.get("data-status") for n in by_class(svg_of(monitor.graph.value), "nbpar-step")}
     assert nodes == {"load": "done", "fan": "waiting", "bad": "failed", "after_bad": "waiting", "other": "waiting"}
     assert monitor.timeline.layout.display == "none" and monitor.timeline.value == ""
+    assert monitor.widget.children == (monitor.graph,)  # the graph alone: no progress, no Cancel
+    assert monitor.cancel_button.disabled
 
 
 def test_running_bars_reach_now_and_names_are_escaped() -> None:
