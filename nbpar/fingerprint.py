@@ -18,8 +18,9 @@ and `True`/`1` differ):
 * NumPy arrays (exactly ``ndarray``): dtype, shape and the raw bytes; pandas
   DataFrame, Series and Index (exact types): labels, dtypes and each
   column's values (object columns and extension arrays by pickle, below).
-* functions: name, code, defaults and closure; classes and modules: by
-  identity (a class or module changed in place is not seen).
+* functions: name, code, defaults and closure, not the globals they read;
+  classes, modules, builtins and the object of a bound method: by identity
+  (one changed in place is not seen).
 * anything else (objects, subclasses of the above): its pickle, made with
   cloudpickle and hashed as it is written, if it is at most `PICKLE_LIMIT`
   bytes. A value that does not pickle, or is bigger, gives `None`.
@@ -106,6 +107,10 @@ def _feed(h: Any, value: Any, path: list[int]) -> None:
     pd = sys.modules.get("pandas")
     if pd is not None and (kind in (pd.DataFrame, pd.Series) or isinstance(value, pd.Index)):
         _feed_pandas(h, value, pd)
+        return
+    if kind is types.MethodType:  # its function by code, its object by identity (`get_ipython`)
+        h.update(f"M{id(value.__self__)}".encode())
+        _feed(h, value.__func__, path)
         return
     if isinstance(value, (type, types.ModuleType, types.BuiltinFunctionType)):
         h.update(f"i{id(value)}:{getattr(value, '__qualname__', None) or value.__name__}".encode())

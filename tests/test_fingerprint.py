@@ -124,6 +124,8 @@ def test_classes_and_modules_are_compared_by_identity():
 
     assert fingerprint(first) == fingerprint(first) != fingerprint(A)
     assert fingerprint(np) == fingerprint(np)
+    box, other = Box(1), Box(1)
+    assert fingerprint(box.__init__) == fingerprint(box.__init__) != fingerprint(other.__init__)
 
 
 def test_fingerprints_memo_reads_each_object_once():
