@@ -21,7 +21,7 @@ from IPython.display import display
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import Pipeline, PlanError, RunHandle, _check_limits, last_run
+from .pipeline import Pipeline, PlanError, RunHandle, _check_limits, last_run, worker_count
 from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
@@ -452,7 +452,7 @@ class NbparMagics(Magics):
         }
         try:
             self.pipeline.require_idle()  # refuse before showing anything
-            plan = self.pipeline.plan(targets, args.force)
+            plan = self.pipeline.plan(targets, args.force, worker_count(options["workers"], options["backend"]))
             announcement = _announce(plan)
             if announcement:
                 print(announcement)

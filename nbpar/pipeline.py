@@ -103,13 +103,21 @@ def _backend_of(step: Step, run_backend: BackendName) -> BackendName:
     return step.backend or ("inline" if step.uses_ipython else run_backend)
 
 
-def _same_slicing(a: Step, b: Step) -> bool:
+def worker_count(workers: int | None, backend: BackendName) -> int:
+    """The workers a run has: `workers`, else one inline, else the CPU count
+    (also the default number of slices of a fanned-out step)."""
+    return workers or (1 if backend == "inline" else loky.cpu_count())
+
+
+def _same_slicing(a: Step, b: Step, workers: int | None) -> bool:
     """Does `b`, fanned out over an output of fanned-out `a`, cut it as `a`
-    cut its input? No slicing of its own follows `a`'s; the same --slices
-    or --slice-size does too (a's slices come back with those sizes)."""
+    cut its input? No slicing of its own follows `a`'s; so does the same
+    --slices or --slice-size (--slices N after `a`'s default slicing too,
+    when the run has N `workers`)."""
     if b.slices is None and b.slice_size is None:
         return True
-    return (a.slices, a.slice_size) == (b.slices, b.slice_size)
+    a_slices = a.slices if a.slices is not None or a.slice_size is not None else workers
+    return (a_slices, a.slice_size) == (b.slices, b.slice_size)
 
 
 def _a(noun: str) -> str:
@@ -263,9 +271,10 @@ class Pipeline:
         return self.graph.steps
 
     # -- planning -----------------------------------------------------------
-    def plan(self, targets: Iterable[str] = (), force: bool = False) -> Plan:
+    def plan(self, targets: Iterable[str] = (), force: bool = False, workers: int | None = None) -> Plan:
         """Which steps a run of `targets` involves, which of them are stale,
-        and why each stale one runs."""
+        and why each stale one runs; `workers`: the run's (`worker_count`),
+        if known, to chain fanned-out steps that spell out the default."""
         self.graph.validate()
         order = self.graph.select(targets)
         deps = self.graph.dependencies()
@@ -282,9 +291,9 @@ class Pipeline:
         if len(order) < len(deps):
             deps = {n: deps[n] for n in order}  # (else the graph's: read only, replaced when the graph changes)
         stale = list(reasons)
-        return Plan(order, stale, deps, self._chains(stale), reasons)
+        return Plan(order, stale, deps, self._chains(stale, workers), reasons)
 
-    def _chains(self, stale: list[str]) -> dict[str, str]:
+    def _chains(self, stale: list[str], workers: int | None) -> dict[str, str]:
         """Fanned-out steps that follow the slices of another in this run:
         B over an output X of fanned-out A, reading nothing else of A's, with
         no slicing of its own or the same as A's."""
@@ -295,7 +304,8 @@ class Pipeline:
             if b.over is None or b.filter or len(writers.get(b.over, [])) != 1:
                 continue
             a = self.steps[writers[b.over][0]]
-            if a.name in stale and a.over is not None and b.reads & a.writes == {b.over} and _same_slicing(a, b):
+            follows = a.over is not None and b.reads & a.writes == {b.over} and _same_slicing(a, b, workers)
+            if a.name in stale and follows:
                 chained[name] = a.name
         return chained
 
@@ -450,8 +460,8 @@ class Pipeline:
             _check_limits("", timeout, retries)
         except GraphError as e:
             raise PlanError(str(e)) from None
-        n = workers or (1 if backend == "inline" else loky.cpu_count())
-        plan = plan or self.plan(targets, force)
+        n = worker_count(workers, backend)
+        plan = plan or self.plan(targets, force, n)
         fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with

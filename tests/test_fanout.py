@@ -214,6 +214,19 @@ def test_the_same_slicing_spelled_out_chains_too(slicing):
     assert p.plan(force=True).chained == {"scores": "features"}
 
 
+def test_slices_spelled_as_the_default_chain_when_the_worker_count_is_known():
+    p = Pipeline({"images": list(range(8))})
+    body = "import time\ntime.sleep(0.3 if images[0] >= 4 else 0)\nfeats = list(images)"
+    p.add_step("features", body, over="images")  # one slice per worker
+    p.add_step("scores", "scores = [f + 1 for f in feats]", over="feats", slices=2)
+    assert p.plan().chained == {}  # unknown until the run's worker count is
+    assert p.plan(workers=2).chained == {"scores": "features"}
+    assert p.plan(workers=3).chained == {}
+    result = p.run(backend="thread", workers=2)
+    assert p.namespace["scores"] == list(range(1, 9))
+    assert result.steps["scores"].slices[0].start < result.steps["features"].end  # no barrier
+
+
 def test_a_step_with_its_own_slicing_re_splits_the_merged_output():
     p = Pipeline({"images": list(range(10))})
     p.add_step("features", "feats = list(images)", over="images", slices=2)
