@@ -57,6 +57,8 @@ class Step:
     merge: tuple[tuple[str, str], ...] = ()  # (output or "*", how), the first match wins
     timeout: float | None = None  # seconds an attempt may take; None: the run's
     retries: int | None = None  # attempts after the first that fails; None: the run's
+    flags: int = 0  # the notebook's `__future__` compiler flags when it was registered
+    deletes: frozenset[str] = frozenset()  # writes the step makes by `del` (it removes them)
 
     @functools.cached_property
     def inputs(self) -> frozenset[str]:
@@ -277,6 +279,15 @@ def check_writers(steps: Mapping[str, Step], writer: Mapping[str, list[str]], ne
             for var in mine.writes & other.writes
             if var not in mine.imports or mine.imports[var] != other.imports.get(var)
         )
+        deleted = [var for var in clash if var in mine.deletes or var in other.deletes]
+        if deleted:
+            deleter, maker = (mine, other) if deleted[0] in mine.deletes else (other, mine)
+            raise GraphError(
+                f"step '{deleter.name}' deletes {_names(deleted)}, which step '{maker.name}' "
+                f"{'also deletes' if deleted[0] in maker.deletes else 'makes'}. A name is made or deleted by "
+                f"one step only: delete it in step '{maker.name}' (or in an ordinary cell after the run), or, "
+                "if it is only needed inside the cell that makes it, name it with a leading '_'."
+            )
         if clash:
             raise GraphError(
                 f"step '{newcomer}' writes {_names(clash)}, which step "

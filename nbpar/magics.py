@@ -21,10 +21,11 @@ from IPython.display import display
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import Pipeline, PlanError, RunHandle, _check_limits, last_run, worker_count
+from .pipeline import FUTURE_FLAGS, Pipeline, PlanError, RunHandle, _check_limits, last_run, worker_count
 from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
+from .worker import compile_step
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -240,6 +241,7 @@ class NbparMagics(Magics):
         source = self._transform(args.name, cell)
         previous = self.pipeline.steps.get(args.name)
         step = self._register(args, line, source)
+        self._carry_future_imports(step)
         print(self._describe(step))
         if args.run:
             try:
@@ -251,6 +253,7 @@ class NbparMagics(Magics):
                 raise UsageError(f"{e} Step '{step.name}' {kept}.") from None
 
     def _register(self, args: argparse.Namespace, line: str, source: str) -> Step:
+        assert self.shell is not None
         try:
             return self.pipeline.add_step(
                 args.name,
@@ -266,9 +269,17 @@ class NbparMagics(Magics):
                 merge=_merges(args.merge),
                 timeout=args.timeout,
                 retries=args.retries,
+                flags=self.shell.compile.flags,  # a `from __future__` run in a cell before applies to later ones
             )
         except GraphError as e:
             raise UsageError(str(e)) from None
+
+    def _carry_future_imports(self, step: Step) -> None:
+        """A `from __future__` import in the step applies to the cells after
+        it, as when IPython runs a cell that has one."""
+        assert self.shell is not None
+        code = compile_step(step.name, step.source, step.first_line, step.flags)  # (cached: registering compiled it)
+        self.shell.compile.flags |= code.co_flags & FUTURE_FLAGS
 
     def _transform(self, name: str, cell: str) -> str:
         """The cell as Python (IPython syntax turned into calls)."""

@@ -17,8 +17,10 @@ in a pass, only for steps that still look up to date).
 """
 
 from __future__ import annotations
+import __future__
 
 import functools
+import operator
 import threading
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -27,16 +29,22 @@ from typing import Any
 
 import loky
 
-from .analysis import analyze, is_builtin
+from .analysis import CellNames, analyze, is_builtin
 from .backends import Backend, make_backend
 from .errors import RunError
-from .events import Listener
+from .events import Listener, subscribers
 from .fingerprint import Fingerprints
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler, frozen_heap
 from .sharing import end_run
+from .worker import compile_step
+
+# the compiler flags of `from __future__ import ...`: the only flags a step compiles with
+FUTURE_FLAGS = functools.reduce(
+    operator.or_, (getattr(__future__, f).compiler_flag for f in __future__.all_feature_names)
+)
 
 _last_run: RunResult | None = None
 
@@ -86,6 +94,71 @@ def _check_fan_out(step: Step) -> None:
             )
         if output != "*" and output not in step.writes:
             raise GraphError(f"step '{name}': --merge {output}={how}, but the step does not write `{output}`.")
+
+
+# what to do instead of a magic that binds names in the notebook's namespace
+_INSTEAD = {
+    "time": "drop %%time (nbpar times every step: its display and the run's records show how long it took), "
+    "or run the cell as an ordinary cell",
+    "capture": "drop %%capture (a step's printed output goes to the step's own log), or run the cell as an "
+    "ordinary cell",
+    "prun": "profile in an ordinary cell",
+    "timeit": "drop -v (the result %timeit -o returns can be bound in the step: `t = %timeit -o ...`)",
+}
+
+
+def _names_of(name: str, source: str, first_line: int, flags: int) -> CellNames:
+    """What step `name` reads and writes, after checking that Python can
+    compile it as the worker will; GraphError (with the line as the
+    notebook numbers it) for what cannot work."""
+    try:
+        names = analyze(source, bool(flags & __future__.annotations.compiler_flag))
+    except SyntaxError as e:  # (lines of the body)
+        raise GraphError(
+            f"step '{name}': syntax error on line {(e.lineno or 1) + first_line - 1} of the cell: {e.msg}"
+        ) from None
+    except ValueError as e:  # a null byte, a lone surrogate
+        raise GraphError(f"step '{name}': the cell is not valid Python text: {e}") from None
+    try:
+        compile_step(name, source, first_line, flags)
+    except SyntaxError as e:  # (lines of the cell)
+        hint = ""
+        if e.msg.startswith(("'await'", "'async")):
+            hint = (
+                " (IPython runs top-level `await` in a cell, a step cannot: put the code in an "
+                "`async def main():` and call `asyncio.run(main())`, on the process or thread backend)"
+            )
+        raise GraphError(
+            f"step '{name}': syntax error on line {e.lineno or first_line} of the cell: {e.msg}{hint}."
+        ) from None
+    if names.star_imports:
+        module = names.star_imports[0]
+        raise GraphError(
+            f"step '{name}': `from {module} import *` binds names nbpar cannot see, so no step could wait "
+            f"for them: import the names you use (`from {module} import floor, pi`) or the module (`import {module}`)."
+        )
+    if "debug" in names.magics:
+        raise GraphError(
+            f"step '{name}': %debug is interactive and a step runs unattended: debug in an ordinary cell "
+            "(after a failed run, %debug there shows where the step failed)."
+        )
+    if names.unseen:
+        unseen = sorted(names.unseen)
+        magic = names.unseen[unseen[0]]
+        raise GraphError(
+            f"step '{name}': the code {magic} runs would take {', '.join(f'`{u}`' for u in unseen)} from the "
+            f"notebook's namespace, not the step's (IPython runs it with the notebook's names as globals): drop "
+            f"{magic} (nbpar times every step), or bind {'it' if len(unseen) == 1 else 'them'} in another step "
+            "(whose outputs are in the notebook's namespace when this one runs)."
+        )
+    if names.shell_writes:
+        bound = sorted(names.shell_writes)
+        magic = names.shell_writes[bound[0]]
+        raise GraphError(
+            f"step '{name}': {magic} binds {', '.join(f'`{b}`' for b in bound)} in the notebook's namespace, "
+            f"not the step's, where nbpar cannot take a step's writes from: {_INSTEAD[magic.lstrip('%')]}."
+        )
+    return names
 
 
 def _check_limits(where: str, timeout: float | None, retries: int | None) -> None:
@@ -209,6 +282,7 @@ class Pipeline:
         merge: str | Mapping[str, str] = "auto",
         timeout: float | None = None,
         retries: int | None = None,
+        flags: int = 0,
     ) -> Step:
         """Register (or replace) step `name` running `source`. Raises
         GraphError, naming the steps involved, if the graph would be invalid.
@@ -219,17 +293,15 @@ class Pipeline:
         accepts; `merge` says how outputs are put back together: one of
         "auto", "concat", "dict", "list", "sum" or a namespace function's
         name, for all outputs or as a mapping of output name (or "*") to that.
+        `flags` are the notebook's compiler flags (IPython's
+        `shell.compile.flags`): the step compiles with their `__future__` ones
+        and nothing else, as an ordinary cell would.
         """
         _check_step_name(name)
         if backend is not None and backend not in BACKENDS:
             raise GraphError(f"step '{name}': unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
-        try:
-            names = analyze(source)
-        except SyntaxError as e:
-            line = (e.lineno or 1) + first_line - 1
-            raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
-        except ValueError as e:  # a null byte, a lone surrogate
-            raise GraphError(f"step '{name}': the cell is not valid Python text: {e}") from None
+        flags &= FUTURE_FLAGS
+        names = _names_of(name, source, first_line, flags)
         merges = tuple((merge if isinstance(merge, Mapping) else {"*": merge}).items())
         step = Step(
             name,
@@ -248,6 +320,8 @@ class Pipeline:
             merges,
             timeout,
             retries,
+            flags,
+            names.deletes,
         )
         _check_fan_out(step)
         _check_limits(f"step '{name}': ", timeout, retries)
@@ -470,7 +544,7 @@ class Pipeline:
             backend_for=lambda step: self.backend(_backend_of(step, backend), n),
             backend_name=backend,
             workers=n,
-            listeners=list(listeners),
+            listeners=[*listeners, *subscribers()],  # nbpar.subscribe's, for every run
             fail_fast=fail_fast,
             timeout=timeout,
             retries=retries,

@@ -55,6 +55,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -170,6 +171,7 @@ class Scheduler:
         self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
         self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
         self._step_backends: dict[str, Backend] = {}  # backend_for(step), asked once per step
+        self._failed_listeners: set[int] = set()  # those that raised in this run (by position): reported once
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
         deps = self.plan.deps
         if len(stale) == len(deps):  # (a forced run, or a first one: every step runs)
@@ -511,6 +513,7 @@ class Scheduler:
             inherits=inherits,
             timeout=self._timeout(step),
             log_level=self._log_level,
+            flags=step.flags,
         )
 
     def _mark_queued(self, key: Key, backend: Backend) -> None:
@@ -912,11 +915,13 @@ class Scheduler:
         return any(f.backend.name == "process" for f in self._flights.values())
 
     def _emit(self, event: Event) -> None:
-        for listener in self.listeners:
+        for number, listener in enumerate(self.listeners):
             try:
                 listener(event)
-            except Exception as e:  # a broken display must not lose results
-                print(f"nbpar: a progress display failed: {type(e).__name__}: {e}", file=sys.__stderr__)
+            except Exception as e:  # a broken display or plugin must not lose results
+                if number not in self._failed_listeners:
+                    self._failed_listeners.add(number)
+                    _report_listener_error(listener, event, e)
 
 
 _MISSING: Any = object()
@@ -951,6 +956,19 @@ def frozen_heap() -> Iterator[None]:
             _frozen -= 1
             if _frozen == 0:
                 gc.unfreeze()
+
+
+def _report_listener_error(listener: Listener, event: Event, error: Exception) -> None:
+    """Say, on stderr, that `listener` raised `error` on `event`, with its
+    traceback (without nbpar's frame)."""
+    name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
+    tb = error.__traceback__
+    frames = traceback.format_exception(type(error), error, tb and tb.tb_next)
+    print(
+        f"nbpar: listener {name} raised {type(error).__name__} on {type(event).__name__}; the run goes on, "
+        "and this listener's later errors in this run are not shown.\n" + "".join(frames).rstrip(),
+        file=sys.stderr,
+    )
 
 
 def _describe(key: Key) -> str:

@@ -72,6 +72,7 @@ class Task:
     timeout: float | None = None  # seconds the step may run before it is stopped
     log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
     report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
+    flags: int = 0  # the notebook's `__future__` compiler flags, the only ones the step compiles with
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return Task, _task_fields(self)  # a tuple of fields pickles fastest (a batch has thousands)
@@ -181,12 +182,18 @@ def _size(value: Any) -> int | None:
         return None
 
 
+def compile_step(step: str, source: str, first_line: int, flags: int) -> Any:
+    """The step's code as its worker compiles it (SyntaxError for a cell
+    Python cannot compile, its line as the notebook numbers it)."""
+    return _code(step_filename(step), source, first_line, flags)
+
+
 def _compile(task: Task) -> Any:
     """The step's code, its line numbers those of the notebook cell, its
     source in linecache (so tracebacks show the lines)."""
     filename = step_filename(task.step)
     linecache.cache[filename] = _lines(filename, task.source, task.first_line, task.header)
-    return _code(filename, task.source, task.first_line)
+    return _code(filename, task.source, task.first_line, task.flags)
 
 
 # A worker runs many slices of one step, and the same steps run after run.
@@ -204,12 +211,16 @@ def _lines(filename: str, source: str, first_line: int, header: str) -> tuple[in
 
 
 @functools.lru_cache(maxsize=_CACHED_STEPS)
-def _code(filename: str, source: str, first_line: int) -> Any:
+def _code(filename: str, source: str, first_line: int, flags: int) -> Any:
+    """Compile with `flags` (the notebook's `__future__` flags) and nothing
+    inherited from this module (whose own `from __future__ import
+    annotations` would turn the step's annotations into strings). Also
+    called at registration, so what cannot compile is refused there."""
     if first_line == 1:
-        return compile(source, filename, "exec")
-    tree = ast.parse(source, filename)
+        return compile(source, filename, "exec", flags, dont_inherit=True)
+    tree = compile(source, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
     ast.increment_lineno(tree, first_line - 1)
-    return compile(tree, filename, "exec")
+    return compile(tree, filename, "exec", flags, dont_inherit=True)
 
 
 def format_user_error(e: BaseException) -> str:

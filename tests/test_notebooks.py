@@ -167,3 +167,28 @@ def test_interrupting_the_kernel_stops_the_run_and_keeps_the_kernel_usable(kerne
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_future_flags_and_magics_in_steps_as_in_a_top_to_bottom_run(kernel_name: str, tmp_path: Path):
+    """In a real kernel: a notebook-wide `from __future__ import annotations`
+    reaches the steps (on worker processes too), and `%time y = 2` in a step
+    binds y as the cell would."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("from __future__ import annotations\ny = 1"),
+        nbformat.v4.new_code_cell("%%step a\n%time y = 2"),
+        nbformat.v4.new_code_cell("%%step b\nz = y + 1"),
+        nbformat.v4.new_code_cell("%%step typed\ndef f(a: Model) -> Report:\n    return a\nseen = f.__annotations__"),
+        nbformat.v4.new_code_cell("%parrun --no-widget"),
+        nbformat.v4.new_code_cell(
+            "import json, nbpar\nr = nbpar.last_run()\n"
+            "print(json.dumps({'y': y, 'z': z, 'seen': seen, 'workers': {n: s.worker for n, s in r.steps.items()}}))"
+        ),
+    ]
+    execute(nb, kernel_name, tmp_path)
+    assert "step b: reads y | writes z | after a" in stream_text(nb.cells[3])
+    report = json.loads(stream_text(nb.cells[-1]))
+    assert (report["y"], report["z"]) == (2, 3)
+    assert report["seen"] == {"a": "Model", "return": "Report"}
+    assert report["workers"]["a"] == "kernel" and report["workers"]["typed"].startswith("pid ")
