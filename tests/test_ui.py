@@ -316,3 +316,13 @@ def test_a_quiet_long_step_still_moves_the_clock():
     p.run(backend="thread", listeners=[monitor])
     running = [v for v in progress if "Running" in v]
     assert len(set(running)) >= 2, running  # redrawn while no event came
+
+
+def test_the_monitor_shows_a_merge_note_with_the_step() -> None:
+    p = Pipeline({"customers": list(range(8))})
+    p.add_step("score", "n_scored = len(customers)", over="customers", slices=4)
+    monitor = Monitor()
+    p.run(backend="inline", listeners=[monitor])
+    monitor.flush()
+    assert monitor.picker.value == "score"
+    assert "nbpar: `n_scored` is the list of the 4 slices&#x27; values (int: " in monitor.log.value
