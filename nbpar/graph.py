@@ -118,10 +118,11 @@ class Graph:
         check_writers(candidate, writer, step.name)
         unknown = [a for a in step.after if a not in candidate]
         if unknown:
+            known = [n for n in self.steps if n != step.name]  # not the step itself: it cannot wait for itself
             raise GraphError(
                 f"step '{step.name}': --after names {_names(unknown)}, which "
                 f"{'is not a step' if len(unknown) == 1 else 'are not steps'}. "
-                f"Known steps: {', '.join(candidate) or '(none)'}. Register "
+                f"Known steps: {', '.join(known) or '(none)'}. Register "
                 "that step first, or fix the name."
             )
         awaited = old is not None or any(self._readers.get(var) for var in step.writes)

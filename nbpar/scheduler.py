@@ -79,7 +79,7 @@ from .events import (
     StepStarted,
 )
 from .graph import Step
-from .partition import MERGES, MergeError, Slice, SliceError, merge, split
+from .partition import MERGES, MergeError, Slice, SliceError, listed_note, merge, split
 from .records import RunResult, SliceRecord, StepRecord
 from .worker import Outcome, PicklingProblem, Task, is_ipython_display, notebook_log_format, outside_step
 
@@ -97,6 +97,7 @@ class Plan:
     stale: list[str]
     deps: dict[str, frozenset[str]]  # for each step in order, the steps it waits for
     chained: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # stale step -> why it runs ("code changed")
 
 
 @dataclass
@@ -701,12 +702,17 @@ class Scheduler:
                     how = step.merge_for(var)
                     func = how if how in MERGES else self._function(how, step, "--merge")
                     outputs[var] = merge(var, values, func)
+                    note = listed_note(var, values, how, outputs[var])
+                    if note is not None:
+                        record.notes.append(note)
         except (MergeError, SliceError) as e:
             self._fail(name, f"step '{name}': {e}\n")
             return
         except Exception as e:
             self._fail(name, f"step '{name}': merging its outputs failed: {type(e).__name__}: {e}\n")
             return
+        for note in record.notes:  # shown with the step's output (not part of it: record.output is the step's)
+            self._emit(StepLog(self.result, name, f"nbpar: {note}\n"))
         deleted = tuple(sorted({d for o in done for d in o.deleted}))
         inputs = {r: v for r in step.inputs if (v := self._value(r)) is not _MISSING}
         self._complete(name, outputs, deleted, inputs)

@@ -134,3 +134,17 @@ def test_workers_exit_when_their_kernel_dies_without_shutting_down(tmp_path):
     kernel.wait()
     worker.wait(timeout=15)  # raises psutil.TimeoutExpired if it lingers
     assert not worker.is_running()
+
+
+def test_a_worker_crash_is_logged_in_its_own_run_not_the_next(caplog):
+    p = Pipeline()
+    p.add_step("crash", "import os\nos._exit(3)")
+    with caplog.at_level("WARNING", logger="nbpar"):
+        assert not p.run(backend="process", workers=1, check=False).ok
+        said = [r.getMessage() for r in caplog.records if r.name == "nbpar"]
+        assert len(said) == 1 and said[0].startswith("nbpar: a worker process died: "), said
+        assert said[0].endswith("; the worker pool is restarted for the steps that run next")
+        caplog.clear()
+        p.add_step("other", "x = 1")
+        assert p.run(["other"], backend="process", workers=1).ok  # the pool is replaced here, silently
+        assert [r.getMessage() for r in caplog.records if r.name == "nbpar"] == []

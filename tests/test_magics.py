@@ -40,6 +40,7 @@ def test_step_help_is_generated(shell, capsys):
     shell.run_line_magic("pinfo", "%%step")
     out = capsys.readouterr().out
     assert "--after" in out and "--backend" in out and "--run" in out
+    assert "%%step [--after STEP [STEP ...]]" in out and "%step [" not in out.replace("%%step [", "")
 
 
 def test_bad_magic_option_is_a_usage_error(shell):
@@ -394,7 +395,10 @@ def test_rerun_after_a_fix_says_what_it_keeps_and_runs_only_the_rest(shell, caps
     capsys.readouterr()
     run_cells(shell, "%parrun --backend thread --workers 2" + (" --background" if background else ""))
     lines = capsys.readouterr().out.splitlines()
-    said = "nbpar: 2 of 5 steps are up to date (ok1, ok2); running 3: bad, after_bad, final."
+    said = (
+        "nbpar: 2 of 5 steps are up to date (ok1, ok2); running 3: bad (no successful run yet), "
+        "after_bad (needs bad, which runs), final (needs after_bad, which runs)."
+    )
     assert lines[0] == said  # before anything else: the run has not started yet
     if background:
         run_cells(shell, "%parwait")
@@ -419,7 +423,86 @@ def test_a_long_list_of_kept_steps_is_cut_short(shell, capsys):
     capsys.readouterr()
     run_cells(shell, "%parrun --backend inline")
     out = capsys.readouterr().out
-    assert "nbpar: 10 of 11 steps are up to date (s0, s1, s2, s3, s4, s5, s6, s7 and 2 more); running 1: s10." in out
+    kept = "(s0, s1, s2, s3, s4, s5, s6, s7 and 2 more)"
+    assert f"nbpar: 10 of 11 steps are up to date {kept}; running 1: s10 (code changed)." in out
+
+
+# -- up to date by value (issue 11, item 5) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "change"),
+    [
+        ("weights = [10, 20]", "weights.append(50)"),
+        ("weights = {'a': [1, 2]}", "weights['a'][0] = 9"),
+        ("import numpy as np\nweights = np.arange(6.0)", "weights[3] = -1"),
+        ("import pandas as pd\nweights = pd.DataFrame({'a': [1, 2]})", "weights.loc[0, 'a'] = 1000"),
+        ("import pandas as pd\nweights = pd.Series([1.0, 2.0])", "weights.iloc[1] = 5"),
+        ("weights = {1, 2}", "weights.add(3)"),
+    ],
+)
+def test_an_input_changed_in_place_makes_its_readers_run(shell, capsys, make, change):
+    run_cells(shell, make, "%%step total\ntotal = repr(weights)", "%parrun --backend inline")
+    run_cells(shell, change)
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    assert nbpar.last_run().steps["total"].status == "done"
+    assert shell.user_ns["total"] == repr(shell.user_ns["weights"])
+    assert "running 1: total (input `weights` changed)." in capsys.readouterr().out
+
+
+def test_a_constants_cell_run_again_keeps_its_readers_up_to_date(shell):
+    run_cells(shell, "N = 10_000\nname = 'x' * 3\nsizes = [1, 2.5, (3, 'a')]", "%%step a\nm = (N, name, sizes)")
+    run_cells(shell, "%parrun --backend thread")
+    run_cells(shell, "N = 10_000\nname = 'x' * 3\nsizes = [1, 2.5, (3, 'a')]")  # new objects, equal values
+    run_cells(shell, "%parrun --backend thread")
+    assert nbpar.last_run().steps["a"].status == "up-to-date"
+
+
+def test_an_output_changed_in_place_reruns_its_readers_not_its_maker(shell, capsys):
+    run_cells(shell, "%%step make\nfeats = [1, 2]", "%%step use\nn = sum(feats)", "%parrun --backend thread")
+    run_cells(shell, "feats.append(10)")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend thread")
+    statuses = {n: s.status for n, s in nbpar.last_run().steps.items()}
+    assert statuses == {"make": "up-to-date", "use": "done"}  # the user's change is kept, and read
+    assert shell.user_ns["n"] == 13
+    assert "running 1: use (input `feats` changed)." in capsys.readouterr().out
+
+
+def test_a_value_that_cannot_be_compared_always_counts_as_changed(shell, capsys):
+    run_cells(shell, "import threading\nlock = threading.Lock()", "%%step a\nheld = lock.locked()")
+    run_cells(shell, "%parrun --backend thread")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend thread")
+    assert nbpar.last_run().steps["a"].status == "done"
+    assert "a (input `lock` (a lock) cannot be compared)" in capsys.readouterr().out
+
+
+def test_dry_run_says_why_each_step_runs(shell, capsys):
+    run_cells(shell, "k = 1", "%%step a\nx = k", "%%step b\ny = x + 1", "%%step c\nz = 0", "%parrun --backend inline")
+    run_cells(shell, "k = 2", "%%step d\nw = 1")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --dry-run")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "nbpar plan: 3 of 4 steps to run"
+    assert sorted(lines[1:]) == [
+        "  run         a: input `k` changed",
+        "  run         b  (after a): needs a, which runs",
+        "  run         d: no successful run yet",
+        "  up to date  c",
+    ]
+    run_cells(shell, "%parrun --dry-run --force")
+    assert all(line.endswith(": --force") for line in capsys.readouterr().out.splitlines()[1:])
+
+
+def test_one_kept_step_is_said_in_good_grammar(shell, capsys):
+    run_cells(shell, "%%step a\nx = 1", "%%step b\ny = 2", "%%step c\nz = 3", "%parrun --backend inline")
+    run_cells(shell, "%%step b\ny = 20", "%%step c\nz = 30")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    out = capsys.readouterr().out
+    assert "nbpar: 1 of 3 steps is up to date (a); running 2: b (code changed), c (code changed)." in out
 
 
 @pytest.fixture
@@ -437,6 +520,19 @@ def test_a_notebook_wide_future_import_reaches_steps(shell, future_annotations, 
     assert "step typed: reads - | writes f, seen" in capsys.readouterr().out
     run_cells(shell, "%parrun --no-widget", "expected = f.__annotations__")
     assert shell.user_ns["seen"] == {"a": "Model", "return": "Report"} == shell.user_ns["expected"]
+
+
+def test_a_step_registered_again_under_a_future_import_is_not_up_to_date(shell, capsys):
+    cell = "%%step typed\ndef f(a: int) -> int:\n    return a\nseen = f.__annotations__"
+    run_cells(shell, cell, "%parrun --no-widget --backend thread")
+    assert shell.user_ns["seen"] == {"a": int, "return": int}
+    saved = shell.compile.flags
+    try:
+        run_cells(shell, "from __future__ import annotations", cell, "%parrun --no-widget --backend thread")
+    finally:
+        shell.compile.flags = saved
+    assert "typed (compiler flags changed" in capsys.readouterr().out
+    assert shell.user_ns["seen"] == {"a": "int", "return": "int"}
 
 
 def test_code_inside_time_is_seen_and_its_writes_land(shell, capsys):

@@ -116,3 +116,30 @@ def test_a_quiet_run_writes_what_it_printed_last_without_waiting_for_an_event():
     threading.Thread(target=watch).start()
     p.run(backend="thread", listeners=[display])
     assert seen == [True]
+
+
+def test_the_header_says_where_the_steps_run():
+    p = Pipeline()
+    p.add_step("here", "x = 1", backend="thread")
+    stream = io.StringIO()
+    p.run(backend="process", workers=2, listeners=[TextDisplay(stream)])
+    assert stream.getvalue().splitlines()[0] == "nbpar: 1 step to run, on 2 threads"
+    p.add_step("there", "y = 2")
+    p.add_step("kernel", "import math\nz = 3", backend="inline")
+    stream = io.StringIO()
+    p.run(backend="process", workers=2, listeners=[TextDisplay(stream)])
+    header = stream.getvalue().splitlines()[0]
+    assert header.startswith("nbpar: 2 steps to run (1 up to date), on ")
+    assert sorted(header.split(", on ")[1].split(" and ")) == ["2 process workers", "the kernel"]
+
+
+def test_a_run_with_nothing_to_run_gives_no_time():
+    p = Pipeline()
+    p.add_step("a", "x = 1")
+    p.run(backend="inline")
+    stream = io.StringIO()
+    p.run(backend="inline", listeners=[TextDisplay(stream)])
+    assert stream.getvalue().splitlines() == [
+        "nbpar: nothing to run (1 up to date)",
+        "nbpar: 1 up-to-date; nothing ran",
+    ]

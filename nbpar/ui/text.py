@@ -147,10 +147,10 @@ class TextDisplay:
             self._hidden.clear()
             self._shown_total = 0
             self._many = self._to_run > MANY
-            self._print(
-                f"nbpar: {_count(len(r.steps) - fresh, 'step')} to run{note}, "
-                f"on {r.workers} {r.backend} worker{'s' if r.workers != 1 else ''}"
-            )
+            if not self._to_run:
+                self._print(f"nbpar: nothing to run{note}")
+                return
+            self._print(f"nbpar: {_count(self._to_run, 'step')} to run{note}, on {_where(r)}")
         elif isinstance(event, StepStarted):
             if not self._many:
                 self._print(f"  {_clock()} start   {event.step}")
@@ -189,7 +189,8 @@ class TextDisplay:
             for s in r.steps.values():
                 counts[s.status] = counts.get(s.status, 0) + 1
             summary = ", ".join(f"{n} {status}" for status, n in counts.items())
-            self._print(f"nbpar: {summary} in {r.wall:.2f}s")
+            ran = any(s.status != "up-to-date" for s in r.steps.values())
+            self._print(f"nbpar: {summary} in {r.wall:.2f}s" if ran else f"nbpar: {summary}; nothing ran")
 
 
 def progress_bar(result: RunResult, width: int = 24) -> str:
@@ -208,6 +209,14 @@ def progress_bar(result: RunResult, width: int = 24) -> str:
         parts.append(f"{failed} failed")
     parts.append(f"{result.wall:.1f}s")
     return f"[{'#' * filled}{'.' * (width - filled)}] " + " · ".join(parts)
+
+
+def _where(result: RunResult) -> str:
+    """Where the run's steps run: `2 process workers`, `2 process workers and the kernel`."""
+    backends = dict.fromkeys(s.backend or result.backend for s in result.steps.values() if s.status != "up-to-date")
+    n = result.workers
+    places = {"process": _count(n, "process worker"), "thread": _count(n, "thread"), "inline": "the kernel"}
+    return " and ".join(places.get(b, f"{n} {b} workers") for b in backends)
 
 
 def _count(n: int, noun: str) -> str:
