@@ -765,9 +765,12 @@ def init_worker(faults: str | None = None) -> None:
     kernel decides what to stop, not the workers, so they ignore SIGINT. A
     worker whose kernel died without shutting the pool down (killed,
     crashed) exits instead of idling for an hour. With `faults` (a path
-    pattern with {kernel} and {worker}), Python's faulthandler writes to a
-    file of the worker's own, which the kernel reads if the worker dies.
-    Its builtin `display` is display_text, as a kernel's is IPython's."""
+    pattern with {worker}, in the kernel's private folder), Python's
+    faulthandler writes to a file of the worker's own, which the kernel
+    reads if the worker dies: a new file, 0600, never an existing one nor
+    through a link (if there is one, the worker goes without: its crash is
+    reported without last words). Its builtin `display` is display_text, as
+    a kernel's is IPython's."""
     global _fault_file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(builtins, "display"):  # a notebook function calling the kernel's builtin `display`
@@ -775,7 +778,12 @@ def init_worker(faults: str | None = None) -> None:
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:
-        _fault_file = open(faults.format(kernel=parent, worker=os.getpid()), "w")  # open while the worker lives
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(faults.format(worker=os.getpid()), flags, 0o600)
+        except OSError:
+            return
+        _fault_file = os.fdopen(fd, "w")  # open while the worker lives
         faulthandler.enable(_fault_file, all_threads=False)
 
 
