@@ -28,17 +28,18 @@ Data flow::
                                                        other buffer: new file o<token>-<pid>-<n>.buf
     relay: loads: map the files, finish(token) <---- MAGIC, references, pickle
 
-Lifetimes. Only the kernel deletes files, and only in its own directory. A
-file is kept while the kernel maps it (while an array lives on it: the
-mapping goes when the last array using it is garbage collected), while a
-run pins it (a kernel array written for the run's tasks), or while the
-flight whose worker writes it is in flight (its token is live). A flight
-that ends without an outcome (crash, kill, cancel) has its files deleted at
-once, and again when the workers that were alive then have died (loky fails
-the futures before it kills the workers). `end_run` sweeps what nothing
-needs; the directory goes at exit, or, if the kernel is killed, a few
-seconds later (folders.py). Files are mapped through libc's mmap where there
-is one (Python's mmap keeps a file descriptor open per mapping).
+Lifetimes. Only the kernel deletes files, and only in its own directory
+(once it is dead, its watchdog removes the directory: folders.py). A file
+is kept while the kernel maps it (while an array lives on it: the mapping
+goes when the last array using it is garbage collected), while a run pins
+it (a kernel array written for the run's tasks), or while the flight whose
+worker writes it is in flight (its token is live). A flight that ends
+without an outcome (crash, kill, cancel) has its files deleted at once, and
+again when the workers that were alive then have died (loky fails the
+futures before it kills the workers). `end_run` sweeps what nothing needs;
+the directory goes at exit, or, if the kernel is killed, a few seconds
+later. Files are mapped through libc's mmap where there is one (Python's
+mmap keeps a file descriptor open per mapping).
 
 Changed pages. Mappings are private: a page written in place becomes the
 process's own (anonymous) page and the file keeps the old bytes. Before a

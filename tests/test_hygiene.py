@@ -114,6 +114,33 @@ def test_an_ended_kernel_leaves_no_file_semaphore_or_process(kernel_name: str, t
         kernel.close()
 
 
+@pytest.mark.slow
+def test_the_folders_of_a_kernel_killed_with_its_watchdog_go_with_the_next_kernel(tmp_path: Path):
+    places = {"TMPDIR": str(tmp_path / "tmp"), "NBPAR_SHARED_DIR": str(tmp_path / "shm")}  # no other kernel sweeps here
+    for place in places.values():
+        os.mkdir(place)
+    killed = python(
+        """
+import json, os, signal, psutil
+from nbpar import sharing
+from nbpar.channel import kernel_channel
+print(json.dumps([sharing.directory(), os.path.dirname(kernel_channel().address[0])]), flush=True)
+for child in psutil.Process().children():  # the watchdog
+    child.kill()
+os.kill(os.getpid(), signal.SIGKILL)
+""",
+        **places,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    folders = json.loads(killed.stdout)
+    assert all(os.path.isdir(f) for f in folders)
+    time.sleep(1.0)  # its watchdog would have removed them by now
+    assert all(os.path.isdir(f) for f in folders)
+    nextone = python("from nbpar import sharing\nsharing.directory()", **places)
+    assert nextone.returncode == 0, nextone.stderr
+    assert [f for f in folders if os.path.exists(f)] == []
+
+
 # -- nobody else's files ---------------------------------------------------------------------
 
 
