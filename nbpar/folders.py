@@ -228,7 +228,8 @@ def _sweep_dead(private_base: str, shared_base: str) -> None:
 def _watch(kernel: int, folders: list[str]) -> None:
     """The watchdog: wait for `kernel` (the parent) to end, then remove its files."""
     os.chdir("/")
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # one inherited (loky's tracker pipe) would keep its reader waiting
+    # One inherited (loky's tracker pipe, left inheritable) would keep its reader waiting.
+    os.closerange(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
     while os.getppid() == kernel:
         time.sleep(_POLL)
     deadline = time.monotonic() + PATIENCE
