@@ -134,3 +134,16 @@ def test_workers_exit_when_their_kernel_dies_without_shutting_down(tmp_path):
     kernel.wait()
     worker.wait(timeout=15)  # raises psutil.TimeoutExpired if it lingers
     assert not worker.is_running()
+
+
+def test_a_warm_up_that_lost_its_pool_to_a_run_leaves_the_runs_pool_alone():
+    """The warm-up (started when the extension loads) fills a pool of the CPU
+    count; a `--workers 1` run replaces it; the warm-up, refused by the pool
+    it had, must not replace the run's pool too (that failed the run's step
+    with ShutdownExecutorError)."""
+    from nbpar.backends import process
+
+    warm = process._get_pool(2, keep=True)
+    runs = process._get_pool(1)
+    assert process._get_pool(2, broken=warm, keep=True) is runs
+    assert runs.submit(int).result() == 0

@@ -47,11 +47,19 @@ _pool_workers = 0
 _broken = ""  # why the pool broke, until it is replaced
 
 
-def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.ProcessPoolExecutor:
+def _get_pool(
+    workers: int, broken: loky.ProcessPoolExecutor | None = None, keep: bool = False
+) -> loky.ProcessPoolExecutor:
     """The shared pool with `workers` processes, started if need be (with
-    `keep`, a pool of another size is kept as it is)."""
+    `keep`, a pool of another size is kept as it is). With `broken` (a pool
+    that refused a task), that pool is replaced if it is still the shared
+    one; if another thread replaced it meanwhile (a run resizing the pool
+    the warm-up was filling), the replacement is kept."""
     global _pool, _pool_workers, _broken
     with _lock:
+        fresh = broken is not None and _pool is broken
+        if broken is not None and not fresh and _pool is not None:
+            return _pool
         if _pool is not None and (fresh or (_pool_workers != workers and not keep)):
             _shut_down(_pool, wait=False)
             _pool = None
@@ -216,7 +224,7 @@ class ProcessBackend:
         try:
             futures = [pool.submit(int) for _ in range(self.workers)]
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            pool = _get_pool(self.workers, fresh=True)
+            pool = _get_pool(self.workers, broken=pool, keep=True)
             futures = [pool.submit(int) for _ in range(self.workers)]
         for f in futures:
             f.result()
@@ -232,7 +240,7 @@ class ProcessBackend:
             try:
                 inner = pool.submit(run_in_process, payload, channel, reply)
             except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-                pool = _get_pool(self.workers, fresh=True)
+                pool = _get_pool(self.workers, broken=pool)
                 inner = pool.submit(run_in_process, payload, channel, reply)
         except BaseException:
             sharing.finish(token)
