@@ -23,7 +23,8 @@ from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler, frozen_heap
-from .sharing import end_run
+from .sharing import end_run, pickle_problem
+from .worker import unsendable_input
 
 _last_run: RunResult | None = None
 
@@ -305,6 +306,23 @@ class Pipeline:
                     )
         return external
 
+    def _check_sendable(self, plan: Plan, external: dict[str, Any], backend: BackendName) -> None:
+        """Raise PlanError if a notebook input of a stale process step cannot
+        be pickled, before anything runs (not when the step is dispatched,
+        after its upstream steps ran). Each value is pickled once, its large
+        buffers (NumPy's, pandas') left out: the cost is that of its Python
+        objects (see sharing.pickle_problem)."""
+        checked: set[str] = set()
+        for name in plan.stale:
+            step = self.steps[name]
+            if _backend_of(step, backend) != "process":
+                continue
+            for var in sorted(step.reads & external.keys() - checked):
+                checked.add(var)
+                problem = pickle_problem(external[var])
+                if problem:
+                    raise PlanError(unsendable_input(name, var, external[var], problem))
+
     # -- running --------------------------------------------------------------
     def run(
         self,
@@ -402,6 +420,8 @@ class Pipeline:
             raise PlanError(str(e)) from None
         n = workers or (1 if backend == "inline" else loky.cpu_count())
         plan = self.plan(targets, force)
+        external = self._external_inputs(plan)
+        self._check_sendable(plan, external, backend)
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
             plan=plan,
@@ -414,7 +434,7 @@ class Pipeline:
             timeout=timeout,
             retries=retries,
             on_commit=self._remember,
-            external=self._external_inputs(plan),
+            external=external,
             durations=self._durations,
         )
         _last_run = scheduler.result

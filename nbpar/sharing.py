@@ -103,13 +103,14 @@ _LENGTH = struct.Struct("<Q")
 
 # -- counters (this process) ---------------------------------------------------
 
-_stats = {"written": 0, "files": 0, "forwarded": 0, "mapped": 0, "inband": 0}
+_stats = {"written": 0, "files": 0, "forwarded": 0, "mapped": 0, "inband": 0, "checked": 0}
 
 
 def stats() -> dict[str, int]:
     """This process's counters: bytes `written` to shared files (and `files`
     written), bytes sent as references to files already there (`forwarded`),
-    bytes received on mapped files (`mapped`), bytes of pickles (`inband`)."""
+    bytes received on mapped files (`mapped`), bytes of pickles (`inband`),
+    bytes pickled to check that a value can be (`checked`, large buffers left out)."""
     return dict(_stats)
 
 
@@ -799,7 +800,7 @@ def replying(reply: tuple[str, str] | None) -> Iterator[None]:
 def pickle_problem(value: Any) -> str | None:
     """Why `value` cannot be pickled, or None; large buffers are not copied."""
     try:
-        _pickle(value, buffer_callback=_leave_out)
+        _stats["checked"] += len(_pickle(value, buffer_callback=_leave_out))
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None

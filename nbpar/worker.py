@@ -89,6 +89,7 @@ class Outcome:
     error: str | None = None  # the user's traceback, or why it could not run
     size: int | None = None  # items in the slice, for a fanned-out step
     timed_out: bool = False  # stopped by its timeout (`error` says so)
+    final: bool = False  # the error would come again (an output that cannot be pickled): no retry
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return Outcome, _outcome_fields(self)
@@ -472,12 +473,16 @@ def dump_tasks(tasks: list[Task], run: object | None = None) -> bytes:
             for name, value in task.inputs.items():
                 problem = sharing.pickle_problem(value)
                 if problem:
-                    raise PicklingProblem(
-                        f"step '{task.step}' reads `{name}` ({type(value).__name__}), "
-                        f"which cannot be sent to a worker process: {problem}. Create "
-                        "it inside the step, or run the step with --backend thread."
-                    ) from None
+                    raise PicklingProblem(unsendable_input(task.step, name, value, problem)) from None
         raise PicklingProblem(f"step '{tasks[0].step}' cannot be sent to a worker process: {whole}") from None
+
+
+def unsendable_input(step: str, name: str, value: Any, problem: str) -> str:
+    """What to tell the user when input `name` of `step` cannot be pickled."""
+    return (
+        f"step '{step}' reads `{name}` ({type(value).__name__}), which cannot be sent to a worker "
+        f"process: {problem}. Create it inside the step, or run the step with --backend thread."
+    )
 
 
 def dump_outcomes(outcomes: list[Outcome]) -> bytes:
@@ -505,7 +510,7 @@ def _picklable(outcome: Outcome) -> Outcome:
         )
     else:
         error = f"step '{outcome.step}': its result could not be sent back: {whole.split(': ', 1)[-1]}\n"
-    return replace(outcome, outputs={}, deleted=(), error=error)
+    return replace(outcome, outputs={}, deleted=(), error=error, final=True)
 
 
 def run_in_process(
