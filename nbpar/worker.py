@@ -576,17 +576,18 @@ def _run_tasks(tasks: list[Task], worker: str, channel: tuple[Address, str] | No
 _fault_file: IO[str] | None = None  # a worker's own, open while it lives
 
 
-def init_worker(faults: str | None = None) -> None:
+def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     """Worker initializer (here, so that a worker imports only this module).
     Ctrl-C / the notebook's stop button reach the whole process group: the
     kernel decides what to stop, not the workers, so they ignore SIGINT. A
-    worker whose kernel died without shutting the pool down (killed,
-    crashed) exits instead of idling for an hour. With `faults` (a path
+    worker whose kernel (pid `kernel`, which started it) died without
+    shutting the pool down (killed, crashed, or exited while the pool was
+    starting) exits instead of idling for an hour. With `faults` (a path
     pattern with {kernel} and {worker}), Python's faulthandler writes to a
     file of the worker's own, which the kernel reads if the worker dies."""
     global _fault_file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    parent = kernel if kernel is not None else os.getppid()  # (already 1 if the kernel is gone)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:
         _fault_file = open(faults.format(kernel=parent, worker=os.getpid()), "w")  # open while the worker lives

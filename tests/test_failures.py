@@ -180,3 +180,25 @@ def test_a_warm_up_that_lost_its_pool_to_a_run_leaves_the_runs_pool_alone():
     runs = process._get_pool(1)
     assert process._get_pool(2, broken=warm, keep=True) is runs
     assert runs.submit(int).result() == 0
+
+
+def test_a_worker_started_after_its_kernel_died_exits():
+    """A pool started as the kernel exits (a warm-up finishing late) has
+    workers whose parent is already gone: they exit (within a second), not
+    idle for an hour."""
+    import subprocess
+    import time
+
+    import loky
+    from loky.process_executor import TerminatedWorkerError
+
+    from nbpar.worker import init_worker
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a kernel that has died
+    pool = loky.ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=(None, gone.pid))
+    try:
+        with pytest.raises(TerminatedWorkerError, match="EXIT"):
+            pool.submit(time.sleep, 10).result(timeout=8)
+    finally:
+        pool.shutdown(wait=True, kill_workers=True)
