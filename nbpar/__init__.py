@@ -1,7 +1,8 @@
 """nbpar: run a notebook's independent cells in parallel.
 
 In a notebook: ``%load_ext nbpar``, mark cells with ``%%step NAME``, run
-them with ``%parrun``. In a script: `Pipeline`.
+them with ``%parrun``. In a script: `Pipeline`. Plugins: `subscribe` to the
+events of every run (`nbpar.events`).
 
 The public names are imported when first used: a worker process imports
 `nbpar.worker` only, and starts faster without the rest.
@@ -16,6 +17,18 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .errors import RunError
+    from .events import (
+        Event,
+        RunFinished,
+        RunStarted,
+        SliceFinished,
+        SliceStarted,
+        StepFinished,
+        StepLog,
+        StepStarted,
+        Subscription,
+        subscribe,
+    )
     from .graph import GraphError
     from .partition import MergeError, Partition, SliceError, partitions
     from .pipeline import Pipeline, PlanError, last_run
@@ -24,6 +37,16 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "RunError": "errors",
+    "Event": "events",
+    "RunFinished": "events",
+    "RunStarted": "events",
+    "SliceFinished": "events",
+    "SliceStarted": "events",
+    "StepFinished": "events",
+    "StepLog": "events",
+    "StepStarted": "events",
+    "Subscription": "events",
+    "subscribe": "events",
     "GraphError": "graph",
     "MergeError": "partition",
     "Partition": "partition",
@@ -48,19 +71,29 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Event",
     "GraphError",
     "MergeError",
     "Partition",
     "Pipeline",
     "PlanError",
     "RunError",
+    "RunFinished",
     "RunResult",
+    "RunStarted",
     "SliceError",
+    "SliceFinished",
     "SliceRecord",
+    "SliceStarted",
+    "StepFinished",
+    "StepLog",
     "StepRecord",
+    "StepStarted",
+    "Subscription",
     "last_run",
     "partitions",
     "pmap",
+    "subscribe",
 ]
 
 

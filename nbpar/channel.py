@@ -12,7 +12,7 @@ worker process also talks to the kernel over a local socket::
       connection: the authkey handshake, then        LineBuffer: printed lines are
       each message -> sink(message)                  sent at most every 0.2 s
     message = (run_token, kind, step, slice, payload)
-      kind "start": payload (worker, time)     kind "log": payload text
+      kind "start", "printing": payload (worker, time)   kind "log": payload text
 
 The sink is the current run's events queue; a message whose token is not
 the current run's (a late line from a cancelled run) is dropped there.

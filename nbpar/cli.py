@@ -1,7 +1,8 @@
 """`nbpar run NOTEBOOK.ipynb`: run a notebook from the terminal.
 
 Every code cell runs in order in an in-process IPython shell, as a kernel
-would run it; `%parrun` cells show a text progress display. The exit status
+would run it (`headless.py`: `%matplotlib inline` and the like work);
+`%parrun` cells show a text progress display. The exit status
 is 0 only if every cell, and so every step, succeeded, but for cells tagged
 `raises-exception` (as nbclient and papermill treat them: a failure there is
 the notebook's point).
@@ -59,14 +60,14 @@ def _run_cells(path: str, workers: int | None, backend: str | None, runs: list[R
         return 2
     cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
 
-    from IPython.core.interactiveshell import InteractiveShell
+    from .headless import headless_shell
 
     # %parrun reads its defaults from these (see magics.run_defaults).
     if workers is not None:
         os.environ["NBPAR_WORKERS"] = str(workers)
     if backend is not None:
         os.environ["NBPAR_BACKEND"] = backend
-    shell = InteractiveShell.instance(colors="nocolor")
+    shell = headless_shell(path)
     # Relative paths in the notebook mean the notebook's folder, as in Jupyter.
     os.chdir(os.path.dirname(os.path.abspath(path)))
     for number, cell in enumerate(cells, 1):

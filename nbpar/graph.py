@@ -57,6 +57,8 @@ class Step:
     merge: tuple[tuple[str, str], ...] = ()  # (output or "*", how), the first match wins
     timeout: float | None = None  # seconds an attempt may take; None: the run's
     retries: int | None = None  # attempts after the first that fails; None: the run's
+    flags: int = 0  # the notebook's `__future__` compiler flags when it was registered
+    deletes: frozenset[str] = frozenset()  # writes the step makes by `del` (it removes them)
 
     @functools.cached_property
     def inputs(self) -> frozenset[str]:
@@ -116,10 +118,11 @@ class Graph:
         check_writers(candidate, writer, step.name)
         unknown = [a for a in step.after if a not in candidate]
         if unknown:
+            known = [n for n in self.steps if n != step.name]  # not the step itself: it cannot wait for itself
             raise GraphError(
                 f"step '{step.name}': --after names {_names(unknown)}, which "
                 f"{'is not a step' if len(unknown) == 1 else 'are not steps'}. "
-                f"Known steps: {', '.join(candidate) or '(none)'}. Register "
+                f"Known steps: {', '.join(known) or '(none)'}. Register "
                 "that step first, or fix the name."
             )
         awaited = old is not None or any(self._readers.get(var) for var in step.writes)
@@ -276,6 +279,15 @@ def check_writers(steps: Mapping[str, Step], writer: Mapping[str, list[str]], ne
             for var in mine.writes & other.writes
             if var not in mine.imports or mine.imports[var] != other.imports.get(var)
         )
+        deleted = [var for var in clash if var in mine.deletes or var in other.deletes]
+        if deleted:
+            deleter, maker = (mine, other) if deleted[0] in mine.deletes else (other, mine)
+            raise GraphError(
+                f"step '{deleter.name}' deletes {_names(deleted)}, which step '{maker.name}' "
+                f"{'also deletes' if deleted[0] in maker.deletes else 'makes'}. A name is made or deleted by "
+                f"one step only: delete it in step '{maker.name}' (or in an ordinary cell after the run), or, "
+                "if it is only needed inside the cell that makes it, name it with a leading '_'."
+            )
         if clash:
             raise GraphError(
                 f"step '{newcomer}' writes {_names(clash)}, which step "

@@ -21,10 +21,11 @@ from IPython.display import display
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
-from .pipeline import Pipeline, PlanError, RunHandle, _check_limits, last_run
+from .pipeline import FUTURE_FLAGS, Pipeline, PlanError, RunHandle, _check_limits, last_run, worker_count
 from .records import Status
 from .scheduler import Plan
 from .ui.text import TextDisplay
+from .worker import compile_step
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -128,21 +129,33 @@ def _listed(names: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
+_UNEXPLAINED = ("no successful run yet", "--force")  # too plain to announce when every step runs for one
+
+
 def _announce(plan: Plan) -> str | None:
-    """The line said before a run that has up-to-date steps: which are kept
-    and which run (None when every step runs)."""
+    """The line said before a run: which steps are kept, and which run and
+    why (None when every step runs because it never ran, or --force)."""
     stale = set(plan.stale)
     fresh = [n for n in plan.order if n not in stale]
     if not fresh:
-        return None
+        if all(plan.reasons.get(n) in _UNEXPLAINED for n in plan.stale):
+            return None
+        return f"nbpar: running {len(plan.stale)}: {_why(plan)}."
     if not stale:
         steps = "the only step is" if len(fresh) == 1 else f"all {len(fresh)} steps are"
         return f"nbpar: {steps} up to date ({_listed(fresh)}); nothing to run (--force reruns them)."
-    are = "step is" if len(fresh) == 1 else "steps are"
+    are = "is" if len(fresh) == 1 else "are"
     return (
-        f"nbpar: {len(fresh)} of {len(plan.order)} {are} up to date ({_listed(fresh)}); "
-        f"running {len(plan.stale)}: {_listed(plan.stale)}."
+        f"nbpar: {len(fresh)} of {len(plan.order)} steps {are} up to date ({_listed(fresh)}); "
+        f"running {len(plan.stale)}: {_why(plan)}."
     )
+
+
+def _why(plan: Plan) -> str:
+    """`a (code changed), b (needs a, which runs)`: the stale steps with their
+    reasons, at most SHOWN_NAMES of them."""
+    shown = [f"{n} ({plan.reasons[n]})" if n in plan.reasons else n for n in plan.stale]
+    return _listed(shown)
 
 
 def _merges(specs: list[str]) -> dict[str, str]:
@@ -188,7 +201,7 @@ class NbparMagics(Magics):
         except Exception:
             pass  # the first %parrun starts the pool and reports what fails
 
-    @magic_arguments()
+    @magic_arguments(name="%step")  # IPython's usage line adds one "%": a cell magic's reads %%step
     @argument("name", metavar="NAME", help="the step's name, a Python identifier")
     @_option("--after", nargs="+", default=[], metavar="STEP", help="steps to wait for, beside the inferred ones")
     @_option("--backend", choices=BACKENDS, help="where this step runs (default: the run's)")
@@ -228,6 +241,7 @@ class NbparMagics(Magics):
         source = self._transform(args.name, cell)
         previous = self.pipeline.steps.get(args.name)
         step = self._register(args, line, source)
+        self._carry_future_imports(step)
         print(self._describe(step))
         if args.run:
             try:
@@ -239,6 +253,7 @@ class NbparMagics(Magics):
                 raise UsageError(f"{e} Step '{step.name}' {kept}.") from None
 
     def _register(self, args: argparse.Namespace, line: str, source: str) -> Step:
+        assert self.shell is not None
         try:
             return self.pipeline.add_step(
                 args.name,
@@ -254,9 +269,17 @@ class NbparMagics(Magics):
                 merge=_merges(args.merge),
                 timeout=args.timeout,
                 retries=args.retries,
+                flags=self.shell.compile.flags,  # a `from __future__` run in a cell before applies to later ones
             )
         except GraphError as e:
             raise UsageError(str(e)) from None
+
+    def _carry_future_imports(self, step: Step) -> None:
+        """A `from __future__` import in the step applies to the cells after
+        it, as when IPython runs a cell that has one."""
+        assert self.shell is not None
+        code = compile_step(step.name, step.source, step.first_line, step.flags)  # (cached: registering compiled it)
+        self.shell.compile.flags |= code.co_flags & FUTURE_FLAGS
 
     def _transform(self, name: str, cell: str) -> str:
         """The cell as Python (IPython syntax turned into calls)."""
@@ -440,15 +463,16 @@ class NbparMagics(Magics):
         }
         try:
             self.pipeline.require_idle()  # refuse before showing anything
-            announcement = _announce(self.pipeline.plan(targets, args.force))
+            plan = self.pipeline.plan(targets, args.force, worker_count(options["workers"], options["backend"]))
+            announcement = _announce(plan)
             if announcement:
                 print(announcement)
             listener = self._display(background=args.background, text_only=args.no_widget)
             if args.background:
-                self._background = self.pipeline.start(targets, listeners=[listener], **options)
+                self._background = self.pipeline.start(targets, listeners=[listener], plan=plan, **options)
                 print("nbpar: running in the background: %parstatus, %parwait, %parcancel.")
             else:
-                self.pipeline.run(targets, listeners=[listener], **options)
+                self.pipeline.run(targets, listeners=[listener], plan=plan, **options)
         except (GraphError, PlanError) as e:
             raise UsageError(str(e)) from None
 
@@ -498,5 +522,6 @@ class NbparMagics(Magics):
         for name in plan.order:
             state = "run       " if name in stale else "up to date"
             deps = sorted(plan.deps[name])
-            lines.append(f"  {state}  {name}" + (f"  (after {', '.join(deps)})" if deps else ""))
+            why = f": {plan.reasons[name]}" if name in plan.reasons else ""
+            lines.append(f"  {state}  {name}" + (f"  (after {', '.join(deps)})" if deps else "") + why)
         return "\n".join(lines)

@@ -13,6 +13,8 @@ A step fanned out with ``--over VAR`` runs once per slice of ``VAR``:
   slice order, and puts them back together (``auto``, ``concat``, ``dict``,
   ``list``, ``sum`` or a function). Modules, functions and classes are taken
   from the first slice, not merged: every slice defines the same one.
+  ``listed_note(name, values, how, merged)`` says when ``auto`` fell back to
+  the list of the slices' values (a count per slice becoming ``[n, n, n]``).
 * ``partitions(source)`` lists a folder or glob pattern as a dict of partition
   name -> :class:`Partition`, a picklable handle that loads its file only when
   called (in the worker), like Kedro's ``PartitionedDataset``.
@@ -48,6 +50,7 @@ __all__ = [
     "Partition",
     "Slice",
     "SliceError",
+    "listed_note",
     "merge",
     "partitions",
     "split",
@@ -242,6 +245,21 @@ def merge(name: str, values: list[Any], how: str | Callable[[list[Any]], Any] = 
     if all(isinstance(v, (set, frozenset)) for v in values):
         return values[0].union(*values[1:])
     return list(values)
+
+
+def listed_note(name: str, values: list[Any], how: Any, merged: Any) -> str | None:
+    """What to tell the user when `merge(name, values, how)` gave `merged`,
+    the list of the slices' values themselves, under ``auto`` (which they
+    may not expect: a count per slice, a loop variable); else None."""
+    if how != "auto" or len(values) < 2 or not isinstance(merged, list) or len(merged) != len(values):
+        return None
+    if not all(m is v for m, v in zip(merged, values, strict=True)):
+        return None  # concatenated lists
+    kinds = sorted({_type(v) for v in values})
+    return (
+        f"`{name}` is the list of the {len(values)} slices' values ({', '.join(kinds)}: --merge auto does not "
+        f"combine them); --merge {name}=sum (or another) merges them, `_{name}` keeps it private to the step"
+    )
 
 
 def _taken_once(value: Any) -> bool:

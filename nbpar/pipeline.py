@@ -2,11 +2,25 @@
 
 A pipeline owns a namespace (the notebook's `user_ns` under the magics, a
 plain dict in a script), the registered steps, and what each step's last
-successful run saw and made, which decides whether it is up to date.
+successful run saw and made, which decides whether it is up to date:
+
+    step commits --_remember--> _Memo(source, inputs, digests of them)
+    plan() --_why_stale--> a reason, or None (up to date): never ran, code
+        changed, an output deleted, an input whose fingerprint is not the
+        one it read (nor, for `x += 1`, the one it made), --force, or a step
+        it needs runs
+
+Fingerprints (fingerprint.py) are of values, not identities: a list changed
+in place is a changed input, a constants cell run again is not. They are
+taken at commit (once per object in a run) and at planning (once per object
+in a pass, only for steps that still look up to date).
 """
 
 from __future__ import annotations
+import __future__
 
+import functools
+import operator
 import threading
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -15,16 +29,22 @@ from typing import Any
 
 import loky
 
-from .analysis import analyze, is_builtin
+from .analysis import CellNames, analyze, is_builtin
 from .backends import Backend, make_backend
 from .errors import RunError
-from .events import Listener
+from .events import Listener, subscribers
+from .fingerprint import Fingerprints
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler, frozen_heap
 from .sharing import end_run, pickle_problem
-from .worker import unsendable_input
+from .worker import compile_step, unsendable_input
+
+# the compiler flags of `from __future__ import ...`: the only flags a step compiles with
+FUTURE_FLAGS = functools.reduce(
+    operator.or_, (getattr(__future__, f).compiler_flag for f in __future__.all_feature_names)
+)
 
 _last_run: RunResult | None = None
 
@@ -76,6 +96,71 @@ def _check_fan_out(step: Step) -> None:
             raise GraphError(f"step '{name}': --merge {output}={how}, but the step does not write `{output}`.")
 
 
+# what to do instead of a magic that binds names in the notebook's namespace
+_INSTEAD = {
+    "time": "drop %%time (nbpar times every step: its display and the run's records show how long it took), "
+    "or run the cell as an ordinary cell",
+    "capture": "drop %%capture (a step's printed output goes to the step's own log), or run the cell as an "
+    "ordinary cell",
+    "prun": "profile in an ordinary cell",
+    "timeit": "drop -v (the result %timeit -o returns can be bound in the step: `t = %timeit -o ...`)",
+}
+
+
+def _names_of(name: str, source: str, first_line: int, flags: int) -> CellNames:
+    """What step `name` reads and writes, after checking that Python can
+    compile it as the worker will; GraphError (with the line as the
+    notebook numbers it) for what cannot work."""
+    try:
+        names = analyze(source, bool(flags & __future__.annotations.compiler_flag))
+    except SyntaxError as e:  # (lines of the body)
+        raise GraphError(
+            f"step '{name}': syntax error on line {(e.lineno or 1) + first_line - 1} of the cell: {e.msg}"
+        ) from None
+    except ValueError as e:  # a null byte, a lone surrogate
+        raise GraphError(f"step '{name}': the cell is not valid Python text: {e}") from None
+    try:
+        compile_step(name, source, first_line, flags)
+    except SyntaxError as e:  # (lines of the cell)
+        hint = ""
+        if e.msg.startswith(("'await'", "'async")):
+            hint = (
+                " (IPython runs top-level `await` in a cell, a step cannot: put the code in an "
+                "`async def main():` and call `asyncio.run(main())`, on the process or thread backend)"
+            )
+        raise GraphError(
+            f"step '{name}': syntax error on line {e.lineno or first_line} of the cell: {e.msg}{hint}."
+        ) from None
+    if names.star_imports:
+        module = names.star_imports[0]
+        raise GraphError(
+            f"step '{name}': `from {module} import *` binds names nbpar cannot see, so no step could wait "
+            f"for them: import the names you use (`from {module} import floor, pi`) or the module (`import {module}`)."
+        )
+    if "debug" in names.magics:
+        raise GraphError(
+            f"step '{name}': %debug is interactive and a step runs unattended: debug in an ordinary cell "
+            "(after a failed run, %debug there shows where the step failed)."
+        )
+    if names.unseen:
+        unseen = sorted(names.unseen)
+        magic = names.unseen[unseen[0]]
+        raise GraphError(
+            f"step '{name}': the code {magic} runs would take {', '.join(f'`{u}`' for u in unseen)} from the "
+            f"notebook's namespace, not the step's (IPython runs it with the notebook's names as globals): drop "
+            f"{magic} (nbpar times every step), or bind {'it' if len(unseen) == 1 else 'them'} in another step "
+            "(whose outputs are in the notebook's namespace when this one runs)."
+        )
+    if names.shell_writes:
+        bound = sorted(names.shell_writes)
+        magic = names.shell_writes[bound[0]]
+        raise GraphError(
+            f"step '{name}': {magic} binds {', '.join(f'`{b}`' for b in bound)} in the notebook's namespace, "
+            f"not the step's, where nbpar cannot take a step's writes from: {_INSTEAD[magic.lstrip('%')]}."
+        )
+    return names
+
+
 def _check_limits(where: str, timeout: float | None, retries: int | None) -> None:
     """Raise GraphError for a timeout or retry count that cannot work. An
     infinite timeout is no limit (on a step: even if the run sets one)."""
@@ -89,6 +174,27 @@ def _backend_of(step: Step, run_backend: BackendName) -> BackendName:
     """Where `step` runs: its own backend, else in the kernel if it uses
     IPython, else the run's."""
     return step.backend or ("inline" if step.uses_ipython else run_backend)
+
+
+def worker_count(workers: int | None, backend: BackendName) -> int:
+    """The workers a run has: `workers`, else one inline, else the CPU count
+    (also the default number of slices of a fanned-out step)."""
+    return workers or (1 if backend == "inline" else loky.cpu_count())
+
+
+def _same_slicing(a: Step, b: Step, workers: int | None) -> bool:
+    """Does `b`, fanned out over an output of fanned-out `a`, cut it as `a`
+    cut its input? No slicing of its own follows `a`'s; so does the same
+    --slices or --slice-size (--slices N after `a`'s default slicing too,
+    when the run has N `workers`)."""
+    if b.slices is None and b.slice_size is None:
+        return True
+    a_slices = a.slices if a.slices is not None or a.slice_size is not None else workers
+    return (a_slices, a.slice_size) == (b.slices, b.slice_size)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 def last_run() -> RunResult | None:
@@ -127,12 +233,16 @@ class RunHandle:
 
 @dataclass(slots=True)
 class _Memo:
-    """What a step's last successful run read and wrote (objects, compared
-    by identity) and the code it ran."""
+    """What a step's last successful run read and wrote, and the code it
+    ran. The objects are kept so that no identity in a fingerprint (of a
+    class, a module) can be reused while the memo lives."""
 
     source: str
+    flags: int  # the `__future__` flags it compiled with
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    digests: dict[str, bytes | None]  # fingerprints of the inputs, as read
+    made: dict[str, bytes | None]  # fingerprints of the outputs it also reads (x += 1), as written
 
 
 _MISSING: Any = object()
@@ -173,6 +283,7 @@ class Pipeline:
         merge: str | Mapping[str, str] = "auto",
         timeout: float | None = None,
         retries: int | None = None,
+        flags: int = 0,
     ) -> Step:
         """Register (or replace) step `name` running `source`. Raises
         GraphError, naming the steps involved, if the graph would be invalid.
@@ -183,17 +294,15 @@ class Pipeline:
         accepts; `merge` says how outputs are put back together: one of
         "auto", "concat", "dict", "list", "sum" or a namespace function's
         name, for all outputs or as a mapping of output name (or "*") to that.
+        `flags` are the notebook's compiler flags (IPython's
+        `shell.compile.flags`): the step compiles with their `__future__` ones
+        and nothing else, as an ordinary cell would.
         """
         _check_step_name(name)
         if backend is not None and backend not in BACKENDS:
             raise GraphError(f"step '{name}': unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
-        try:
-            names = analyze(source)
-        except SyntaxError as e:
-            line = (e.lineno or 1) + first_line - 1
-            raise GraphError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
-        except ValueError as e:  # a null byte, a lone surrogate
-            raise GraphError(f"step '{name}': the cell is not valid Python text: {e}") from None
+        flags &= FUTURE_FLAGS
+        names = _names_of(name, source, first_line, flags)
         merges = tuple((merge if isinstance(merge, Mapping) else {"*": merge}).items())
         step = Step(
             name,
@@ -212,6 +321,8 @@ class Pipeline:
             merges,
             timeout,
             retries,
+            flags,
+            names.deletes,
         )
         _check_fan_out(step)
         _check_limits(f"step '{name}': ", timeout, retries)
@@ -235,54 +346,74 @@ class Pipeline:
         return self.graph.steps
 
     # -- planning -----------------------------------------------------------
-    def plan(self, targets: Iterable[str] = (), force: bool = False) -> Plan:
-        """Which steps a run of `targets` involves, and which of them are stale."""
+    def plan(self, targets: Iterable[str] = (), force: bool = False, workers: int | None = None) -> Plan:
+        """Which steps a run of `targets` involves, which of them are stale,
+        and why each stale one runs; `workers`: the run's (`worker_count`),
+        if known, to chain fanned-out steps that spell out the default."""
         self.graph.validate()
         order = self.graph.select(targets)
         deps = self.graph.dependencies()
-        stale: list[str] = []
-        if force:
-            stale = list(order)
-        else:
-            seen: set[str] = set()
-            for name in order:
-                if not deps[name].isdisjoint(seen) or not self._up_to_date(self.steps[name]):
-                    stale.append(name)
-                    seen.add(name)
+        reasons: dict[str, str] = {}
+        fingerprints = Fingerprints()  # values cannot change during the pass
+        for name in order:
+            if force:
+                reasons[name] = "--force"
+                continue
+            needed = sorted(d for d in deps[name] if d in reasons)  # (not .intersection(reasons): O(len(reasons)))
+            why = f"needs {needed[0]}, which runs" if needed else self._why_stale(self.steps[name], fingerprints)
+            if why is not None:
+                reasons[name] = why
         if len(order) < len(deps):
             deps = {n: deps[n] for n in order}  # (else the graph's: read only, replaced when the graph changes)
-        return Plan(order, stale, deps, self._chains(stale))
+        stale = list(reasons)
+        return Plan(order, stale, deps, self._chains(stale, workers), reasons)
 
-    def _chains(self, stale: list[str]) -> dict[str, str]:
+    def _chains(self, stale: list[str], workers: int | None) -> dict[str, str]:
         """Fanned-out steps that follow the slices of another in this run:
         B over an output X of fanned-out A, reading nothing else of A's, with
-        no slicing of its own."""
+        no slicing of its own or the same as A's."""
         writers = self.graph.writers()
         chained: dict[str, str] = {}
         for name in stale:
             b = self.steps[name]
-            if b.over is None or b.slices or b.slice_size or b.filter or len(writers.get(b.over, [])) != 1:
+            if b.over is None or b.filter or len(writers.get(b.over, [])) != 1:
                 continue
             a = self.steps[writers[b.over][0]]
-            if a.name in stale and a.over is not None and b.reads & a.writes == {b.over}:
+            follows = a.over is not None and b.reads & a.writes == {b.over} and _same_slicing(a, b, workers)
+            if a.name in stale and follows:
                 chained[name] = a.name
         return chained
 
-    def _up_to_date(self, step: Step) -> bool:
+    def _why_stale(self, step: Step, fingerprints: Fingerprints) -> str | None:
+        """Why `step` must run, or None if it is up to date. An output changed
+        since (in place or not) leaves the step up to date: the steps that
+        read it see a changed input."""
         memo = self._memos.get(step.name)
-        if memo is None or memo.source != step.source:
-            return False
-        for name, value in memo.outputs.items():
-            if self.namespace.get(name, _MISSING) is not value:
-                return False  # the user changed or deleted an output
-        for name in step.inputs:
+        if memo is None:
+            return "no successful run yet"
+        if memo.source != step.source:
+            return "code changed"
+        if memo.flags != step.flags:
+            return "compiler flags changed (a `from __future__` import)"
+        deleted = sorted(name for name in memo.outputs if name not in self.namespace)
+        if deleted:
+            return f"output `{deleted[0]}` was deleted"
+        changed: list[str] = []
+        for name in sorted(step.inputs):
             now = self.namespace.get(name, _MISSING)
-            if now is memo.inputs.get(name, _MISSING):
+            if now is _MISSING:
+                if name in memo.inputs:
+                    changed.append(name)  # deleted (the run then says where to define it)
                 continue
-            if name in memo.outputs and now is memo.outputs[name]:
-                continue  # the step's own update (x += 1) is not a new input
-            return False
-        return True
+            digest = fingerprints(now)
+            if digest is None:
+                return f"input `{name}` ({_a(type(now).__name__)}) cannot be compared"
+            if digest not in (memo.digests.get(name), memo.made.get(name)):
+                changed.append(name)
+        if changed:
+            s = "s" if len(changed) > 1 else ""
+            return f"input{s} {', '.join(f'`{n}`' for n in changed)} changed"
+        return None
 
     def _external_inputs(self, plan: Plan) -> dict[str, Any]:
         """Snapshot of the names the stale steps read that no step writes."""
@@ -336,16 +467,19 @@ class Pipeline:
         retries: int = 0,
         listeners: Iterable[Listener] = (),
         check: bool = True,
+        plan: Plan | None = None,
     ) -> RunResult:
         """Run `targets` (all steps when empty) and what they need, in this
         thread (Ctrl-C stops the run).
 
-        `timeout` and `retries` apply to every step that sets none.
+        `timeout` and `retries` apply to every step that sets none. `plan`
+        is `plan(targets, force)` made just before (to show it first without
+        fingerprinting the inputs twice); by default it is made here.
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
         with frozen_heap():
-            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
+            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
             self.active = RunHandle(scheduler, thread=None)
             try:
                 result = scheduler.run()
@@ -368,11 +502,12 @@ class Pipeline:
         timeout: float | None = None,
         retries: int = 0,
         listeners: Iterable[Listener] = (),
+        plan: Plan | None = None,
     ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
         with frozen_heap():
-            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners)
+            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
         thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
         self.active = run = RunHandle(scheduler, thread)
         thread.start()
@@ -407,6 +542,7 @@ class Pipeline:
         timeout: float | None,
         retries: int,
         listeners: Iterable[Listener],
+        plan: Plan | None,
     ) -> Scheduler:
         global _last_run
         self.require_idle()
@@ -418,10 +554,11 @@ class Pipeline:
             _check_limits("", timeout, retries)
         except GraphError as e:
             raise PlanError(str(e)) from None
-        n = workers or (1 if backend == "inline" else loky.cpu_count())
-        plan = self.plan(targets, force)
+        n = worker_count(workers, backend)
+        plan = plan or self.plan(targets, force, n)
         external = self._external_inputs(plan)
         self._check_sendable(plan, external, backend)
+        fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
             plan=plan,
@@ -429,19 +566,25 @@ class Pipeline:
             backend_for=lambda step: self.backend(_backend_of(step, backend), n),
             backend_name=backend,
             workers=n,
-            listeners=list(listeners),
+            listeners=[*listeners, *subscribers()],  # nbpar.subscribe's, for every run
             fail_fast=fail_fast,
             timeout=timeout,
             retries=retries,
-            on_commit=self._remember,
+            on_commit=functools.partial(self._remember, fingerprints),
             external=external,
             durations=self._durations,
         )
+        for name in plan.stale:  # where each will run, known from the start (the run's header says it)
+            scheduler.result.steps[name].backend = _backend_of(self.steps[name], backend)
         _last_run = scheduler.result
         return scheduler
 
-    def _remember(self, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        self._memos[step.name] = _Memo(step.source, inputs, outputs)
+    def _remember(
+        self, fingerprints: Fingerprints, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]
+    ) -> None:
+        digests = {name: fingerprints(value) for name, value in inputs.items()}
+        made = {name: fingerprints(value) for name, value in outputs.items() if name in step.inputs}
+        self._memos[step.name] = _Memo(step.source, step.flags, inputs, outputs, digests, made)
 
     def backend(self, name: str, workers: int) -> Backend:
         """The backend `name` with `workers` workers, made once and kept."""

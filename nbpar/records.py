@@ -40,6 +40,7 @@ class StepRecord:
     error: str | None = None  # the user's traceback, as text
     reason: str | None = None  # why it was skipped or cancelled
     output: str = ""  # what the step printed
+    notes: list[str] = field(default_factory=list)  # what nbpar did that the user may not expect (a merge)
     slices: list[SliceRecord] = field(default_factory=list)
 
     @property

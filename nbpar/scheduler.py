@@ -20,8 +20,9 @@ Data flow::
          unknown duration go one per task, at most 2 per worker, until the
          first ones say how long a unit of this run takes)
       backend report(kind, step, slice, payload) ---------------> events queue
-        ("start" when a worker takes the unit, "log" for printed lines; from
-         worker processes through channel.py)
+        ("start" when a worker takes the unit, "printing" before the first
+         line of a unit that did not say so, "log" for printed lines; from
+         worker processes through channel.py; an inline unit's: handled at once)
       loop: events.get(timeout=0.1)  (short waits: Ctrl-C arrives at once)
         unit ok      -> whole step: outputs into the namespace, all together
                         slice: kept; when every slice is done, the outputs
@@ -33,7 +34,9 @@ Data flow::
 
 Only `run()`'s loop (in one thread) changes the `RunResult` and the
 namespace; backends and their threads only put items on the events queue.
-Listeners get an event after each change.
+An inline unit runs in the loop's thread, inside its submit: its reports are
+handled at once, there (so its start and lines are shown live), outside the
+unit's output capture. Listeners get an event after each change.
 
 A dead worker process fails every unit in flight in the pool with
 `WorkerCrash`, the innocent with the culprit. Of each task, only the last
@@ -46,6 +49,7 @@ batch are run again one per task, so the next crash names its unit.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import gc
 import logging
@@ -55,6 +59,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -74,9 +79,9 @@ from .events import (
     StepStarted,
 )
 from .graph import Step
-from .partition import MERGES, MergeError, Slice, SliceError, merge, split
+from .partition import MERGES, MergeError, Slice, SliceError, listed_note, merge, split
 from .records import RunResult, SliceRecord, StepRecord
-from .worker import Outcome, PicklingProblem, Task
+from .worker import Outcome, PicklingProblem, Task, is_ipython_display, notebook_log_format, outside_step
 
 Commit = Callable[[Step, dict[str, Any], dict[str, Any]], None]  # (step, inputs, outputs)
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
@@ -92,6 +97,7 @@ class Plan:
     stale: list[str]
     deps: dict[str, frozenset[str]]  # for each step in order, the steps it waits for
     chained: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # stale step -> why it runs ("code changed")
 
 
 @dataclass
@@ -148,7 +154,9 @@ class Scheduler:
                 self.result.steps[name].status = "up-to-date"
         chained = self.plan.chained
         self._log_level = logging.getLogger().getEffectiveLevel()  # the kernel's, for steps' `logging` calls
+        self._log_format = notebook_log_format()  # and how the kernel formats them
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._loop_thread: int | None = None  # the thread running run()'s loop
         self._flights: dict[int, _Flight] = {}  # by id of the flight
         self._ready: list[Key] = []
         self._held: list[Key] = []  # ready process units waiting for a solo suspect
@@ -169,6 +177,7 @@ class Scheduler:
         self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
         self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
         self._step_backends: dict[str, Backend] = {}  # backend_for(step), asked once per step
+        self._failed_listeners: set[int] = set()  # those that raised in this run (by position): reported once
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
         deps = self.plan.deps
         if len(stale) == len(deps):  # (a forced run, or a first one: every step runs)
@@ -189,6 +198,7 @@ class Scheduler:
         """Run the plan to its end (or Ctrl-C, or `cancel()`); return the
         records. Mutates the namespace (outputs) and nothing else outside
         itself. Runs in the calling thread."""
+        self._loop_thread = threading.get_ident()
         self._emit(RunStarted(self.result, tuple(self.plan.order), self.result.deps))
         try:
             for name in self.plan.stale:
@@ -217,18 +227,16 @@ class Scheduler:
             except queue.Empty:
                 self._check_deadlines()
                 continue
-            if self._deadlines:
-                self._check_deadlines()
             if item[0] == "report":
                 self._reported(*item[1:])
-                continue
-            if item[0] == "cancel":
+            elif item[0] == "cancel":
                 self.result.cancelled = True
                 self._stop_all("the run was cancelled")
                 return
-            flight = self._flights.pop(id(item[1]), None)
-            if flight is not None:  # else: stopped or resubmitted already
+            elif (flight := self._flights.pop(id(item[1]), None)) is not None:  # else: stopped or resubmitted
                 self._settle(flight)
+            if self._deadlines:  # (after the item: a unit whose outcome is in is not past its deadline)
+                self._check_deadlines()
 
     def _open_if_ready(self, name: str) -> None:
         """Open `name` if all it waits for has completed (and, chained, its
@@ -510,6 +518,10 @@ class Scheduler:
             inherits=inherits,
             timeout=self._timeout(step),
             log_level=self._log_level,
+            flags=step.flags,
+            log_format=self._log_format,
+            display="display" in step.reads  # IPython's: a builtin in a kernel, or imported
+            and is_ipython_display(inputs.get("display", getattr(builtins, "display", None))),
         )
 
     def _mark_queued(self, key: Key, backend: Backend) -> None:
@@ -530,8 +542,11 @@ class Scheduler:
             piece.attempts += 1
             record.attempts = max(record.attempts, piece.attempts)
 
-    def _reported(self, kind: str, name: str, index: int | None, payload: Any) -> None:
-        """A worker took a unit ("start"), or a unit printed ("log")."""
+    def _reported(self, kind: str, name: str, index: int | None, payload: Any, here: bool = False) -> None:
+        """A worker took a unit ("start"), a unit that did not say so
+        prints its first line ("printing"), or a unit printed ("log").
+        `here`: the unit runs in this thread, inside its submit (inline),
+        where only its own alarm can stop it: no deadline for the loop."""
         record = self.result.steps.get(name)
         if record is None or record.status not in ("queued", "running"):
             return  # a late report of a step already settled
@@ -543,9 +558,13 @@ class Scheduler:
         if (name, index) not in self._queued:
             return  # a start reported after the unit's result arrived
         worker, started = payload
+        if kind == "printing":  # a unit that did not report its start prints: show it started first
+            if (record.slices[index] if index is not None else record).status == "queued":
+                self._mark_running((name, index), worker, started)
+            return  # (not `_started`: it says nothing of which unit of its task a crash was in)
         self._started.add((name, index))
         limit = self._timeout(self.steps[name])
-        if limit is not None:
+        if limit is not None and not here:
             grace = _GRACE.get(self._backend((name, index)).name, 0.0)
             self._deadlines[(name, index)] = time.monotonic() + limit + grace
         self._mark_running((name, index), worker, started)
@@ -577,7 +596,12 @@ class Scheduler:
         return self.namespace.get(name, _MISSING)
 
     def _report(self, kind: str, step: str, index: int | None, payload: Any) -> None:
-        self._events.put(("report", kind, step, index, payload))  # any thread
+        if threading.get_ident() == self._loop_thread:
+            # an inline unit, running inside the loop's submit: shown now, not when the loop is back
+            with outside_step():
+                self._reported(kind, step, index, payload, here=True)
+        else:
+            self._events.put(("report", kind, step, index, payload))  # any other thread
 
     def _on_done(self, future: Future[list[Outcome]]) -> None:
         self._events.put(("done", future))  # any thread
@@ -678,12 +702,17 @@ class Scheduler:
                     how = step.merge_for(var)
                     func = how if how in MERGES else self._function(how, step, "--merge")
                     outputs[var] = merge(var, values, func)
+                    note = listed_note(var, values, how, outputs[var])
+                    if note is not None:
+                        record.notes.append(note)
         except (MergeError, SliceError) as e:
             self._fail(name, f"step '{name}': {e}\n")
             return
         except Exception as e:
             self._fail(name, f"step '{name}': merging its outputs failed: {type(e).__name__}: {e}\n")
             return
+        for note in record.notes:  # shown with the step's output (not part of it: record.output is the step's)
+            self._emit(StepLog(self.result, name, f"nbpar: {note}\n"))
         deleted = tuple(sorted({d for o in done for d in o.deleted}))
         inputs = {r: v for r in step.inputs if (v := self._value(r)) is not _MISSING}
         self._complete(name, outputs, deleted, inputs)
@@ -909,11 +938,13 @@ class Scheduler:
         return any(f.backend.name == "process" for f in self._flights.values())
 
     def _emit(self, event: Event) -> None:
-        for listener in self.listeners:
+        for number, listener in enumerate(self.listeners):
             try:
                 listener(event)
-            except Exception as e:  # a broken display must not lose results
-                print(f"nbpar: a progress display failed: {type(e).__name__}: {e}", file=sys.__stderr__)
+            except Exception as e:  # a broken display or plugin must not lose results
+                if number not in self._failed_listeners:
+                    self._failed_listeners.add(number)
+                    _report_listener_error(listener, event, e)
 
 
 _MISSING: Any = object()
@@ -948,6 +979,19 @@ def frozen_heap() -> Iterator[None]:
             _frozen -= 1
             if _frozen == 0:
                 gc.unfreeze()
+
+
+def _report_listener_error(listener: Listener, event: Event, error: Exception) -> None:
+    """Say, on stderr, that `listener` raised `error` on `event`, with its
+    traceback (without nbpar's frame)."""
+    name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
+    tb = error.__traceback__
+    frames = traceback.format_exception(type(error), error, tb and tb.tb_next)
+    print(
+        f"nbpar: listener {name} raised {type(error).__name__} on {type(event).__name__}; the run goes on, "
+        "and this listener's later errors in this run are not shown.\n" + "".join(frames).rstrip(),
+        file=sys.stderr,
+    )
 
 
 def _describe(key: Key) -> str:

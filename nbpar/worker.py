@@ -5,17 +5,22 @@ Data flow of one step::
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
     [Task(step, source, inputs, writes,     execute_all(tasks), with routing()'s
-          timeout, log_level)] ---------->   log handler on the root logger:
-        (process: dump_tasks -> bytes)       execute(task) for each:
-                                               compile with filename "<step NAME>",
-                                               line numbers as in the notebook cell
-                                               (cached: the same steps run again)
+          timeout, log_level, log_format,    log handler on the root logger:
+          display)] ---------------------->  execute(task) for each:
+        (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
+                                               line numbers as in the notebook cell,
+                                               the last expression shown (cached:
+                                               the same steps run again)
                                                exec in a fresh dict holding only
-                                               the inputs, under capture():
-                                                 print, warnings -> sys.stdout/err
+                                               the inputs (and display_text as
+                                               `display`), under capture():
+                                                 print, warnings, what it shows
+                                                   -> sys.stdout/err
                                                    (_ThreadRouter) -> on_line
                                                  logging (>= log_level) -> root's
-                                                   _StepLogHandler -> on_line
+                                                   _StepLogHandler (log_format),
+                                                   or the notebook's own handler
+                                                   on a router -> on_line
                                                and, in a main thread, a SIGALRM
                                                after `timeout` (StepTimeout)
     [Outcome(outputs | error, times)] <---    outputs = the written names
@@ -36,6 +41,7 @@ import ast
 import builtins
 import faulthandler
 import functools
+import io
 import linecache
 import logging
 import operator
@@ -44,6 +50,7 @@ import signal
 import sys
 import threading
 import time
+import tokenize
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -56,6 +63,9 @@ from . import sharing
 from .channel import Address, LineBuffer, report
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+LogFormat = tuple[str, "str | None", str]  # a logging.Formatter's (fmt, datefmt, style)
 
 
 @dataclass
@@ -71,7 +81,10 @@ class Task:
     inherits: tuple[str, ...] = ()  # inputs made by the tasks before it in the same call (a chain)
     timeout: float | None = None  # seconds the step may run before it is stopped
     log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
+    log_format: LogFormat | None = None  # how they are formatted: the notebook's (see notebook_log_format)
+    display: bool = False  # the step's `display` is IPython's: it gets display_text instead
     report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
+    flags: int = 0  # the notebook's `__future__` compiler flags, the only ones the step compiles with
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return Task, _task_fields(self)  # a tuple of fields pickles fastest (a batch has thousands)
@@ -106,6 +119,8 @@ _outcome_fields = operator.attrgetter(*(f.name for f in fields(Outcome)))
 
 # report(kind, step, slice, payload), called from any thread as a task runs:
 #   "start": payload (worker, time.time())    "log": payload, text the step printed
+#   "printing": payload (worker, time.time()), before the first line of a
+#   unit that did not report its start (report_start False)
 Report = Callable[[str, str, "int | None", Any], None]
 
 
@@ -133,6 +148,8 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
                 on_line = partial(_keep_and_report, printed, partial(report, "log", task.step, task.slice))
                 if task.report_start:
                     report("start", task.step, task.slice, (worker, time.time()))
+                else:
+                    on_line = _announcing(report, task, worker, on_line)
             outcome = execute(task, worker, on_line)
             outcome.output = "".join(printed)
             outcomes.append(outcome)
@@ -145,6 +162,21 @@ def _keep_and_report(printed: list[str], live: Callable[[str], None], text: str)
     live(text)
 
 
+def _announcing(report: Report, task: Task, worker: str, on_line: Callable[[str], None]) -> Callable[[str], None]:
+    """`on_line`, reporting "printing" before the first line: a unit that
+    did not report its start is shown started before what it prints."""
+    said = False
+
+    def line(text: str) -> None:
+        nonlocal said
+        if not said:
+            said = True
+            report("printing", task.step, task.slice, (worker, time.time()))
+        on_line(text)
+
+    return line
+
+
 def step_filename(step: str) -> str:
     return f"<step {step}>"
 
@@ -155,11 +187,15 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     start = time.time()
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(task.inputs)
+    if task.display:
+        namespace["display"] = display_text
     error: str | None = None
     timed_out = False
-    with capture(on_line, task.log_level):
+    with capture(on_line, task.log_level, task.log_format):
         try:
             code = _compile(task)
+            if _SHOW in code.co_names:
+                namespace[_SHOW] = _show
             with _deadline(task):
                 exec(code, namespace)
         except StepTimeout as e:
@@ -182,12 +218,18 @@ def _size(value: Any) -> int | None:
         return None
 
 
+def compile_step(step: str, source: str, first_line: int, flags: int) -> Any:
+    """The step's code as its worker compiles it (SyntaxError for a cell
+    Python cannot compile, its line as the notebook numbers it)."""
+    return _code(step_filename(step), source, first_line, flags)
+
+
 def _compile(task: Task) -> Any:
     """The step's code, its line numbers those of the notebook cell, its
     source in linecache (so tracebacks show the lines)."""
     filename = step_filename(task.step)
     linecache.cache[filename] = _lines(filename, task.source, task.first_line, task.header)
-    return _code(filename, task.source, task.first_line)
+    return _code(filename, task.source, task.first_line, task.flags)
 
 
 # A worker runs many slices of one step, and the same steps run after run.
@@ -205,12 +247,78 @@ def _lines(filename: str, source: str, first_line: int, header: str) -> tuple[in
 
 
 @functools.lru_cache(maxsize=_CACHED_STEPS)
-def _code(filename: str, source: str, first_line: int) -> Any:
-    if first_line == 1:
-        return compile(source, filename, "exec")
-    tree = ast.parse(source, filename)
-    ast.increment_lineno(tree, first_line - 1)
-    return compile(tree, filename, "exec")
+def _code(filename: str, source: str, first_line: int, flags: int) -> Any:
+    """Compile with `flags` (the notebook's `__future__` flags) and nothing
+    inherited from this module (whose own `from __future__ import
+    annotations` would turn the step's annotations into strings); the last
+    expression shown as a cell shows it. Also called at registration, so
+    what cannot compile is refused there."""
+    tree = compile(source, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
+    _show_last_expression(tree, source)
+    if first_line > 1:
+        ast.increment_lineno(tree, first_line - 1)
+    return compile(tree, filename, "exec", flags, dont_inherit=True)
+
+
+# -- what a step shows: its last expression, display() ------------------------
+#
+# A cell shows the value of its last expression; a step shows it as text in
+# its output (text/plain, as IPython formats it), and its `display(obj)`
+# too, on every backend. (Rich output, MIME bundles, comes later.)
+
+_SHOW = "__nbpar_show__"  # the name the last expression is passed to, in the step's namespace
+
+
+def _show_last_expression(tree: ast.Module, source: str) -> None:
+    """Make a step's last statement, if it is an expression, show its value
+    as a cell would: `expr` becomes `__nbpar_show__(expr)`; not when the
+    cell ends with `;` (IPython's way to hide it)."""
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or _ends_with_semicolon(source):
+        return
+    last = tree.body[-1]
+    show = ast.copy_location(ast.Name(_SHOW, ast.Load()), last.value)
+    call = ast.copy_location(ast.Call(show, [last.value], []), last.value)
+    tree.body[-1] = ast.copy_location(ast.Expr(call), last)
+
+
+def _ends_with_semicolon(source: str) -> bool:
+    if ";" not in source:
+        return False  # (most steps: no need to tokenize)
+    ignored = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+    try:
+        tokens = [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in ignored]
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return bool(tokens) and tokens[-1] == ";"
+
+
+def _show(value: Any) -> None:
+    """Show a step's last expression (None shows nothing, as in a cell)."""
+    if value is not None:
+        print(_plain_text(value))
+
+
+def display_text(*objs: Any, **options: Any) -> None:
+    """A step's `display()`, standing in for IPython's: prints the text/plain
+    form of each object into the step's output (`options`, such as
+    `display_id`, are accepted and ignored: no rich output yet)."""
+    for obj in objs:
+        print(_plain_text(obj))
+
+
+def _plain_text(value: Any) -> str:
+    """`value` as IPython's text/plain formatter shows it in a cell."""
+    from IPython.lib.pretty import pretty
+
+    return pretty(value, max_width=79, max_seq_length=1000)
+
+
+def is_ipython_display(value: object) -> bool:
+    """Whether `value` is IPython's `display` (its builtin in a kernel, or
+    `from IPython.display import display`), which a step gets as display_text."""
+    return getattr(value, "__name__", None) == "display" and str(getattr(value, "__module__", "")).startswith(
+        "IPython.core.display"
+    )
 
 
 def format_user_error(e: BaseException) -> str:
@@ -361,13 +469,15 @@ class _ThreadRouter:
 class _StepLogHandler(logging.Handler):
     """On the root logger while steps run here: a record logged by a thread
     running a step, at the step's level or above, joins the step's output,
-    formatted as by `logging.basicConfig`. Records of other threads pass it
-    by: one that no other handler takes goes to `logging.lastResort`, as if
-    this handler were not there."""
+    formatted as the notebook's root handler does (the step's `log_format`),
+    else as by `logging.basicConfig`. Not when another handler writes it
+    into the step's output already (a handler on sys.stderr: see
+    `_route_handlers`). Records of other threads pass it by: one that no
+    other handler takes goes to `logging.lastResort`, as if this handler
+    were not there."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    def format(self, record: logging.LogRecord) -> str:
+        return _formatter(getattr(_local, "log_format", None)).format(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         sink = getattr(_local, "sink", None)
@@ -394,6 +504,63 @@ class _StepLogHandler(logging.Handler):
             found += [h for h in logger.handlers if h is not self]
             logger = logger.parent if logger.propagate else None
         return found
+
+
+@functools.lru_cache(maxsize=64)
+def _formatter(log_format: LogFormat | None) -> logging.Formatter:
+    if log_format is None:
+        return logging.Formatter(logging.BASIC_FORMAT)
+    fmt, datefmt, style = log_format
+    return logging.Formatter(fmt, datefmt, style)  # type: ignore[arg-type]
+
+
+_STYLES = {logging.PercentStyle: "%", logging.StrFormatStyle: "{", logging.StringTemplateStyle: "$"}
+
+
+def notebook_log_format() -> LogFormat | None:
+    """The format of the root logger's handler that writes to this process's
+    stdout or stderr (what `logging.basicConfig(format=...)` makes), if there
+    is one: steps' records are formatted the same way on every backend."""
+    for handler in logging.root.handlers:
+        if not _on_std_stream(handler):
+            continue
+        formatter = handler.formatter
+        if formatter is None:
+            return ("%(message)s", None, "%")  # what a handler without a formatter writes
+        style = _STYLES.get(type(formatter._style))
+        if style is not None:
+            return (formatter._fmt or "%(message)s", formatter.datefmt, style)
+    return None
+
+
+def _std_streams() -> list[Any]:
+    """sys.stdout and sys.stderr, and what they stand for when they are routers."""
+    streams: list[Any] = []
+    for stream in (sys.stdout, sys.stderr):
+        streams.append(stream)
+        if isinstance(stream, _ThreadRouter):
+            streams.append(stream._original)
+    return streams
+
+
+def _on_std_stream(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return stream is not None and any(stream is s for s in _std_streams())
+
+
+def _route_handlers() -> None:
+    """Point the root logger's handlers that write to the process's original
+    stdout or stderr (a notebook's `logging.basicConfig()` made before the
+    routers were in place) at the routers: a step's record they take then
+    lands in the step's output, formatted by them, once; other threads'
+    records still reach the original stream. (Else a record of a thread or
+    inline step was printed twice: raw, and again in the step's output.)"""
+    routers = [r for r in (sys.stdout, sys.stderr) if isinstance(r, _ThreadRouter)]
+    for handler in logging.root.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            router = next((r for r in routers if handler.stream is r._original), None)
+            if router is not None:
+                handler.setStream(router)
 
 
 def _to_step(handler: logging.Handler, record: logging.LogRecord) -> bool:
@@ -432,27 +599,48 @@ def routing() -> Iterator[None]:
 
 
 @contextmanager
-def capture(on_line: Callable[[str], None], log_level: int = logging.WARNING) -> Iterator[None]:
+def capture(
+    on_line: Callable[[str], None], log_level: int = logging.WARNING, log_format: LogFormat | None = None
+) -> Iterator[None]:
     """Inside `routing()`: route this thread's stdout and stderr (so
-    warnings too), and its `logging` records of `log_level` and above, to
-    `on_line` for the duration. The routers stay on sys.stdout and
-    sys.stderr for good; they are put back if something (a step before
-    this one) replaced them."""
+    warnings too), and its `logging` records of `log_level` and above
+    (formatted with `log_format`), to `on_line` for the duration. The
+    routers stay on sys.stdout and sys.stderr for good; they are put back if
+    something (a step before this one) replaced them, and the root logger's
+    handlers on the streams they stand for are pointed at them."""
     if not (isinstance(sys.stdout, _ThreadRouter) and isinstance(sys.stderr, _ThreadRouter)):
         with _install_lock:
             for name in ("stdout", "stderr"):
                 if not isinstance(getattr(sys, name), _ThreadRouter):
                     setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
+    _route_handlers()
     sink = _LineSink(on_line)
-    previous = getattr(_local, "sink", None), getattr(_local, "log_level", logging.WARNING)
-    _local.sink, _local.log_level = sink, log_level
+    previous = (
+        getattr(_local, "sink", None),
+        getattr(_local, "log_level", logging.WARNING),
+        getattr(_local, "log_format", None),
+    )
+    _local.sink, _local.log_level, _local.log_format = sink, log_level, log_format
     try:
         yield
     finally:
         try:
             sink.flush()
         finally:
-            _local.sink, _local.log_level = previous
+            _local.sink, _local.log_level, _local.log_format = previous
+
+
+@contextmanager
+def outside_step() -> Iterator[None]:
+    """What this thread prints in the block goes to the process's stdout and
+    stderr, not the output of the step it runs (nbpar's own work, such as
+    an inline step's display, done from inside that step's print)."""
+    sink = getattr(_local, "sink", None)
+    _local.sink = None
+    try:
+        yield
+    finally:
+        _local.sink = sink
 
 
 # -- the process protocol -------------------------------------------------
@@ -584,9 +772,12 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     shutting the pool down (killed, crashed, or exited while the pool was
     starting) exits instead of idling for an hour. With `faults` (a path
     pattern with {kernel} and {worker}), Python's faulthandler writes to a
-    file of the worker's own, which the kernel reads if the worker dies."""
+    file of the worker's own, which the kernel reads if the worker dies.
+    Its builtin `display` is display_text, as a kernel's is IPython's."""
     global _fault_file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(builtins, "display"):  # a notebook function calling the kernel's builtin `display`
+        builtins.display = display_text  # type: ignore[attr-defined]
     parent = kernel if kernel is not None else os.getppid()  # (already 1 if the kernel is gone)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from IPython.core.inputtransformer2 import TransformerManager
 
 from nbpar.analysis import analyze
 
@@ -35,7 +36,6 @@ CASES = [
     ("import-dotted", "import os.path", set(), {"os"}),
     ("import-as", "import numpy.linalg as la", set(), {"la"}),
     ("from-import-as", "from m import x as y, z", set(), {"y", "z"}),
-    ("from-import-star", "from m import *", set(), set()),
     # -- private names -------------------------------------------------------
     ("private-not-written", "_tmp = 1\ny = _tmp", set(), {"y"}),
     ("private-read", "y = _cache", {"_cache"}, {"y"}),
@@ -59,6 +59,14 @@ CASES = [
         {"msg"},
     ),
     ("except-as-reassigned", "try:\n    pass\nexcept E as e:\n    e = 2", {"E"}, set()),
+    ("except-as-in-lambda", "try:\n    pass\nexcept E as e:\n    f = lambda: e", {"E"}, {"f"}),
+    (
+        "except-as-in-def",
+        "try:\n    pass\nexcept E as e:\n    def g():\n        return str(e)",
+        {"E", "str"},
+        {"g"},
+    ),
+    ("except-as-outside-handler-is-read", "try:\n    pass\nexcept E as e:\n    pass\nf = lambda: e", {"E", "e"}, {"f"}),
     ("del-unbound-name", "del x", {"x"}, {"x"}),
     ("del-bound-name", "x = 1\ndel x", set(), {"x"}),
     ("del-subscript", "del d[k]", {"d", "k"}, set()),
@@ -82,6 +90,18 @@ CASES = [
     ),
     ("def-decorator-immediate", "@deco\ndef f():\n    pass\ndeco = 1", {"deco"}, {"f", "deco"}),
     ("def-local-annotation-not-read", "def f():\n    x: Hidden = 1\n    return x", set(), {"f"}),
+    (
+        "future-annotations-def",
+        "from __future__ import annotations\ndef f(a: Foo = d) -> Bar:\n    pass",
+        {"d"},
+        {"annotations", "f"},
+    ),
+    (
+        "future-annotations-assign",
+        '"doc"\nfrom __future__ import annotations\nx: Foo = n\nclass C:\n    y: Bar',
+        {"n"},
+        {"annotations", "x", "C"},
+    ),
     (
         "async-def",
         "async def f():\n    await g()\n    async for i in s:\n        pass\n    async with m as c:\n        pass",
@@ -111,6 +131,18 @@ CASES = [
     ),
     ("global-private", "def f():\n    global _hidden\n    _hidden = 1", {"_hidden"}, {"f"}),
     ("global-top-level-noop", "global x\nx = 1", set(), {"x"}),
+    ("global-only-read", "def f():\n    global x\n    return x", {"x"}, {"f"}),
+    ("global-read-bound-later", "def f():\n    global x\n    return x\nx = 1", set(), {"f", "x"}),
+    ("global-augmented", "def f():\n    global n\n    n += 1", {"n"}, {"f", "n"}),
+    ("global-deleted", "def f():\n    global x\n    del x", {"x"}, {"f", "x"}),
+    ("global-def-binds", "def f():\n    global g\n    def g():\n        pass", {"g"}, {"f", "g"}),
+    (
+        "global-in-nested-function-read",
+        "def f():\n    def g():\n        global x\n        return x\n    return g",
+        {"x"},
+        {"f"},
+    ),
+    ("global-in-class-body-read", "class C:\n    global x\n    y = x", {"x"}, {"C"}),
     # -- classes -------------------------------------------------------------
     ("class-binds-name", "class C:\n    pass", set(), {"C"}),
     ("class-body-attrs-not-written", "class C:\n    a = 1\n    b = a + k", {"k"}, {"C"}),
@@ -253,3 +285,88 @@ def test_straight_line_programs(lines: list[tuple[str, str, str]]) -> None:
 )
 def test_imports_are_told_apart_from_other_writes(source: str, imports: dict[str, str]) -> None:
     assert dict(analyze(source).imports) == imports
+
+
+def test_future_annotations_from_the_notebook() -> None:
+    source = "def f(a: Foo) -> Bar:\n    pass\nx: Baz = 1"
+    assert analyze(source).reads == {"Foo", "Bar", "Baz"}
+    assert analyze(source, future_annotations=True).reads == set()
+
+
+def test_star_imports_are_listed_and_bind_nothing() -> None:
+    result = analyze("from math import *\nif c:\n    from .pkg.mod import *\nfrom .. import *")
+    assert result.star_imports == ("math", ".pkg.mod", "..")
+    assert result.writes == set()
+
+
+def test_deletes_are_told_apart() -> None:
+    result = analyze("del a\nb = 1\ndel b\nc = 2\ndel _p\ndef f():\n    global g\n    del g")
+    assert result.deletes == {"a", "b", "g"}
+    assert result.writes == {"a", "b", "c", "f", "g"}
+
+
+_IPYTHON = TransformerManager()
+
+# (id, cell as IPython syntax, reads, writes, names bound in the notebook's namespace)
+MAGIC_CASES = [
+    ("time-line", "%time y = x + 1", {"x"}, {"y"}, set()),
+    ("time-line-option", "%time --no-raise-error y = x", {"x"}, {"y"}, set()),
+    ("time-line-after-binding", "x = 1\n%time y = x", set(), {"x", "y"}, set()),
+    ("time-line-in-loop", "for i in r:\n    %time t = i", {"r"}, {"i", "t"}, set()),
+    ("time-line-ipython-inside", "%time out = !ls", set(), {"out"}, set()),
+    ("time-expression", "t = %time f(a)", {"f", "a"}, {"t"}, set()),
+    ("time-cell", "%%time\ny = x + 1", {"x"}, set(), {"y"}),
+    ("time-cell-reads-only", "%%time\nf(x)", {"f", "x"}, set(), set()),
+    ("timeit-line", "%timeit -n1 -r 3 -q y = [v for v in x]", {"x"}, set(), set()),
+    ("timeit-result", "t = %timeit -o f(x)", {"f", "x"}, {"t"}, set()),
+    ("timeit-save", "%timeit -v res f(x)", {"f", "x"}, set(), {"res"}),
+    ("timeit-cell", "%%timeit -n1 s = setup()\ny = s + x", {"setup", "x"}, set(), set()),
+    ("prun-line", "%prun -s cumulative -q y = f(x)", {"f", "x"}, set(), {"y"}),
+    ("prun-cell", "%%prun -l 5\ng(x)", {"g", "x"}, set(), set()),
+    ("capture-reads-only", "%%capture\n!pip install nothing\nfit(model)", {"fit", "model"}, set(), set()),
+    ("capture-binds", "%%capture out --no-stderr\ny = f()", {"f"}, set(), {"out", "y"}),
+    ("capture-private", "%%capture\n_tmp = f()", {"f"}, set(), set()),
+    ("debug-line", "%debug --breakpoint f.py:3 y = f()", {"f"}, {"y"}, set()),
+    ("other-magic", "%matplotlib inline\ny = 1", set(), {"y"}, set()),
+]
+
+
+@pytest.mark.parametrize(
+    ("cell", "reads", "writes", "in_notebook"),
+    [pytest.param(cell, r, w, n, id=case_id) for case_id, cell, r, w, n in MAGIC_CASES],
+)
+def test_code_run_by_magics(cell: str, reads: set[str], writes: set[str], in_notebook: set[str]) -> None:
+    result = analyze(_IPYTHON.transform_cell(cell))
+    assert (result.reads - {"get_ipython"}, result.writes, set(result.shell_writes)) == (reads, writes, in_notebook)
+
+
+def test_magics_are_named() -> None:
+    result = analyze(_IPYTHON.transform_cell("%time a = 1\n%debug\n%matplotlib inline"))
+    assert result.magics == {"time", "debug"}
+    assert dict(analyze(_IPYTHON.transform_cell("%%capture c\nx = 1")).shell_writes) == {
+        "c": "%%capture",
+        "x": "%%capture",
+    }
+
+
+def test_code_of_a_magic_that_is_not_python_is_a_syntax_error() -> None:
+    with pytest.raises(SyntaxError, match="the code %%time runs is not valid Python") as info:
+        analyze("x = 1\n" + _IPYTHON.transform_cell("%%time\ny = = 2"))
+    assert info.value.lineno == 2
+
+
+@pytest.mark.parametrize(
+    ("cell", "unseen"),
+    [
+        ("k = 2\n%time s = sum(x * k for x in range(3))", {"k": "%time"}),  # the genexp sees the notebook's k
+        ("%time k = 1; f = lambda: k", {"k": "%time"}),
+        ("%time f = lambda: k\nk = 1", {"k": "%time"}),
+        ("_k = 1\n%prun g(_k)", {"_k": "%prun"}),  # %prun runs all its code in the notebook's namespace
+        ("%time s = sum(x * k for x in r)", {}),  # k from the notebook: the same value there
+        ("k = 1\n%time s = [x for x in k]", {}),  # the first iterable is evaluated in the step's namespace
+        ("k = 1\n%time s = k + 1", {}),
+        ("k = 1\n%timeit [x * k for x in r]", {}),  # %timeit copies the step's names into its globals
+    ],
+)
+def test_names_a_magic_would_take_from_the_notebook(cell: str, unseen: dict[str, str]) -> None:
+    assert dict(analyze(_IPYTHON.transform_cell(cell)).unseen) == unseen

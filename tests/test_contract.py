@@ -295,3 +295,27 @@ def test_a_changed_step_shows_its_new_lines_in_the_same_worker(backend):
         p.run(backend=backend, workers=1)
     error = info.value.result.steps["s"].error
     assert "y = undefined_here + 1" in error and "TypeError" in error
+
+
+ANNOTATED = """
+def f(x: int, *, scale: float = 1.0) -> list:
+    return [x * scale]
+seen = f.__annotations__
+"""
+
+
+def test_a_step_compiles_with_the_notebooks_flags_and_nothing_else(backend):
+    # nbpar's own modules use `from __future__ import annotations`: a step must not inherit it
+    p = make({"plain": ANNOTATED})
+    p.run(backend=backend, workers=1)
+    assert p.namespace["seen"] == {"x": int, "scale": float, "return": list}
+
+
+def test_a_notebook_wide_future_import_applies_to_steps(backend):
+    import __future__
+
+    p = Pipeline()
+    p.add_step("lazy", ANNOTATED.replace("int", "Undefined"), flags=__future__.annotations.compiler_flag)
+    assert p.steps["lazy"].reads == set()  # annotations are not evaluated: not reads
+    p.run(backend=backend, workers=1)
+    assert p.namespace["seen"] == {"x": "Undefined", "scale": "float", "return": "list"}

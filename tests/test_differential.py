@@ -80,3 +80,42 @@ def test_parrun_equals_sequential(shell, backend, notebook):
     expected = sequential(shell, notebook)
     assert len(expected) == len(notebook.bodies)
     assert parallel(shell, notebook, backend) == expected
+
+
+# Notebook values steps read, changed in an ordinary cell between two runs
+# (issue 11, item 5): in place, rebound to an equal value, or not at all.
+INPUTS = "import numpy as np\nW = [1, 2, 3]\nD = {'k': 4}\nA = np.arange(3)\n"
+READS = ["SEED", "sum(W)", "D['k']", "int(A.sum())"]
+CHANGES = ["W.append(5)", "W[0] = 10", "D['k'] = 99", "A[0] = 40", "W = [1, 2, 3]", "SEED = 7", "pass"]
+
+
+@st.composite
+def changed_notebooks(draw: st.DrawFn) -> tuple[Notebook, list[str]]:
+    n = draw(st.integers(2, 5))
+    made = list(READS)
+    bodies: dict[str, str] = {}
+    needs: dict[str, set[str]] = {}
+    for i in range(n):
+        a, b = draw(st.sampled_from(made)), draw(st.sampled_from(made))
+        bodies[f"s{i}"] = draw(st.sampled_from(TEMPLATES)).format(out=f"v{i}", a=a, b=b)
+        needs[f"s{i}"] = {f"s{v[1:]}" for v in (a, b) if v.startswith("v")}
+        made.append(f"v{i}")
+    changes = draw(st.lists(st.sampled_from(CHANGES), min_size=1, max_size=3))
+    return Notebook(bodies, needs), changes
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "inline"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=changed_notebooks())
+def test_a_second_parrun_after_changes_in_place_equals_sequential(shell, backend, case):
+    notebook, changes = case
+    shell.reset(new_session=False)
+    run_cells(shell, PRELUDE, INPUTS, *changes)
+    for name in graphlib.TopologicalSorter(notebook.needs).static_order():
+        run_cells(shell, notebook.bodies[name])
+    expected = user_names(shell.user_ns)
+    shell.reset(new_session=False)
+    shell.register_magics(NbparMagics(shell))
+    run_cells(shell, PRELUDE, INPUTS, *(f"%%step {n}\n{body}" for n, body in notebook.bodies.items()))
+    run_cells(shell, f"%parrun --backend {backend} --workers 2", *changes, f"%parrun --backend {backend} --workers 2")
+    assert user_names(shell.user_ns) == expected

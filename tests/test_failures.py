@@ -202,3 +202,17 @@ def test_a_worker_started_after_its_kernel_died_exits():
             pool.submit(time.sleep, 10).result(timeout=8)
     finally:
         pool.shutdown(wait=True, kill_workers=True)
+
+
+def test_a_worker_crash_is_logged_in_its_own_run_not_the_next(caplog):
+    p = Pipeline()
+    p.add_step("crash", "import os\nos._exit(3)")
+    with caplog.at_level("WARNING", logger="nbpar"):
+        assert not p.run(backend="process", workers=1, check=False).ok
+        said = [r.getMessage() for r in caplog.records if r.name == "nbpar"]
+        assert len(said) == 1 and said[0].startswith("nbpar: a worker process died: "), said
+        assert said[0].endswith("; the worker pool is restarted for the steps that run next")
+        caplog.clear()
+        p.add_step("other", "x = 1")
+        assert p.run(["other"], backend="process", workers=1).ok  # the pool is replaced here, silently
+        assert [r.getMessage() for r in caplog.records if r.name == "nbpar"] == []

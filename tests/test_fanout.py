@@ -103,11 +103,36 @@ def test_merges(backend):
     assert ns["math"].__name__ == "math"  # modules are taken once, not merged
 
 
-def test_auto_merge_of_numbers_is_a_list_per_slice():
+def test_auto_merge_of_numbers_is_a_list_per_slice_and_says_so_once():
     p = Pipeline({"items": list(range(6))})
-    p.add_step("s", "n = len(items)", over="items", slices=3)
-    p.run(backend="thread")
-    assert p.namespace["n"] == [2, 2, 2]
+    p.add_step("s", "n = len(items)\nfor item in items:\n    pass\nout = list(items)", over="items", slices=3)
+    record = p.run(backend="thread").steps["s"]
+    assert p.namespace["n"] == [2, 2, 2] and p.namespace["item"] == [1, 3, 5]
+    assert record.notes == [
+        "`item` is the list of the 3 slices' values (int: --merge auto does not combine them); "
+        "--merge item=sum (or another) merges them, `_item` keeps it private to the step",
+        "`n` is the list of the 3 slices' values (int: --merge auto does not combine them); "
+        "--merge n=sum (or another) merges them, `_n` keeps it private to the step",
+    ]  # not `out`: its lists are concatenated
+    assert "nbpar:" not in record.output  # what the step printed stays the step's
+
+
+def test_a_merge_that_was_asked_for_says_nothing():
+    p = Pipeline({"items": list(range(6))})
+    p.add_step("s", "n = len(items)\nlabel = 'x'", over="items", slices=3, merge={"n": "sum", "label": "list"})
+    assert p.run(backend="thread").steps["s"].notes == []
+    assert p.namespace["n"] == 6
+
+
+def test_the_merge_note_is_shown_with_the_step_in_the_notebook(shell, capsys):
+    run_cells(
+        shell, "customers = list(range(8))", "%%step score --over customers --slices 4\nn_scored = len(customers)"
+    )
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    out = capsys.readouterr().out
+    assert out.count("[score] nbpar: `n_scored` is the list of the 4 slices' values (int: ") == 1
+    assert "--merge n_scored=sum (or another) merges them, `_n_scored` keeps it private to the step" in out
 
 
 def test_default_slices_is_the_worker_count():
@@ -173,6 +198,33 @@ def test_a_chain_starts_late_slices_when_its_other_input_arrives():
     p.add_step("scores", "scores = [f * weight for f in feats]", over="feats")
     p.run(backend="thread", workers=2)
     assert p.namespace["scores"] == [0, 10, 20, 30]
+
+
+@pytest.mark.parametrize("slicing", [{"slices": 4}, {"slice_size": 2}])
+def test_the_same_slicing_spelled_out_chains_too(slicing):
+    p = Pipeline({"images": list(range(8))})
+    p.add_step("features", "feats = list(images)", over="images", **slicing)
+    p.add_step("scores", "scores = [f + 1 for f in feats]", over="feats", **slicing)
+    assert p.plan().chained == {"scores": "features"}
+    p.run(backend="thread", workers=2)
+    assert p.namespace["scores"] == list(range(1, 9))
+    p.add_step("scores", "scores = [f + 1 for f in feats]", over="feats", slices=2)
+    assert p.plan(force=True).chained == {}  # another slicing: merged, then split again
+    p.add_step("scores", "scores = [f + 1 for f in feats]", over="feats")
+    assert p.plan(force=True).chained == {"scores": "features"}
+
+
+def test_slices_spelled_as_the_default_chain_when_the_worker_count_is_known():
+    p = Pipeline({"images": list(range(8))})
+    body = "import time\ntime.sleep(0.3 if images[0] >= 4 else 0)\nfeats = list(images)"
+    p.add_step("features", body, over="images")  # one slice per worker
+    p.add_step("scores", "scores = [f + 1 for f in feats]", over="feats", slices=2)
+    assert p.plan().chained == {}  # unknown until the run's worker count is
+    assert p.plan(workers=2).chained == {"scores": "features"}
+    assert p.plan(workers=3).chained == {}
+    result = p.run(backend="thread", workers=2)
+    assert p.namespace["scores"] == list(range(1, 9))
+    assert result.steps["scores"].slices[0].start < result.steps["features"].end  # no barrier
 
 
 def test_a_step_with_its_own_slicing_re_splits_the_merged_output():

@@ -136,3 +136,12 @@ def test_registering_many_steps_checks_only_what_can_change(monkeypatch):
     assert len(g.steps) == 300 and walks == []
     g.add(step("s150", "x150 = x149 * 2"))  # a replacement in the middle does
     assert len(walks) == 1
+
+
+def test_after_an_unknown_step_lists_the_known_ones_not_itself():
+    g = graph(step("a", "x = 1"))
+    with pytest.raises(GraphError) as info:
+        g.add(step("b", "y = 2", after=("nosuch",)))
+    assert "Known steps: a. Register" in str(info.value)
+    with pytest.raises(GraphError, match=r"Known steps: \(none\)\."):
+        graph().add(step("b", "y = 2", after=("nosuch",)))

@@ -40,6 +40,7 @@ def test_step_help_is_generated(shell, capsys):
     shell.run_line_magic("pinfo", "%%step")
     out = capsys.readouterr().out
     assert "--after" in out and "--backend" in out and "--run" in out
+    assert "%%step [--after STEP [STEP ...]]" in out and "%step [" not in out.replace("%%step [", "")
 
 
 def test_bad_magic_option_is_a_usage_error(shell):
@@ -394,7 +395,10 @@ def test_rerun_after_a_fix_says_what_it_keeps_and_runs_only_the_rest(shell, caps
     capsys.readouterr()
     run_cells(shell, "%parrun --backend thread --workers 2" + (" --background" if background else ""))
     lines = capsys.readouterr().out.splitlines()
-    said = "nbpar: 2 of 5 steps are up to date (ok1, ok2); running 3: bad, after_bad, final."
+    said = (
+        "nbpar: 2 of 5 steps are up to date (ok1, ok2); running 3: bad (no successful run yet), "
+        "after_bad (needs bad, which runs), final (needs after_bad, which runs)."
+    )
     assert lines[0] == said  # before anything else: the run has not started yet
     if background:
         run_cells(shell, "%parwait")
@@ -419,4 +423,237 @@ def test_a_long_list_of_kept_steps_is_cut_short(shell, capsys):
     capsys.readouterr()
     run_cells(shell, "%parrun --backend inline")
     out = capsys.readouterr().out
-    assert "nbpar: 10 of 11 steps are up to date (s0, s1, s2, s3, s4, s5, s6, s7 and 2 more); running 1: s10." in out
+    kept = "(s0, s1, s2, s3, s4, s5, s6, s7 and 2 more)"
+    assert f"nbpar: 10 of 11 steps are up to date {kept}; running 1: s10 (code changed)." in out
+
+
+# -- up to date by value (issue 11, item 5) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "change"),
+    [
+        ("weights = [10, 20]", "weights.append(50)"),
+        ("weights = {'a': [1, 2]}", "weights['a'][0] = 9"),
+        ("import numpy as np\nweights = np.arange(6.0)", "weights[3] = -1"),
+        ("import pandas as pd\nweights = pd.DataFrame({'a': [1, 2]})", "weights.loc[0, 'a'] = 1000"),
+        ("import pandas as pd\nweights = pd.Series([1.0, 2.0])", "weights.iloc[1] = 5"),
+        ("weights = {1, 2}", "weights.add(3)"),
+    ],
+)
+def test_an_input_changed_in_place_makes_its_readers_run(shell, capsys, make, change):
+    run_cells(shell, make, "%%step total\ntotal = repr(weights)", "%parrun --backend inline")
+    run_cells(shell, change)
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    assert nbpar.last_run().steps["total"].status == "done"
+    assert shell.user_ns["total"] == repr(shell.user_ns["weights"])
+    assert "running 1: total (input `weights` changed)." in capsys.readouterr().out
+
+
+def test_a_constants_cell_run_again_keeps_its_readers_up_to_date(shell):
+    run_cells(shell, "N = 10_000\nname = 'x' * 3\nsizes = [1, 2.5, (3, 'a')]", "%%step a\nm = (N, name, sizes)")
+    run_cells(shell, "%parrun --backend thread")
+    run_cells(shell, "N = 10_000\nname = 'x' * 3\nsizes = [1, 2.5, (3, 'a')]")  # new objects, equal values
+    run_cells(shell, "%parrun --backend thread")
+    assert nbpar.last_run().steps["a"].status == "up-to-date"
+
+
+def test_an_output_changed_in_place_reruns_its_readers_not_its_maker(shell, capsys):
+    run_cells(shell, "%%step make\nfeats = [1, 2]", "%%step use\nn = sum(feats)", "%parrun --backend thread")
+    run_cells(shell, "feats.append(10)")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend thread")
+    statuses = {n: s.status for n, s in nbpar.last_run().steps.items()}
+    assert statuses == {"make": "up-to-date", "use": "done"}  # the user's change is kept, and read
+    assert shell.user_ns["n"] == 13
+    assert "running 1: use (input `feats` changed)." in capsys.readouterr().out
+
+
+def test_a_value_that_cannot_be_compared_always_counts_as_changed(shell, capsys):
+    run_cells(shell, "import threading\nlock = threading.Lock()", "%%step a\nheld = lock.locked()")
+    run_cells(shell, "%parrun --backend thread")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend thread")
+    assert nbpar.last_run().steps["a"].status == "done"
+    assert "a (input `lock` (a lock) cannot be compared)" in capsys.readouterr().out
+
+
+def test_dry_run_says_why_each_step_runs(shell, capsys):
+    run_cells(shell, "k = 1", "%%step a\nx = k", "%%step b\ny = x + 1", "%%step c\nz = 0", "%parrun --backend inline")
+    run_cells(shell, "k = 2", "%%step d\nw = 1")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --dry-run")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "nbpar plan: 3 of 4 steps to run"
+    assert sorted(lines[1:]) == [
+        "  run         a: input `k` changed",
+        "  run         b  (after a): needs a, which runs",
+        "  run         d: no successful run yet",
+        "  up to date  c",
+    ]
+    run_cells(shell, "%parrun --dry-run --force")
+    assert all(line.endswith(": --force") for line in capsys.readouterr().out.splitlines()[1:])
+
+
+def test_one_kept_step_is_said_in_good_grammar(shell, capsys):
+    run_cells(shell, "%%step a\nx = 1", "%%step b\ny = 2", "%%step c\nz = 3", "%parrun --backend inline")
+    run_cells(shell, "%%step b\ny = 20", "%%step c\nz = 30")
+    capsys.readouterr()
+    run_cells(shell, "%parrun --backend inline")
+    out = capsys.readouterr().out
+    assert "nbpar: 1 of 3 steps is up to date (a); running 2: b (code changed), c (code changed)." in out
+
+
+@pytest.fixture
+def future_annotations(shell):
+    """The shell compiles later cells with `from __future__ import annotations`
+    (which a reset of the shell does not undo: undone here)."""
+    saved = shell.compile.flags
+    run_cells(shell, "from __future__ import annotations")
+    yield
+    shell.compile.flags = saved
+
+
+def test_a_notebook_wide_future_import_reaches_steps(shell, future_annotations, capsys):
+    run_cells(shell, "%%step typed\ndef f(a: Model) -> Report:\n    return a\nseen = f.__annotations__")
+    assert "step typed: reads - | writes f, seen" in capsys.readouterr().out
+    run_cells(shell, "%parrun --no-widget", "expected = f.__annotations__")
+    assert shell.user_ns["seen"] == {"a": "Model", "return": "Report"} == shell.user_ns["expected"]
+
+
+def test_a_step_registered_again_under_a_future_import_is_not_up_to_date(shell, capsys):
+    cell = "%%step typed\ndef f(a: int) -> int:\n    return a\nseen = f.__annotations__"
+    run_cells(shell, cell, "%parrun --no-widget --backend thread")
+    assert shell.user_ns["seen"] == {"a": int, "return": int}
+    saved = shell.compile.flags
+    try:
+        run_cells(shell, "from __future__ import annotations", cell, "%parrun --no-widget --backend thread")
+    finally:
+        shell.compile.flags = saved
+    assert "typed (compiler flags changed" in capsys.readouterr().out
+    assert shell.user_ns["seen"] == {"a": "int", "return": "int"}
+
+
+def test_code_inside_time_is_seen_and_its_writes_land(shell, capsys):
+    run_cells(shell, "y = 1", "%%step a\n%time y = 2", "%%step b\nz = y + 1")
+    assert "step b: reads y | writes z | after a" in capsys.readouterr().out
+    run_cells(shell, "%parrun --no-widget")
+    assert (shell.user_ns["y"], shell.user_ns["z"]) == (2, 3)
+    assert "CPU times" in capsys.readouterr().out
+
+
+def test_timeit_only_reads(shell, capsys):
+    run_cells(
+        shell,
+        "%%step a\nx = 3",
+        "%%step b\n%timeit -n1 -r1 w = x * 2\nt = %timeit -o -q -n1 -r1 x + 1",
+        "%%step c\n%%timeit -n1 -r1\nx * 2",
+    )
+    out = capsys.readouterr().out
+    assert "step b: reads x | writes t | after a" in out and "step c: reads x | writes - | after a" in out
+    run_cells(shell, "%parrun --no-widget")
+    assert "w" not in shell.user_ns and shell.user_ns["t"].loops == 1
+
+
+def test_capture_that_binds_nothing_runs_in_a_step(shell, capsys):
+    run_cells(shell, "%%step a\nx = 3", "%%step quiet\n%%capture\nprint('hidden', x)", "%parrun --no-widget")
+    assert "hidden" not in capsys.readouterr().out
+    assert nbpar.last_run().steps["quiet"].status == "done"
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("%%time\nq = f()", r"%%time binds `q` in the notebook's namespace, not the step's.*drop %%time"),
+        ("%%capture out\nf()", r"%%capture binds `out` in the notebook's namespace.*drop %%capture"),
+        ("%%capture\nq = f()", r"%%capture binds `q` in the notebook's namespace"),
+        ("%prun q = f()", r"%prun binds `q` in the notebook's namespace.*profile in an ordinary cell"),
+        ("%timeit -v res f()", r"%timeit binds `res`.*drop -v"),
+        ("%debug q = f()", r"%debug is interactive and a step runs unattended: debug in an ordinary cell"),
+        ("%debug", r"%debug is interactive"),
+    ],
+)
+def test_a_magic_whose_writes_nbpar_cannot_take_is_refused(shell, cell, message):
+    with pytest.raises(UsageError, match=r"step 's': " + message):
+        shell.run_cell_magic("step", "s", cell)
+    assert "s" not in shell.magics_manager.registry["NbparMagics"].pipeline.steps
+
+
+def test_a_star_import_is_refused_saying_what_to_do(shell):
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("step", "s", "from math import *\ny = floor(pi)")
+    assert str(info.value) == (
+        "step 's': `from math import *` binds names nbpar cannot see, so no step could wait for them: import "
+        "the names you use (`from math import floor, pi`) or the module (`import math`)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("x = 1\nfrom __future__ import annotations", "line 3 of the cell: from __future__ imports must occur"),
+        ("x = 1\nreturn x", "line 3 of the cell: 'return' outside function"),
+        ("for i in r:\n    yield i", "line 3 of the cell: 'yield' outside function"),
+        ("nonlocal x", "line 2 of the cell: nonlocal declaration not allowed at module level"),
+        ("x = 1\ny = await f()", r"line 3 of the cell: 'await' outside function \(IPython runs top-level `await`"),
+        ("async with m():\n    pass", r"line 2 of the cell: 'async with' outside async function \(IPython runs"),
+    ],
+)
+def test_a_cell_python_cannot_compile_is_refused_with_its_line(shell, body, message):
+    with pytest.raises(UsageError, match=r"step 's': syntax error on " + message):
+        shell.run_cell_magic("step", "s", body)
+    assert "s" not in shell.magics_manager.registry["NbparMagics"].pipeline.steps
+
+
+def test_a_future_import_in_a_step_applies_to_it_and_to_later_cells(shell):
+    saved = shell.compile.flags
+    try:
+        run_cells(
+            shell, '%%step s\n"doc"\nfrom __future__ import annotations\ndef f(a: Nope): pass\nseen = f.__annotations__'
+        )
+        run_cells(shell, "def g(b: Later): pass", "%parrun --no-widget")
+        assert shell.user_ns["seen"] == {"a": "Nope"}
+        assert shell.user_ns["g"].__annotations__ == {"b": "Later"}  # as if the step's cell had run before
+    finally:
+        shell.compile.flags = saved
+
+
+def test_deleting_what_another_step_makes_says_what_to_do(shell):
+    run_cells(shell, "%%step train\nmodel = 1")
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("step", "clean", "del model")
+    assert str(info.value) == (
+        "step 'clean' deletes 'model', which step 'train' makes. A name is made or deleted by one step only: "
+        "delete it in step 'train' (or in an ordinary cell after the run), or, if it is only needed inside the "
+        "cell that makes it, name it with a leading '_'."
+    )
+
+
+def test_a_function_reading_a_global_does_not_write_it(shell, capsys):
+    run_cells(shell, "%%step a\nx = 2", "%%step b\ndef f():\n    global x\n    return x\nr = f()")
+    assert "step b: reads x | writes f, r | after a" in capsys.readouterr().out
+    run_cells(shell, "%parrun --no-widget")
+    assert shell.user_ns["r"] == 2
+
+
+def test_except_as_name_used_in_a_lambda_is_not_a_read(shell, capsys):
+    run_cells(shell, "%%step a\ntry:\n    1 / 0\nexcept ZeroDivisionError as e:\n    why = (lambda: str(e))()")
+    assert "step a: reads - | writes why" in capsys.readouterr().out
+    run_cells(shell, "%parrun --no-widget")
+    assert shell.user_ns["why"] == "division by zero"
+
+
+def test_a_comprehension_in_time_that_needs_the_steps_names_is_refused(shell):
+    # IPython runs %time's code with the notebook's namespace as globals: the
+    # generator would use the notebook's k (10), where a top-to-bottom run has 2
+    run_cells(shell, "k = 10")
+    with pytest.raises(UsageError) as info:
+        shell.run_cell_magic("step", "s", "k = 2\n%time s = sum(x * k for x in range(3))")
+    assert str(info.value) == (
+        "step 's': the code %time runs would take `k` from the notebook's namespace, not the step's (IPython runs "
+        "it with the notebook's names as globals): drop %time (nbpar times every step), or bind it in another "
+        "step (whose outputs are in the notebook's namespace when this one runs)."
+    )
+    run_cells(shell, "%%step a\nk = 2", "%%step s\n%time s = sum(x * k for x in range(3))", "%parrun --no-widget")
+    assert shell.user_ns["s"] == 6  # as the advice says: bound in another step, k is the notebook's at run time

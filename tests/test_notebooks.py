@@ -11,6 +11,7 @@ from nbclient import NotebookClient
 
 from .conftest import ROOT
 
+BACKENDS = ("thread", "inline", "process")
 EXAMPLES = sorted((ROOT / "example_notebooks").glob("*.ipynb"))
 
 pytestmark = pytest.mark.slow
@@ -167,3 +168,70 @@ def test_interrupting_the_kernel_stops_the_run_and_keeps_the_kernel_usable(kerne
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_future_flags_and_magics_in_steps_as_in_a_top_to_bottom_run(kernel_name: str, tmp_path: Path):
+    """In a real kernel: a notebook-wide `from __future__ import annotations`
+    reaches the steps (on worker processes too), and `%time y = 2` in a step
+    binds y as the cell would."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("from __future__ import annotations\ny = 1"),
+        nbformat.v4.new_code_cell("%%step a\n%time y = 2"),
+        nbformat.v4.new_code_cell("%%step b\nz = y + 1"),
+        nbformat.v4.new_code_cell("%%step typed\ndef f(a: Model) -> Report:\n    return a\nseen = f.__annotations__"),
+        nbformat.v4.new_code_cell("%parrun --no-widget"),
+        nbformat.v4.new_code_cell(
+            "import json, nbpar\nr = nbpar.last_run()\n"
+            "print(json.dumps({'y': y, 'z': z, 'seen': seen, 'workers': {n: s.worker for n, s in r.steps.items()}}))"
+        ),
+    ]
+    execute(nb, kernel_name, tmp_path)
+    assert "step b: reads y | writes z | after a" in stream_text(nb.cells[3])
+    report = json.loads(stream_text(nb.cells[-1]))
+    assert (report["y"], report["z"]) == (2, 3)
+    assert report["seen"] == {"a": "Model", "return": "Report"}
+    assert report["workers"]["a"] == "kernel" and report["workers"]["typed"].startswith("pid ")
+
+
+def test_a_flood_of_output_is_a_few_stream_messages_in_a_kernel(kernel_name: str, tmp_path: Path):
+    """Issue 11: a step printing 5,000 lines with --no-widget made 5,004
+    stream outputs (a 0.6-1.0 MB notebook); the text display writes a few
+    times a second and shows the first lines of each step."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell("%%step flood\nfor _i in range(5000):\n    print('line', _i)\nx = 1"),
+        nbformat.v4.new_code_cell("%parrun --workers 2 --no-widget"),
+        nbformat.v4.new_code_cell(
+            "import nbpar\nr = nbpar.last_run()\nprint(r.wall, len(r.steps['flood'].output.splitlines()))"
+        ),
+    ]
+    execute(nb, kernel_name, tmp_path)
+    wall, kept = stream_text(nb.cells[3]).split()
+    outputs = [o for o in nb.cells[2].outputs if o.output_type == "stream"]
+    assert int(kept) == 5000  # the records keep every line
+    assert len(outputs) <= 3 + float(wall) / 0.25 + 1, len(outputs)  # the announcement, then one a quarter second
+    text = stream_text(nb.cells[2])
+    assert "[flood] line 39\n" in text and "[flood] line 40\n" not in text
+    assert "[flood] 4,960 more lines not shown: all are in nbpar.last_run().steps['flood'].output" in text
+
+
+def test_logging_in_a_kernel_is_shown_once_in_the_notebooks_format(kernel_name: str, tmp_path: Path):
+    """Issue 11: on thread and inline each record was printed twice (raw on
+    stderr, then in the step's output), and worker processes ignored the
+    notebook's format."""
+    nb = nbformat.v4.new_notebook()
+    step = "%%step logs\nimport logging\nlogging.getLogger('nb').warning('from %s', 'the step')\nx = 1"
+    nb.cells = [
+        nbformat.v4.new_code_cell("import logging\nlogging.basicConfig(format='%(levelname)s|%(name)s|%(message)s')"),
+        nbformat.v4.new_code_cell("%load_ext nbpar"),
+        nbformat.v4.new_code_cell(step),
+        *(nbformat.v4.new_code_cell(f"%parrun --backend {b} --force --no-widget") for b in BACKENDS),
+    ]
+    execute(nb, kernel_name, tmp_path)
+    for cell in nb.cells[3:]:
+        text = stream_text(cell)
+        assert text.count("from the step") == 1, text
+        assert "  [logs] WARNING|nb|from the step\n" in text

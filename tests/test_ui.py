@@ -214,6 +214,8 @@ def test_for_graph_draws_before_any_run() -> None:
     nodes = {n.get("data-step"): n.get("data-status") for n in by_class(svg_of(monitor.graph.value), "nbpar-step")}
     assert nodes == {"load": "done", "fan": "waiting", "bad": "failed", "after_bad": "waiting", "other": "waiting"}
     assert monitor.timeline.layout.display == "none" and monitor.timeline.value == ""
+    assert monitor.widget.children == (monitor.graph,)  # the graph alone: no progress, no Cancel
+    assert monitor.cancel_button.disabled
 
 
 def test_running_bars_reach_now_and_names_are_escaped() -> None:
@@ -314,3 +316,13 @@ def test_a_quiet_long_step_still_moves_the_clock():
     p.run(backend="thread", listeners=[monitor])
     running = [v for v in progress if "Running" in v]
     assert len(set(running)) >= 2, running  # redrawn while no event came
+
+
+def test_the_monitor_shows_a_merge_note_with_the_step() -> None:
+    p = Pipeline({"customers": list(range(8))})
+    p.add_step("score", "n_scored = len(customers)", over="customers", slices=4)
+    monitor = Monitor()
+    p.run(backend="inline", listeners=[monitor])
+    monitor.flush()
+    assert monitor.picker.value == "score"
+    assert "nbpar: `n_scored` is the list of the 4 slices&#x27; values (int: " in monitor.log.value

@@ -3,6 +3,7 @@ every backend; a step past its timeout is stopped in its worker."""
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 import sys
@@ -10,11 +11,13 @@ import textwrap
 import threading
 import warnings
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
 import nbpar
 from nbpar import Pipeline, RunError
+from nbpar.events import Event, StepLog
 from nbpar.worker import capture, routing
 
 from .conftest import run_cell, run_cells
@@ -254,3 +257,107 @@ def test_a_step_that_replaces_sys_stdout_for_good_does_not_swallow_the_next_step
         sys.stdout, sys.stderr = saved
     assert [o.error for o in outcomes] == [None, None]
     assert outcomes[1].output == "hello\n"
+
+
+# -- what a step shows: display() and its last expression (issue 11, item 12) --
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_display_and_the_last_expression_are_shown_as_text_in_the_step_output(shell, backend):
+    run_cells(shell, "%%step show\nrows = [1, 2, 3]\ndisplay(rows, {'n': len(rows)})\nlen(rows) * 10")
+    step = shell.magics_manager.registry["NbparMagics"].pipeline.steps["show"]
+    assert not step.uses_ipython and step.shown_reads(()) == []  # display is IPython's builtin, not an input
+    run_cells(shell, f"%parrun --backend {backend} --no-widget")
+    record = nbpar.last_run().steps["show"]
+    assert record.status == "done" and record.backend == backend
+    assert record.output == "[1, 2, 3]\n{'n': 3}\n30\n"
+
+
+@pytest.mark.parametrize("source", ["x = 2\nx;", "x = 2\nx ;  # hidden", "x = 2\nprint(x)", "x = 2\nNone"])
+def test_a_last_expression_ending_in_a_semicolon_or_none_shows_nothing_more(source):
+    output = make({"quiet": source}).run(backend="process").steps["quiet"].output
+    assert output == ("2\n" if "print" in source else "")
+
+
+def test_the_last_expression_keeps_its_line_number_in_a_traceback():
+    p = Pipeline({})
+    p.add_step("bad", "x = 0\n1 / x", first_line=2, header="%%step bad")
+    with pytest.raises(RunError) as info:
+        p.run(backend="process")
+    error = info.value.result.steps["bad"].error
+    assert 'File "<step bad>", line 3, in <module>\n    1 / x\n' in error and "ZeroDivisionError" in error
+
+
+def test_an_imported_display_is_replaced_and_the_step_stays_up_to_date(shell):
+    run_cells(shell, "from IPython.display import display", "%%step show\ndisplay('hi')\nshown = 1")
+    run_cells(shell, "%parrun --backend process --no-widget")
+    assert nbpar.last_run().steps["show"].output == "'hi'\n"
+    run_cells(shell, "%parrun --backend process --no-widget")
+    assert nbpar.last_run().steps["show"].status == "up-to-date"
+
+
+def test_a_display_of_the_notebooks_own_is_used_as_it_is(shell):
+    run_cells(shell, "def display(x):\n    print('mine:', x)", "%%step show\ndisplay('hi')\nshown = 1")
+    run_cells(shell, "%parrun --backend process --no-widget")
+    assert nbpar.last_run().steps["show"].output == "mine: hi\n"
+
+
+# -- logging: once, in the notebook's format (issue 11, item 13) -------------
+
+
+@pytest.mark.parametrize("formatted", [True, False], ids=["format", "no-formatter"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_record_is_shown_once_in_the_format_of_the_notebooks_root_handler(backend, formatted, monkeypatch):
+    """`logging.basicConfig(format=...)` run in the notebook before nbpar's
+    first step: a handler on the kernel's stderr, with its own format (or
+    none: the message alone)."""
+    kernel_stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", kernel_stderr)
+    handler = logging.StreamHandler(kernel_stderr)
+    if formatted:
+        handler.setFormatter(logging.Formatter("{levelname}|{name}|{message}", style="{"))
+    logging.root.addHandler(handler)
+    try:
+        p = make({"logs": "import logging\nlogging.getLogger('nb').warning('said %s', 'once')\nx = 1"})
+        output = p.run(backend=backend).steps["logs"].output
+        logging.getLogger("nb").warning("from the notebook")
+    finally:
+        logging.root.removeHandler(handler)
+    prefix = "WARNING|nb|" if formatted else ""
+    assert output == prefix + "said once\n"
+    assert kernel_stderr.getvalue() == prefix + "from the notebook\n"  # not the step's: it is in its output
+
+
+# -- the order and liveness of output (issue 11, item 14) --------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_is_shown_started_before_what_it_prints(backend):
+    p = make({"talk": "print('hello')\nx = 1"})
+    for _ in range(4):  # from the second run on, the step is known to be small and does not report its start
+        events: list[str] = []
+        p.run(backend=backend, force=True, listeners=[partial(_note_kind, events)])
+        assert events.index("StepStarted") < events.index("StepLog"), events
+
+
+def _note_kind(kinds: list[str], event: Event) -> None:
+    kinds.append(type(event).__name__)
+
+
+def test_an_inline_steps_lines_are_shown_while_it_runs():
+    seen: list[str] = []
+
+    def listener(event: Event) -> None:
+        if isinstance(event, StepLog):
+            seen.append(event.text)
+
+    p = Pipeline({"seen": seen})
+    p.add_step("talk", "print('first')\nsaw = list(seen)")
+    p.run(backend="inline", listeners=[listener])
+    assert p.namespace["saw"] == ["first\n"]
+
+
+def test_a_notebook_function_calling_display_works_in_a_worker_process(shell):
+    run_cells(shell, "def show(x):\n    display(x)", "%%step s\nshow([1])\ny = 1")
+    run_cells(shell, "%parrun --backend process --no-widget")
+    assert nbpar.last_run().steps["s"].output == "[1]\n"

@@ -11,9 +11,9 @@ When a worker dies, loky fails every future in flight with
 TerminatedWorkerError; we turn that into a `WorkerCrash` that says how it
 ended (exit code or signal, and what that usually means) with what Python's
 faulthandler wrote as it died (each worker writes to a file of its own),
-and the scheduler decides what to resubmit. The broken pool is replaced at
-the next submission, and the replacement is logged (logger "nbpar") with
-its reason. Stopping kills the workers (a running task can only be stopped
+and the scheduler decides what to resubmit. The crash is logged (logger
+"nbpar") when it happens, so in the run it happened in, and the broken pool
+is replaced at the next submission, maybe in a later run. Stopping kills the workers (a running task can only be stopped
 that way).
 """
 
@@ -64,7 +64,8 @@ def _get_pool(
             _shut_down(_pool, wait=False)
             _pool = None
             if fresh:
-                log.warning("nbpar: restarting the worker pool: %s", _broken or "it was broken")
+                if not _broken:  # (a crash was said when it happened)
+                    log.warning("nbpar: restarting the worker pool: it was broken")
                 _broken = ""
         if _pool is None:
             _sweep_fault_files()
@@ -266,6 +267,7 @@ class ProcessBackend:
                 with _lock:
                     if pool is _pool and not _broken:  # the reason of this pool's replacement
                         _broken = f"a worker process died: {reason}"
+                        log.warning("nbpar: %s; the worker pool is restarted for the steps that run next", _broken)
                 outer.set_exception(WorkerCrash(reason, _last_words()))
             elif exc is not None:
                 outer.set_exception(exc)

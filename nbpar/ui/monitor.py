@@ -77,8 +77,8 @@ class Monitor:
         # the widgets
         self.progress = widgets.HTML()
         self.cancel_button = widgets.Button(
-            description="Cancel", icon="stop", button_style="warning", tooltip="Stop the run"
-        )
+            description="Cancel", icon="stop", button_style="warning", tooltip="Stop the run", disabled=True
+        )  # enabled while a run goes on
         self.cancel_button.on_click(self._cancel)
         self.cancel_button.layout.display = _HIDDEN if on_cancel is None else _SHOWN
         self.graph = widgets.HTML()
@@ -98,8 +98,10 @@ class Monitor:
         cls, order: Sequence[str], deps: Mapping[str, Iterable[str]], statuses: Mapping[str, Status] | None = None
     ) -> Monitor:
         """A monitor showing only the graph of `order` (topological), boxes
-        coloured by `statuses` (default: waiting), before any run."""
+        coloured by `statuses` (default: waiting), before any run: its widget
+        holds the graph alone (no run parts for a front end to show)."""
         monitor = cls()
+        monitor.widget = widgets.VBox([monitor.graph])
         monitor._show_graph(order, deps, statuses or {})
         return monitor
 

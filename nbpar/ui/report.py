@@ -57,10 +57,11 @@ def summary_text(result: RunResult, now: float) -> str:
 
 def step_log_html(record: StepRecord, limit: int | None = None) -> str:
     """What `record`'s step printed (the last `limit` characters), why it
-    was skipped or cancelled, and its traceback if it failed."""
+    was skipped or cancelled, nbpar's notes on it, and its traceback if it failed."""
     parts = []
     if record.reason:
         parts.append(f"<div><i>{html.escape(record.status)}: {html.escape(record.reason)}</i></div>")
+    parts.extend(f"<div><i>nbpar: {html.escape(note)}</i></div>" for note in record.notes)  # e.g. a merge's
     output = record.output
     if limit is not None and len(output) > limit:
         cut = len(output) - limit

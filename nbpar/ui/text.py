@@ -5,11 +5,20 @@ in place under the event lines; anywhere else (a notebook cell, a log file,
 a pipe) there are only the plain lines. A run of more than MANY steps does
 not print a line for each step that starts or succeeds, only one every
 tenth of the run, beside every failure and everything steps print.
+
+Displaying never slows the run down: events only add lines to a buffer,
+which is written out at most every `interval` seconds (a timer writes what
+a quiet run added last) and at the end of the run; in a notebook that is a
+few stream messages a second, not one per line. What steps print is shown
+up to LINES_PER_STEP lines a step and RUN_LINES lines a run; past that, a
+step's lines are counted, and a line at its end says how many were left out
+and where they all are (its record's `output`).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -26,46 +35,107 @@ _MARK = {
 
 
 MANY = 100  # steps to run, beyond which steps that start or succeed are counted, not listed
+LINES_PER_STEP = 40  # printed lines shown of each step
+RUN_LINES = 1000  # printed lines shown of all steps of a run
+INTERVAL = 0.25  # seconds between writes to the stream
 
 
 class TextDisplay:
-    """Prints each event as it comes; step output is prefixed `[step]`."""
+    """Prints each event as it comes (in writes `interval` seconds apart);
+    step output is prefixed `[step]`. Called from the scheduler's loop; its
+    timer writes from a thread of its own."""
 
-    def __init__(self, stream: TextIO | None = None, bar: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, bar: bool | None = None, interval: float = INTERVAL) -> None:
         self._stream = stream
         self._bar = bar  # None: a bar if the stream is a terminal
-        self._bar_shown = False
+        self._interval = interval
         self._many = False  # this run has more than MANY steps to run
         self._finished = 0  # steps of this run finished so far
         self._to_run = 0
+        self._shown: dict[str, int] = {}  # printed lines shown, per step
+        self._shown_total = 0
+        self._hidden: dict[str, int] = {}  # printed lines left out, per step
+        self._lock = threading.Lock()  # guards what follows: the buffer and the stream
+        self._pending: list[str] = []
+        self._result: RunResult | None = None  # the run the bar shows
+        self._bar_shown = False
+        self._last_write = 0.0  # time.monotonic() of the last write
+        self._timer: threading.Timer | None = None
 
     def _out(self) -> TextIO:
         return self._stream or sys.stdout
 
     def _print(self, text: str) -> None:
-        stream = self._out()
+        self._pending.append(text + "\n")
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._show(event)
+            self._result = event.result
+            if isinstance(event, RunFinished):
+                self._write(bar=False)
+            elif time.monotonic() - self._last_write >= self._interval:
+                self._write(bar=True)
+            elif self._timer is None:
+                self._timer = threading.Timer(self._interval, self._on_timer)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._result is not None and self._result.end is None:  # (else the run's end wrote it all)
+                self._write(bar=True)
+
+    def _write(self, bar: bool) -> None:
+        """Write the buffered lines, and the bar under them (under the lock)."""
+        if self._timer is not None and not bar:
+            self._timer.cancel()
+            self._timer = None
+        self._last_write = time.monotonic()
+        draw = bar and self._result is not None and self._wants_bar()
+        if not self._pending and not draw:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
         if self._bar_shown:
-            stream.write("\r\x1b[K")  # clear the bar; it is drawn again below
+            text = "\r\x1b[K" + text  # clear the bar; it is drawn again below
             self._bar_shown = False
-        stream.write(text + "\n")
+        if draw:
+            assert self._result is not None
+            text += "\r\x1b[K" + progress_bar(self._result)
+            self._bar_shown = True
+        stream = self._out()
+        stream.write(text)
         stream.flush()
 
-    def _draw_bar(self, event: Event) -> None:
-        if self._bar is False or isinstance(event, RunFinished):
-            return
+    def _wants_bar(self) -> bool:
         if self._bar is None:
             isatty = getattr(self._out(), "isatty", None)
             self._bar = bool(isatty and isatty())
-            if not self._bar:
-                return
-        stream = self._out()
-        stream.write("\r\x1b[K" + progress_bar(event.result))
-        stream.flush()
-        self._bar_shown = True
+        return self._bar
 
-    def __call__(self, event: Event) -> None:
-        self._show(event)
-        self._draw_bar(event)
+    def _step_output(self, event: StepLog) -> None:
+        """Show a step's printed lines, up to the step's and the run's share."""
+        label = event.step if event.slice is None else f"{event.step}[{event.slice}]"
+        lines = event.text.splitlines()
+        shown = self._shown.get(event.step, 0)
+        room = max(0, min(LINES_PER_STEP - shown, RUN_LINES - self._shown_total))
+        for line in lines[:room]:
+            self._print(f"  [{label}] {line}")
+        self._shown[event.step] = shown + min(room, len(lines))
+        self._shown_total += min(room, len(lines))
+        if len(lines) > room:
+            self._hidden[event.step] = self._hidden.get(event.step, 0) + len(lines) - room
+
+    def _left_out(self, step: str) -> None:
+        """Say how many printed lines of `step` were not shown, and where they are."""
+        hidden = self._hidden.pop(step, 0)
+        if hidden:
+            self._print(
+                f"  [{step}] {hidden:,} more line{'s' if hidden != 1 else ''} not shown: "
+                f"all are in nbpar.last_run().steps[{step!r}].output"
+            )
 
     def _show(self, event: Event) -> None:
         r = event.result
@@ -73,18 +143,19 @@ class TextDisplay:
             fresh = sum(1 for s in r.steps.values() if s.status == "up-to-date")
             note = f" ({fresh} up to date)" if fresh else ""
             self._to_run, self._finished = len(r.steps) - fresh, 0
+            self._shown.clear()
+            self._hidden.clear()
+            self._shown_total = 0
             self._many = self._to_run > MANY
-            self._print(
-                f"nbpar: {_count(len(r.steps) - fresh, 'step')} to run{note}, "
-                f"on {r.workers} {r.backend} worker{'s' if r.workers != 1 else ''}"
-            )
+            if not self._to_run:
+                self._print(f"nbpar: nothing to run{note}")
+                return
+            self._print(f"nbpar: {_count(self._to_run, 'step')} to run{note}, on {_where(r)}")
         elif isinstance(event, StepStarted):
             if not self._many:
                 self._print(f"  {_clock()} start   {event.step}")
         elif isinstance(event, StepLog):
-            label = event.step if event.slice is None else f"{event.step}[{event.slice}]"
-            for line in event.text.splitlines():
-                self._print(f"  [{label}] {line}")
+            self._step_output(event)
         elif isinstance(event, SliceFinished):
             slices = r.steps[event.step].slices
             done = sum(1 for s in slices if s.status == "done")
@@ -99,6 +170,7 @@ class TextDisplay:
         elif isinstance(event, StepFinished):
             s = r.steps[event.step]
             self._finished += 1
+            self._left_out(event.step)
             if self._many and s.status == "done":
                 tenth = self._to_run // 10 or 1
                 if self._finished % tenth == 0:
@@ -111,11 +183,14 @@ class TextDisplay:
                 detail = f"  ({s.reason})"
             self._print(f"  {_clock()} {_MARK.get(s.status, s.status)} {event.step}{detail}")
         elif isinstance(event, RunFinished):
+            for step in list(self._hidden):  # (steps that did not finish)
+                self._left_out(step)
             counts: dict[str, int] = {}
             for s in r.steps.values():
                 counts[s.status] = counts.get(s.status, 0) + 1
             summary = ", ".join(f"{n} {status}" for status, n in counts.items())
-            self._print(f"nbpar: {summary} in {r.wall:.2f}s")
+            ran = any(s.status != "up-to-date" for s in r.steps.values())
+            self._print(f"nbpar: {summary} in {r.wall:.2f}s" if ran else f"nbpar: {summary}; nothing ran")
 
 
 def progress_bar(result: RunResult, width: int = 24) -> str:
@@ -134,6 +209,14 @@ def progress_bar(result: RunResult, width: int = 24) -> str:
         parts.append(f"{failed} failed")
     parts.append(f"{result.wall:.1f}s")
     return f"[{'#' * filled}{'.' * (width - filled)}] " + " · ".join(parts)
+
+
+def _where(result: RunResult) -> str:
+    """Where the run's steps run: `2 process workers`, `2 process workers and the kernel`."""
+    backends = dict.fromkeys(s.backend or result.backend for s in result.steps.values() if s.status != "up-to-date")
+    n = result.workers
+    places = {"process": _count(n, "process worker"), "thread": _count(n, "thread"), "inline": "the kernel"}
+    return " and ".join(places.get(b, f"{n} {b} workers") for b in backends)
 
 
 def _count(n: int, noun: str) -> str:
