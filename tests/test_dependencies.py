@@ -15,6 +15,9 @@ header (conftest.py), so a CI log says which release broke what.
 | loky        | `backend.resource_tracker._resource_tracker._stop`     | extension.py (kernel exit) |
 | cloudpickle | `Pickler.reducer_override` sees code objects, classes, functions | sharing._Pickler  |
 | IPython     | a cell's source in linecache (mtime None), `magics_manager.registry` | sharing, extension |
+| IPython     | `shell.compile.flags` keeps a cell's `__future__` imports | magics (steps compile with them) |
+| IPython     | `%time x` becomes `get_ipython().run_line_magic('time', 'x')` | analysis (code-running magics) |
+| IPython     | `display` lives in `IPython.core.display*`              | worker.is_ipython_display  |
 | ipykernel   | sets `shell.exit_now` on a shutdown request; cells in linecache | extension, sharing |
 """
 
@@ -39,6 +42,7 @@ from nbclient import NotebookClient
 from nbpar import sharing
 from nbpar.backends.process import explain_exit
 from nbpar.magics import NbparMagics
+from nbpar.worker import is_ipython_display
 
 from .conftest import run_cell
 
@@ -134,6 +138,32 @@ def test_ipython_magics_registry(shell):
     )
     step = shell.magics_manager.magics["cell"].get("step")
     assert getattr(step, "__self__", None) is registry["NbparMagics"], changed("ipython", "MagicsManager.magics")
+
+
+def test_ipython_compiler_keeps_future_flags(shell):
+    import __future__
+
+    run_cell(shell, "from __future__ import annotations")
+    assert shell.compile.flags & __future__.annotations.compiler_flag, changed(
+        "ipython", "InteractiveShell.compile.flags (the notebook's __future__ imports)"
+    )
+
+
+def test_ipython_turns_code_running_magics_into_calls(shell):
+    assert "get_ipython().run_line_magic('time', 'y = 2')" in shell.transform_cell("%time y = 2\n"), changed(
+        "ipython", "how transform_cell writes a line magic"
+    )
+    assert "get_ipython().run_cell_magic('time', '', 'y = 2\\n')" in shell.transform_cell("%%time\ny = 2\n"), changed(
+        "ipython", "how transform_cell writes a cell magic"
+    )
+
+
+def test_ipython_display_is_recognised(shell):
+    from IPython.display import display
+
+    assert is_ipython_display(display) and is_ipython_display(shell.user_ns.get("display", display)), changed(
+        "ipython", f"where display lives ({display.__module__})"
+    )
 
 
 # -- ipykernel (a real kernel) ----------------------------------------------------
