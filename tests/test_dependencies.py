@@ -215,4 +215,4 @@ def test_traceback_into_a_kernel_cell_function_shows_its_source(kernel_name: str
     for cell in (nb.cells[3], nb.cells[4]):
         error = next(o for o in cell.outputs if o.output_type == "error")
         text = "\n".join(error.traceback)
-        assert f'File "{cell_file}", line 2, in lookup\n    return v[\'nope\']' in text, text
+        assert f"File \"{cell_file}\", line 2, in lookup\n    return v['nope']" in text, text
