@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import pytest
@@ -107,3 +109,44 @@ def test_the_monitors_cancel_button_stops_a_background_run():
     result = runs[0].wait(timeout=20, check=False)
     assert result.cancelled and result.steps["slow"].status == "cancelled" and "x" not in p.namespace
     assert monitor.cancel_button.disabled
+
+
+def _interrupt_main_thread_in(seconds: float) -> threading.Timer:
+    """A real Ctrl-C: SIGINT delivered to the main thread while it waits."""
+    timer = threading.Timer(seconds, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def _wait_until_running(*names: str) -> None:
+    deadline = time.time() + 20
+    steps = nbpar.last_run().steps
+    while any(steps[n].status != "running" for n in names) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def test_ctrl_c_in_parwait_stops_that_wait_only(shell, capsys):
+    run_cells(shell, f"%%step slow\n{SLOW.format(s=3)}slow = 2", "%parrun --background --backend thread")
+    _wait_until_running("slow")
+    _interrupt_main_thread_in(0.3)
+    run_cells(shell, "%parwait")
+    assert "stopped waiting; the run goes on" in capsys.readouterr().out
+    assert shell.user_ns.get("slow") is None and nbpar.last_run().end is None
+    run_cells(shell, "%parwait")  # waits again, and shows how the run ended
+    assert "done    slow" in capsys.readouterr().out
+    assert shell.user_ns["slow"] == 2 and nbpar.last_run().ok
+
+
+def test_parcancel_after_ctrl_c_in_parwait_counts_the_cancelled_steps(shell, capsys):
+    run_cells(
+        shell,
+        f"%%step one\n{SLOW.format(s=30)}one = 1",
+        f"%%step two\n{SLOW.format(s=30)}two = 2",
+        "%parrun --background --workers 2",
+    )
+    _wait_until_running("one", "two")
+    _interrupt_main_thread_in(0.3)
+    run_cells(shell, "%parwait")
+    run_cells(shell, "%parcancel")
+    assert "run cancelled; 2 steps cancelled: one, two" in capsys.readouterr().out
+    assert nbpar.last_run().by_status("cancelled") == ["one", "two"]
