@@ -340,7 +340,8 @@ class Pipeline:
         return step
 
     def forget(self, name: str) -> None:
-        """Drop step `name`; its outputs stay in the namespace."""
+        """Drop step `name`; its outputs stay in the namespace (a run going
+        on still runs it, but keeps no memo of it)."""
         self.graph.remove(name)
         self._memos.pop(name, None)
         self._durations.pop(name, None)
@@ -570,6 +571,10 @@ class Pipeline:
     def _remember(
         self, fingerprints: Fingerprints, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]
     ) -> None:
+        """Keep what `step` read and made: not for a step forgotten meanwhile
+        (`%parforget` during a run), whose values are then freed with the run."""
+        if step.name not in self.steps:
+            return
         digests = {name: fingerprints(value) for name, value in inputs.items()}
         made = {name: fingerprints(value) for name, value in outputs.items() if name in step.inputs}
         self._memos[step.name] = _Memo(step.source, step.flags, inputs, outputs, digests, made)

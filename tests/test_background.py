@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -150,3 +151,24 @@ def test_parcancel_after_ctrl_c_in_parwait_counts_the_cancelled_steps(shell, cap
     run_cells(shell, "%parcancel")
     assert "run cancelled; 2 steps cancelled: one, two" in capsys.readouterr().out
     assert nbpar.last_run().by_status("cancelled") == ["one", "two"]
+
+
+def test_a_step_forgotten_while_it_runs_frees_its_output_when_the_run_ends(shell):
+    from nbpar import sharing
+
+    def shared_files() -> set[str]:
+        return set(os.listdir(sharing.directory()))
+
+    before = shared_files()
+    run_cells(
+        shell,
+        "import numpy as np",
+        f"%%step big\n{SLOW.format(s=1.0)}big = np.ones(2**21)",  # 16 MiB: a file in the shared folder
+        "%parrun --background --workers 1",
+    )
+    _wait_until_running("big")
+    run_cells(shell, "%parforget big", "%parwait")
+    made = shared_files() - before
+    assert shell.user_ns["big"].sum() == 2**21 and len(made) == 1  # its output stays in the namespace
+    run_cells(shell, "del big")
+    assert shared_files() - before == set()  # nbpar keeps nothing of it: freed at once, without gc
