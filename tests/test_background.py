@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from IPython.core.error import UsageError
@@ -172,3 +173,46 @@ def test_a_step_forgotten_while_it_runs_frees_its_output_when_the_run_ends(shell
     assert shell.user_ns["big"].sum() == 2**21 and len(made) == 1  # its output stays in the namespace
     run_cells(shell, "del big")
     assert shared_files() - before == set()  # nbpar keeps nothing of it: freed at once, without gc
+
+
+@pytest.fixture
+def no_pool_after() -> Iterator[None]:
+    """Stop the pools a test made of other sizes: later tests expect the pool of their own."""
+    from nbpar.backends import process
+
+    yield
+    process.stop_pool()
+
+
+def _slow_pipeline(seconds: float) -> nbpar.Pipeline:
+    p = nbpar.Pipeline()
+    p.add_step("slow", f"{SLOW.format(s=seconds)}slow = 1")
+    return p
+
+
+def test_pmap_with_another_worker_count_leaves_a_background_runs_pool_alone(no_pool_after):
+    from nbpar.backends import process
+
+    run = _slow_pipeline(2.0).start(backend="process", workers=2)
+    deadline = time.time() + 20
+    while run.result.steps["slow"].status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    assert nbpar.pmap(abs, [-1, -2, -3], workers=3) == [1, 2, 3]  # a pool of 3 beside the run's pool of 2
+    result = run.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+    assert list(process._pools) == [3]  # the size asked for last stays warm; the other went once unused
+
+
+def test_cancelling_a_run_stops_only_its_own_pool(no_pool_after):
+    first = _slow_pipeline(2.0).start(backend="process", workers=2)
+    second = _slow_pipeline(30).start(backend="process", workers=1)
+    deadline = time.time() + 20
+    statuses = {"waiting"}
+    while statuses & {"waiting", "queued"} and time.time() < deadline:
+        time.sleep(0.05)
+        statuses = {first.result.steps["slow"].status, second.result.steps["slow"].status}
+    assert statuses == {"running"}, statuses  # starting the second run left the first one's pool alone
+    second.cancel()
+    assert second.wait(timeout=20, check=False).cancelled
+    result = first.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
