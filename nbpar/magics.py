@@ -449,8 +449,14 @@ class NbparMagics(Magics):
             print("nbpar: no run is going on.")
             return
         run.cancel()
-        run.wait(check=False)
-        self._print_new_text()
+        try:
+            run.wait(check=False)  # (the steps in flight are stopped: the count is final once the run ends)
+        except KeyboardInterrupt:
+            running = ", ".join(run.result.by_status("running")) or "its loop"
+            print(f"nbpar: stopped waiting; the run is cancelled and ends when {running} stops (%parwait waits).")
+            return
+        finally:
+            self._print_new_text()
         cancelled = run.result.by_status("cancelled")
         print(
             f"nbpar: run cancelled; {len(cancelled)} steps cancelled"

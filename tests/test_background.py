@@ -216,3 +216,14 @@ def test_cancelling_a_run_stops_only_its_own_pool(no_pool_after):
     assert second.wait(timeout=20, check=False).cancelled
     result = first.wait(timeout=20, check=False)
     assert result.ok, result.steps["slow"].error
+
+
+def test_ctrl_c_in_parcancel_of_a_step_that_cannot_be_stopped_at_once(shell, capsys):
+    # an inline step in a background run runs in the run's thread: it stops when it returns
+    run_cells(shell, f"%%step slow --backend inline\n{SLOW.format(s=2)}slow = 2", "%parrun --background")
+    _wait_until_running("slow")
+    _interrupt_main_thread_in(0.3)
+    run_cells(shell, "%parcancel")
+    assert "stopped waiting; the run is cancelled and ends when slow stops (%parwait waits)" in capsys.readouterr().out
+    result = run_cell(shell, "%parwait")
+    assert isinstance(result.error_in_exec, RunError) and nbpar.last_run().cancelled
