@@ -16,6 +16,21 @@ from nbpar.magics import NbparMagics
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "nbpar-test"
+DEPENDENCIES = ("cloudpickle", "loky", "ipython", "ipykernel", "ipywidgets", "numpy", "pandas")
+
+
+def pytest_report_header() -> str:
+    """The versions this run resolved, in every log (CI's too): a release that
+    breaks nbpar is named by the run that saw it (see test_dependencies.py)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def found(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return "nbpar dependencies: " + ", ".join(f"{name} {found(name)}" for name in DEPENDENCIES)
 
 
 @pytest.fixture
@@ -23,10 +38,12 @@ def shell() -> Iterator[InteractiveShell]:
     """A real InteractiveShell with an empty namespace and a fresh nbpar."""
     ip = InteractiveShell.instance(colors="nocolor")
     ip.reset(new_session=False)
+    flags = ip.compile.flags  # a `from __future__` import in a test's cells outlives a reset
     ip.run_line_magic("load_ext", "nbpar")
     ip.register_magics(NbparMagics(ip))  # a fresh pipeline for each test
     yield ip
     ip.reset(new_session=False)
+    ip.compile.flags = flags
 
 
 def run_cell(ip: InteractiveShell, source: str) -> ExecutionResult:

@@ -78,7 +78,7 @@ def _get_pool(
         if pool is None:
             _sweep_fault_files()
             pool = loky.ProcessPoolExecutor(
-                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_FAULTS,)
+                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_FAULTS, os.getpid())
             )
             # At interpreter exit, kill the workers instead of waiting for the
             # steps they run (a script or terminal IPython quitting mid-run).
@@ -250,18 +250,17 @@ class ProcessBackend:
 
     def warm_up(self) -> None:
         """Start the workers now, so the first step does not wait for them;
-        a pool already there (maybe busy, maybe sized by a run) is left alone,
-        a broken one replaced."""
+        a pool already there (maybe busy, maybe sized by a run) is left alone.
+        A pool that refuses (broken, or shut down meanwhile: by the
+        interpreter's exit) is not replaced here: the next submission does
+        that, when a run needs it."""
         pool = _get_pool(self.workers, keep=True)
         try:
-            try:
-                futures = [pool.submit(int) for _ in range(self.workers)]
-            except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-                _release(pool)
-                pool = _get_pool(self.workers, broken=pool)
-                futures = [pool.submit(int) for _ in range(self.workers)]
+            futures = [pool.submit(int) for _ in range(self.workers)]
             for f in futures:
                 f.result()
+        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+            return
         finally:
             _release(pool)
 
