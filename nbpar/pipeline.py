@@ -489,7 +489,7 @@ class Pipeline:
             try:
                 result = scheduler.run()
             finally:
-                self._end(handle)
+                self._end_run(handle)
         if check and not result.ok:
             raise RunError(result)
         return result
@@ -530,15 +530,17 @@ class Pipeline:
             with frozen_heap():
                 run._scheduler.run()
         finally:
-            self._end(run)
+            self._end_run(run)
 
-    def _end(self, run: RunHandle) -> None:
+    def _end_run(self, run: RunHandle) -> None:
         """After `run`'s scheduler returned: its shared files go, its records
-        are final, then waiters wake."""
-        end_run(run._scheduler)  # the shared files written for its tasks go (sharing.py)
-        self._durations.update(run._scheduler.took)
-        self.active = None
-        run._end()
+        are final, then waiters wake (whatever fails before)."""
+        try:
+            end_run(run._scheduler)  # the shared files written for its tasks go (sharing.py)
+            self._durations.update(run._scheduler.took)
+        finally:
+            self.active = None
+            run._end()
 
     def _scheduler(
         self,
