@@ -537,7 +537,7 @@ class Pipeline:
         are final, then waiters wake (whatever fails before)."""
         try:
             end_run(run._scheduler)  # the shared files written for its tasks go (sharing.py)
-            self._durations.update(run._scheduler.took)
+            self._durations.update((n, t) for n, t in run._scheduler.took.items() if n in self.steps)  # (not forgotten)
         finally:
             self.active = None
             run._end()

@@ -173,6 +173,7 @@ def test_a_step_forgotten_while_it_runs_frees_its_output_when_the_run_ends(shell
     assert shell.user_ns["big"].sum() == 2**21 and len(made) == 1  # its output stays in the namespace
     run_cells(shell, "del big")
     assert shared_files() - before == set()  # nbpar keeps nothing of it: freed at once, without gc
+    assert "big" not in shell.magics_manager.registry["NbparMagics"].pipeline._durations  # (nor its timing)
 
 
 @pytest.fixture
