@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from .backends.process import stop_pool
@@ -62,9 +61,10 @@ def _stop_run(magics: NbparMagics, wait: float) -> list[str] | None:
     if run is None:
         return None
     run.cancel()
-    deadline = time.monotonic() + wait
-    while not run.done() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    try:
+        run.wait(wait, check=False)
+    except TimeoutError:
+        pass  # (the steps still running are not among the cancelled)
     return run.result.by_status("cancelled")
 
 

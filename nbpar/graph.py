@@ -153,7 +153,10 @@ class Graph:
     def _index_inputs(self, old: Step | None, new: Step | None) -> None:
         if old is not None:
             for var in old.inputs:
-                self._readers[var].discard(old.name)
+                readers = self._readers[var]
+                readers.discard(old.name)
+                if not readers:  # (a name no step reads any more is not kept: forgetting frees the index)
+                    del self._readers[var]
         if new is not None:
             for var in new.inputs:
                 self._readers.setdefault(var, set()).add(new.name)

@@ -243,7 +243,12 @@ class NbparMagics(Magics):
         step = self._register(args, line, source)
         self._carry_future_imports(step)
         print(self._describe(step))
-        if args.run:
+        if previous is not None and step != previous and self._runs_now(step.name) and not args.run:
+            print(
+                f"nbpar: a run is going on with the previous version of step '{step.name}', and keeps it; "
+                "the next %parrun runs this one."
+            )
+        if args.run:  # (a run going on refuses it)
             try:
                 self._run([step.name], args, backend=None)
             except UsageError as e:
@@ -289,6 +294,12 @@ class NbparMagics(Magics):
         except SyntaxError as e:  # IPython's tokenizer, on a bad indentation
             line = (e.lineno or 1) + 1  # the %%step line is line 1
             raise UsageError(f"step '{name}': syntax error on line {line} of the cell: {e.msg}") from None
+
+    def _runs_now(self, name: str) -> bool:
+        """Is step `name` part of the run going on (not kept as up to date)?"""
+        run = self.pipeline.active
+        record = run.result.steps.get(name) if run is not None else None
+        return record is not None and record.status != "up-to-date"
 
     def _restore(self, name: str, previous: Step | None) -> None:
         """Put step `name` back as it was before its %%step cell ran."""
@@ -438,8 +449,14 @@ class NbparMagics(Magics):
             print("nbpar: no run is going on.")
             return
         run.cancel()
-        run.wait(check=False)
-        self._print_new_text()
+        try:
+            run.wait(check=False)  # (the steps in flight are stopped: the count is final once the run ends)
+        except KeyboardInterrupt:
+            running = ", ".join(run.result.by_status("running")) or "its loop"
+            print(f"nbpar: stopped waiting; the run is cancelled and ends when {running} stops (%parwait waits).")
+            return
+        finally:
+            self._print_new_text()
         cancelled = run.result.by_status("cancelled")
         print(
             f"nbpar: run cancelled; {len(cancelled)} steps cancelled"

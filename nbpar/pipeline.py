@@ -22,7 +22,6 @@ import __future__
 import functools
 import operator
 import threading
-import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -204,24 +203,25 @@ def last_run() -> RunResult | None:
 
 class RunHandle:
     """A run going on: in a background thread (`Pipeline.start`), or in the
-    thread that called `Pipeline.run`. Its `result` is live."""
+    thread that called `Pipeline.run`. Its `result` is live; `wait` waits
+    for the run's own end (the event the run sets once its records are
+    final and its shared files gone), never on its thread: Ctrl-C inside
+    `Thread.join` marks a running thread as stopped (CPython 3.11)."""
 
-    def __init__(self, scheduler: Scheduler, thread: threading.Thread | None) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
-        self._thread = thread
+        self._ended = threading.Event()
         self.result = scheduler.result  # live: changes as the run goes on
 
     def done(self) -> bool:
-        return self.result.end is not None
+        return self._ended.is_set()
 
     def wait(self, timeout: float | None = None, check: bool = True) -> RunResult:
-        """Wait for the run to end (in short steps: Ctrl-C stops the wait, not
-        the run); with `check`, raise the RunError a blocking run would have."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._thread is not None and self._thread.is_alive():
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"the run is still going after {timeout}s")
-            self._thread.join(0.1)
+        """Wait for the run to end (Ctrl-C stops the wait, not the run; a
+        later wait waits again); with `check`, raise the RunError a blocking
+        run would have."""
+        if not self._ended.wait(timeout):
+            raise TimeoutError(f"the run is still going after {timeout}s")
         if check and not self.result.ok:
             raise RunError(self.result)
         return self.result
@@ -229,6 +229,10 @@ class RunHandle:
     def cancel(self) -> None:
         """Stop the run: steps in flight are stopped, nothing more starts."""
         self._scheduler.cancel()
+
+    def _end(self) -> None:
+        """The run has ended: its records are final."""
+        self._ended.set()
 
 
 @dataclass(slots=True)
@@ -336,7 +340,8 @@ class Pipeline:
         return step
 
     def forget(self, name: str) -> None:
-        """Drop step `name`; its outputs stay in the namespace."""
+        """Drop step `name`; its outputs stay in the namespace (a run going
+        on still runs it, but keeps no memo of it)."""
         self.graph.remove(name)
         self._memos.pop(name, None)
         self._durations.pop(name, None)
@@ -480,13 +485,11 @@ class Pipeline:
         """
         with frozen_heap():
             scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
-            self.active = RunHandle(scheduler, thread=None)
+            self.active = handle = RunHandle(scheduler)
             try:
                 result = scheduler.run()
             finally:
-                end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
-                self.active = None
-                self._durations.update(scheduler.took)
+                self._end_run(handle)
         if check and not result.ok:
             raise RunError(result)
         return result
@@ -508,9 +511,8 @@ class Pipeline:
         still enter the namespace step by step."""
         with frozen_heap():
             scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
-        thread = threading.Thread(target=self._run_in_background, args=(scheduler,), name="nbpar-run", daemon=True)
-        self.active = run = RunHandle(scheduler, thread)
-        thread.start()
+        self.active = run = RunHandle(scheduler)
+        threading.Thread(target=self._run_in_background, args=(run,), name="nbpar-run", daemon=True).start()
         return run  # not self.active: a quick run may have ended and cleared it already
 
     def require_idle(self) -> None:
@@ -523,14 +525,22 @@ class Pipeline:
                 "wait for it with %parwait (Pipeline.active.wait()), or stop it with %parcancel."
             )
 
-    def _run_in_background(self, scheduler: Scheduler) -> None:
+    def _run_in_background(self, run: RunHandle) -> None:
         try:
             with frozen_heap():
-                scheduler.run()
+                run._scheduler.run()
         finally:
-            end_run(scheduler)  # the shared files written for its tasks go (sharing.py)
-            self._durations.update(scheduler.took)
+            self._end_run(run)
+
+    def _end_run(self, run: RunHandle) -> None:
+        """After `run`'s scheduler returned: its shared files go, its records
+        are final, then waiters wake (whatever fails before)."""
+        try:
+            end_run(run._scheduler)  # the shared files written for its tasks go (sharing.py)
+            self._durations.update((n, t) for n, t in run._scheduler.took.items() if n in self.steps)  # (not forgotten)
+        finally:
             self.active = None
+            run._end()
 
     def _scheduler(
         self,
@@ -582,6 +592,10 @@ class Pipeline:
     def _remember(
         self, fingerprints: Fingerprints, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]
     ) -> None:
+        """Keep what `step` read and made: not for a step forgotten meanwhile
+        (`%parforget` during a run), whose values are then freed with the run."""
+        if step.name not in self.steps:
+            return
         digests = {name: fingerprints(value) for name, value in inputs.items()}
         made = {name: fingerprints(value) for name, value in outputs.items() if name in step.inputs}
         self._memos[step.name] = _Memo(step.source, step.flags, inputs, outputs, digests, made)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from IPython.core.error import UsageError
@@ -107,3 +111,120 @@ def test_the_monitors_cancel_button_stops_a_background_run():
     result = runs[0].wait(timeout=20, check=False)
     assert result.cancelled and result.steps["slow"].status == "cancelled" and "x" not in p.namespace
     assert monitor.cancel_button.disabled
+
+
+def _interrupt_main_thread_in(seconds: float) -> threading.Timer:
+    """A real Ctrl-C: SIGINT delivered to the main thread while it waits."""
+    timer = threading.Timer(seconds, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def _wait_until_running(*names: str) -> None:
+    deadline = time.time() + 20
+    steps = nbpar.last_run().steps
+    while any(steps[n].status != "running" for n in names) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def test_ctrl_c_in_parwait_stops_that_wait_only(shell, capsys):
+    run_cells(shell, f"%%step slow\n{SLOW.format(s=3)}slow = 2", "%parrun --background --backend thread")
+    _wait_until_running("slow")
+    _interrupt_main_thread_in(0.3)
+    run_cells(shell, "%parwait")
+    assert "stopped waiting; the run goes on" in capsys.readouterr().out
+    assert shell.user_ns.get("slow") is None and nbpar.last_run().end is None
+    run_cells(shell, "%parwait")  # waits again, and shows how the run ended
+    assert "done    slow" in capsys.readouterr().out
+    assert shell.user_ns["slow"] == 2 and nbpar.last_run().ok
+
+
+def test_parcancel_after_ctrl_c_in_parwait_counts_the_cancelled_steps(shell, capsys):
+    run_cells(
+        shell,
+        f"%%step one\n{SLOW.format(s=30)}one = 1",
+        f"%%step two\n{SLOW.format(s=30)}two = 2",
+        "%parrun --background --workers 2",
+    )
+    _wait_until_running("one", "two")
+    _interrupt_main_thread_in(0.3)
+    run_cells(shell, "%parwait")
+    run_cells(shell, "%parcancel")
+    assert "run cancelled; 2 steps cancelled: one, two" in capsys.readouterr().out
+    assert nbpar.last_run().by_status("cancelled") == ["one", "two"]
+
+
+def test_a_step_forgotten_while_it_runs_frees_its_output_when_the_run_ends(shell):
+    from nbpar import sharing
+
+    def shared_files() -> set[str]:
+        return set(os.listdir(sharing.directory()))
+
+    before = shared_files()
+    run_cells(
+        shell,
+        "import numpy as np",
+        f"%%step big\n{SLOW.format(s=1.0)}big = np.ones(2**21)",  # 16 MiB: a file in the shared folder
+        "%parrun --background --workers 1",
+    )
+    _wait_until_running("big")
+    run_cells(shell, "%parforget big", "%parwait")
+    made = shared_files() - before
+    assert shell.user_ns["big"].sum() == 2**21 and len(made) == 1  # its output stays in the namespace
+    run_cells(shell, "del big")
+    assert shared_files() - before == set()  # nbpar keeps nothing of it: freed at once, without gc
+    assert "big" not in shell.magics_manager.registry["NbparMagics"].pipeline._durations  # (nor its timing)
+
+
+@pytest.fixture
+def no_pool_after() -> Iterator[None]:
+    """Stop the pools a test made of other sizes: later tests expect the pool of their own."""
+    from nbpar.backends import process
+
+    yield
+    process.stop_pool()
+
+
+def _slow_pipeline(seconds: float) -> nbpar.Pipeline:
+    p = nbpar.Pipeline()
+    p.add_step("slow", f"{SLOW.format(s=seconds)}slow = 1")
+    return p
+
+
+def test_pmap_with_another_worker_count_leaves_a_background_runs_pool_alone(no_pool_after):
+    from nbpar.backends import process
+
+    run = _slow_pipeline(2.0).start(backend="process", workers=2)
+    deadline = time.time() + 20
+    while run.result.steps["slow"].status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    assert nbpar.pmap(abs, [-1, -2, -3], workers=3) == [1, 2, 3]  # a pool of 3 beside the run's pool of 2
+    result = run.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+    assert list(process._pools) == [3]  # the size asked for last stays warm; the other went once unused
+
+
+def test_cancelling_a_run_stops_only_its_own_pool(no_pool_after):
+    first = _slow_pipeline(2.0).start(backend="process", workers=2)
+    second = _slow_pipeline(30).start(backend="process", workers=1)
+    deadline = time.time() + 20
+    statuses = {"waiting"}
+    while statuses & {"waiting", "queued"} and time.time() < deadline:
+        time.sleep(0.05)
+        statuses = {first.result.steps["slow"].status, second.result.steps["slow"].status}
+    assert statuses == {"running"}, statuses  # starting the second run left the first one's pool alone
+    second.cancel()
+    assert second.wait(timeout=20, check=False).cancelled
+    result = first.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+
+
+def test_ctrl_c_in_parcancel_of_a_step_that_cannot_be_stopped_at_once(shell, capsys):
+    # an inline step in a background run runs in the run's thread: it stops when it returns
+    run_cells(shell, f"%%step slow --backend inline\n{SLOW.format(s=2)}slow = 2", "%parrun --background")
+    _wait_until_running("slow")
+    _interrupt_main_thread_in(0.3)
+    run_cells(shell, "%parcancel")
+    assert "stopped waiting; the run is cancelled and ends when slow stops (%parwait waits)" in capsys.readouterr().out
+    result = run_cell(shell, "%parwait")
+    assert isinstance(result.error_in_exec, RunError) and nbpar.last_run().cancelled

@@ -171,15 +171,21 @@ def test_workers_exit_when_their_kernel_dies_without_shutting_down(tmp_path):
 
 def test_a_warm_up_that_lost_its_pool_to_a_run_leaves_the_runs_pool_alone():
     """The warm-up (started when the extension loads) fills a pool of the CPU
-    count; a `--workers 1` run replaces it; the warm-up, refused by the pool
-    it had, must not replace the run's pool too (that failed the run's step
-    with ShutdownExecutorError)."""
+    count; a `--workers 1` run meanwhile gets a pool of its own (it used to
+    shut the warm-up's down, which then replaced the run's pool too, failing
+    the run's step with ShutdownExecutorError); a submission refused by a
+    pool that was replaced meanwhile keeps the replacement."""
     from nbpar.backends import process
 
-    warm = process._get_pool(2, keep=True)
-    runs = process._get_pool(1)
-    assert process._get_pool(2, broken=warm, keep=True) is runs
-    assert runs.submit(int).result() == 0
+    process.stop_pool()
+    warm = process._get_pool(2, keep=True)  # the warm-up, filling its pool
+    runs = process._get_pool(1)  # a run of another size meanwhile
+    assert runs is not warm and warm.submit(int).result() == 0  # the warm-up's pool lives on while used
+    process._release(warm)  # the warm-up is done: the pool of the size not asked for last goes
+    assert list(process._pools) == [1] and runs.submit(int).result() == 0
+    assert process._get_pool(1, broken=warm) is runs  # (refused by the old pool: the run's is kept)
+    process._release(runs)
+    process._release(runs)
 
 
 def test_a_worker_started_after_its_kernel_died_exits():

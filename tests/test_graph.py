@@ -145,3 +145,15 @@ def test_after_an_unknown_step_lists_the_known_ones_not_itself():
     assert "Known steps: a. Register" in str(info.value)
     with pytest.raises(GraphError, match=r"Known steps: \(none\)\."):
         graph().add(step("b", "y = 2", after=("nosuch",)))
+
+
+def test_forgetting_every_step_empties_every_index():
+    # 300 steps reading names, some shared, one rebinding; then replaced and all forgotten
+    g = Graph()
+    for i in range(300):
+        g.add(step(f"s{i}", f"v{i} = r{i % 7} + u{i} + len([])"))
+    g.add(step("s0", "v0 = other + 1"))  # replacing a step drops the reads it no longer has
+    assert "u0" not in g._readers and "r0" in g._readers
+    for i in range(300):
+        g.remove(f"s{i}")
+    assert (g.steps, g._writers, g._readers) == ({}, {}, {})

@@ -657,3 +657,25 @@ def test_a_comprehension_in_time_that_needs_the_steps_names_is_refused(shell):
     )
     run_cells(shell, "%%step a\nk = 2", "%%step s\n%time s = sum(x * k for x in range(3))", "%parrun --no-widget")
     assert shell.user_ns["s"] == 6  # as the advice says: bound in another step, k is the notebook's at run time
+
+
+def test_editing_a_step_during_a_background_run_says_the_run_keeps_the_old_version(shell, capsys):
+    run_cells(
+        shell,
+        "%%step slow\nimport time\ntime.sleep(1.0)\nslow = 'old'",
+        "%%step other\nother = 1",
+        "%parrun --background --backend thread",
+    )
+    capsys.readouterr()
+    run_cells(shell, "%%step slow\nimport time\ntime.sleep(1.0)\nslow = 'new'")
+    said = capsys.readouterr().out
+    assert "a run is going on with the previous version of step 'slow', and keeps it" in said
+    assert "the next %parrun runs this one" in said
+    run_cells(shell, "%%step other\nother = 1")  # registered again unchanged: nothing to say
+    assert "previous version" not in capsys.readouterr().out
+    run_cells(shell, "%parwait")
+    assert shell.user_ns["slow"] == "old"
+    run_cells(shell, "%parrun --backend thread")
+    assert "slow (code changed)" in capsys.readouterr().out and shell.user_ns["slow"] == "new"
+    run_cells(shell, "%%step slow\nslow = 'newer'")  # no run going on: nothing to say
+    assert "previous version" not in capsys.readouterr().out

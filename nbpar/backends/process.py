@@ -1,11 +1,16 @@
-"""Run steps in worker processes: one loky process pool, kept warm.
+"""Run steps in worker processes: a loky process pool, kept warm.
 
 Tasks and outcomes cross as bytes that `worker.dump_tasks`/`dump_outcomes`
 made with cloudpickle, so pickling errors name the variable. The pool's
 idle timeout is long, so a notebook's second `%parrun` finds its workers
-warm. The pool is this module's, shared by every pipeline and thread of the
-process (loky's own `get_reusable_executor` keeps one pool per thread, and a
-background run or the warm-up thread would start pools of their own).
+warm. The pools are this module's, shared by every pipeline and thread of
+the process (loky's own `get_reusable_executor` keeps one pool per thread,
+and a background run or the warm-up thread would start pools of their own),
+one per worker count: each submission reserves its pool until its future is
+done (`_get_pool` .. `_release`), and a pool is shut down only when nothing
+uses it and another size was asked for since (a `pmap(..., workers=3)`
+beside a background run on 2 workers gets a pool of 3 and leaves the run's
+alone; the pool of 2 goes when the run no longer uses it).
 
 When a worker dies, loky fails every future in flight with
 TerminatedWorkerError; we turn that into a `WorkerCrash` that says how it
@@ -20,6 +25,7 @@ that way).
 
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
@@ -40,42 +46,66 @@ from .base import WorkerCrash
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
 
 log = logging.getLogger("nbpar")
-_lock = threading.Lock()  # guards _pool, _pool_workers and _broken
-_pool: loky.ProcessPoolExecutor | None = None
-_pool_workers = 0
-_broken = ""  # why the pool broke, until it is replaced
+_lock = threading.Lock()  # guards _pools, _users, _size and _broken
+_pools: dict[int, loky.ProcessPoolExecutor] = {}  # the shared pools, by worker count
+_users: collections.Counter[loky.ProcessPoolExecutor] = collections.Counter()  # uses going on (_get_pool.._release)
+_size = 0  # the worker count asked for last: its pool is the one kept warm
+_broken = ""  # why a pool broke, until it is replaced
 
 
 def _get_pool(
     workers: int, broken: loky.ProcessPoolExecutor | None = None, keep: bool = False
 ) -> loky.ProcessPoolExecutor:
-    """The shared pool with `workers` processes, started if need be (with
-    `keep`, a pool of another size is kept as it is). With `broken` (a pool
-    that refused a task), that pool is replaced if it is still the shared
-    one; if another thread replaced it meanwhile (a run resizing the pool
-    the warm-up was filling), the replacement is kept."""
-    global _pool, _pool_workers, _broken
+    """The shared pool with `workers` processes, started if need be, and
+    reserved for one use until `_release(pool)`: a pool is never shut down
+    while used, so asking for another size leaves it to the run using it
+    (pools of other sizes go once nothing uses them). With `keep`, the pool
+    kept warm serves whatever its size. With `broken` (a pool that refused
+    a task), that pool is replaced if it is still the shared one; if another
+    thread replaced it meanwhile, the replacement is kept."""
+    global _size, _broken
     with _lock:
-        fresh = broken is not None and _pool is broken
-        if broken is not None and not fresh and _pool is not None:
-            return _pool
-        if _pool is not None and (fresh or (_pool_workers != workers and not keep)):
-            _shut_down(_pool, wait=False)
-            _pool = None
-            if fresh:
-                if not _broken:  # (a crash was said when it happened)
-                    log.warning("nbpar: restarting the worker pool: it was broken")
-                _broken = ""
-        if _pool is None:
+        pool = _pools.get(workers)
+        if keep and pool is None:
+            pool = _pools.get(_size)
+        if broken is not None and pool is broken:
+            _shut_down(broken, wait=False)
+            pool = None
+            if not _broken:  # (a crash was said when it happened)
+                log.warning("nbpar: restarting the worker pool: it was broken")
+            _broken = ""
+        if pool is None:
             _sweep_fault_files()
-            _pool = loky.ProcessPoolExecutor(
+            pool = loky.ProcessPoolExecutor(
                 max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_faults(), os.getpid())
             )
             # At interpreter exit, kill the workers instead of waiting for the
             # steps they run (a script or terminal IPython quitting mid-run).
-            _pool._flags.kill_workers = True
-            _pool_workers = workers
-        return _pool
+            pool._flags.kill_workers = True
+            _pools[workers] = pool
+        if not keep or _size not in _pools:
+            _size = workers
+        _users[pool] += 1
+        _retire_unused()
+        return pool
+
+
+def _release(pool: loky.ProcessPoolExecutor) -> None:
+    """One use of `pool` (from `_get_pool`) is over."""
+    with _lock:
+        _users[pool] -= 1
+        if _users[pool] <= 0:
+            del _users[pool]
+            _retire_unused()
+
+
+def _retire_unused() -> None:
+    """Shut down the pools that are not of the size asked for last and that
+    nothing uses (under _lock)."""
+    for workers, pool in list(_pools.items()):
+        if workers != _size and pool not in _users:
+            _shut_down(pool, wait=False)
+            del _pools[workers]
 
 
 # -- how a worker died ------------------------------------------------------
@@ -189,17 +219,17 @@ def _dispatch(message: Message) -> None:
         report(kind, step, index, payload)
 
 
-def stop_pool(wait: bool = True) -> None:
-    """Kill the shared pool's workers; the next submission starts a new one.
-    With `wait`, also wait for pools stopped before without waiting: the
-    thread loky stops a pool with still cleans up after the workers are
-    gone, and it starts a resource tracker anew if the kernel's exit has
-    stopped it (one that ignores SIGTERM: the kernel could not exit)."""
-    global _pool
+def stop_pool(wait: bool = True, workers: int | None = None) -> None:
+    """Kill the workers of the shared pools (with `workers`, of that size's
+    only: a run stopping its steps leaves the pools of other runs alone);
+    the next submission starts a new one. With `wait`, also wait for pools
+    stopped before without waiting: the thread loky stops a pool with still
+    cleans up after the workers are gone, and it starts a resource tracker
+    anew if the kernel's exit has stopped it (one that ignores SIGTERM: the
+    kernel could not exit)."""
     with _lock:
-        if _pool is not None:
-            _shut_down(_pool, wait)
-            _pool = None
+        for size in [n for n in _pools if workers in (None, n)]:
+            _shut_down(_pools.pop(size), wait)
         stopping = list(_stopping) if wait else []
     for thread in stopping:
         thread.join(_STOP_WAIT)
@@ -227,16 +257,18 @@ class ProcessBackend:
     def warm_up(self) -> None:
         """Start the workers now, so the first step does not wait for them;
         a pool already there (maybe busy, maybe sized by a run) is left alone.
-        A pool that refuses (broken, or shut down meanwhile: by a run that
-        resized it, or by the interpreter's exit) is not replaced here: the
-        next submission does that, when a run needs it."""
+        A pool that refuses (broken, or shut down meanwhile: by the
+        interpreter's exit) is not replaced here: the next submission does
+        that, when a run needs it."""
         pool = _get_pool(self.workers, keep=True)
         try:
             futures = [pool.submit(int) for _ in range(self.workers)]
+            for f in futures:
+                f.result()
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
             return
-        for f in futures:
-            f.result()
+        finally:
+            _release(pool)
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         run = getattr(report, "__self__", report)  # the run (its scheduler): its kernel arrays are written once
@@ -249,9 +281,11 @@ class ProcessBackend:
             try:
                 inner = pool.submit(run_in_process, payload, channel, reply)
             except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+                _release(pool)
                 pool = _get_pool(self.workers, broken=pool)
                 inner = pool.submit(run_in_process, payload, channel, reply)
         except BaseException:
+            _release(pool)
             sharing.finish(token)
             raise
         outer: Future[list[Outcome]] = Future()
@@ -271,7 +305,7 @@ class ProcessBackend:
                 global _broken
                 reason = explain_exit(str(exc))
                 with _lock:
-                    if pool is _pool and not _broken:  # the reason of this pool's replacement
+                    if pool is _pools.get(self.workers) and not _broken:  # the reason of this pool's replacement
                         _broken = f"a worker process died: {reason}"
                         log.warning("nbpar: %s; the worker pool is restarted for the steps that run next", _broken)
                 outer.set_exception(WorkerCrash(reason, _last_words()))
@@ -288,10 +322,11 @@ class ProcessBackend:
                     sharing.finish(token)  # what the outcomes do not use goes
 
         inner.add_done_callback(relay)
+        inner.add_done_callback(lambda _: _release(pool))  # (after relay: it reads the pool's workers)
         return outer
 
     def stop(self) -> None:
-        stop_pool(wait=False)
+        stop_pool(wait=False, workers=self.workers)
 
     def shutdown(self) -> None:
         stop_pool(wait=True)
