@@ -208,6 +208,8 @@ class Scheduler:
             self.result.interrupted = True
             self._stop_all("the run was interrupted")
         finally:
+            for backend in {id(b): b for b in self._step_backends.values()}.values():
+                backend.release()  # (a process pool held for the run: others may use it now)
             self.result.end = time.time()
             self._emit(RunFinished(self.result))
         return self.result

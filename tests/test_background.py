@@ -6,17 +6,20 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from IPython.core.error import UsageError
 
 import nbpar
 from nbpar.errors import RunError
+from nbpar.pipeline import RunHandle
 
 from .conftest import run_cell, run_cells
 
 SLOW = "import time\ntime.sleep({s})\n"
+# A step that its timeout's alarm cannot reach: the kernel kills its worker.
+BLOCKED_ALARM = "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(5)"
 
 
 @pytest.mark.parametrize("backend", ["process", "thread"])
@@ -217,6 +220,143 @@ def test_cancelling_a_run_stops_only_its_own_pool(no_pool_after):
     assert second.wait(timeout=20, check=False).cancelled
     result = first.wait(timeout=20, check=False)
     assert result.ok, result.steps["slow"].error
+
+
+def _until_running(*runs: RunHandle) -> None:
+    deadline = time.time() + 20
+    while any(r.result.steps["slow"].status != "running" for r in runs) and time.time() < deadline:
+        time.sleep(0.05)
+    assert all(r.result.steps["slow"].status == "running" for r in runs)
+
+
+def _once_exists(path: str, action: Callable[[], object]) -> None:
+    """Do `action` in a thread as soon as the file `path` exists (a worker
+    made it: the step that makes it has started)."""
+
+    def wait() -> None:
+        deadline = time.time() + 30
+        while not os.path.exists(path) and time.time() < deadline:
+            time.sleep(0.02)
+        action()
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
+@pytest.mark.parametrize("cancelled", ["first", "second"])
+def test_cancelling_a_run_leaves_a_run_of_the_same_size_alone(no_pool_after, cancelled):
+    """Two runs on 2 workers at once: one holds the shared pool, the other
+    gets a pool of its own (it used to share it: cancelling one killed the
+    other's steps with ShutdownExecutorError); the own pool goes with its
+    run, the shared one stays warm unless its run was the one cancelled."""
+    from nbpar.backends import process
+
+    from .test_faults import worker_pids
+
+    runs = {"first": _slow_pipeline(3.0).start(backend="process", workers=2)}
+    runs["second"] = _slow_pipeline(3.0).start(backend="process", workers=2)
+    _until_running(*runs.values())
+    runs[cancelled].cancel()
+    assert runs[cancelled].wait(timeout=20, check=False).cancelled
+    other = runs["second" if cancelled == "first" else "first"]
+    result = other.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+    assert process._holders == {} and set(process._pools) <= {2}  # no run holds a pool once ended
+    deadline = time.time() + 10
+    while len(worker_pids()) > 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(worker_pids()) <= 2  # the pool of the run's own is gone (the shared one of 2 may stay)
+
+
+@pytest.mark.parametrize(
+    "fault, options",
+    [
+        ("import os\nos._exit(3)", {}),
+        (BLOCKED_ALARM, {"timeout": 0.5}),
+    ],
+    ids=["crash", "timeout-kill"],
+)
+def test_a_worker_dying_in_one_run_leaves_a_run_of_the_same_size_alone(no_pool_after, fault, options):
+    """A worker that dies breaks its whole pool: it used to fail the steps
+    of a concurrent run on the same pool too, blamed on them ("the worker
+    process running step 'slow' died")."""
+    background = _slow_pipeline(3.0).start(backend="process", workers=2)
+    _until_running(background)
+    p = nbpar.Pipeline()
+    p.add_step("faulty", f"{fault}\nvalue = 1")
+    assert p.run(workers=2, check=False, **options).steps["faulty"].status == "failed"
+    result = background.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+    assert background.result.steps["slow"].status == "done"
+
+
+def test_a_crash_in_pmap_leaves_a_background_run_of_the_same_size_alone(no_pool_after):
+    background = _slow_pipeline(3.0).start(backend="process", workers=2)
+    _until_running(background)
+
+    def crash(x: int) -> int:
+        os._exit(3)
+
+    with pytest.raises(RunError, match="exited with code 3"):
+        nbpar.pmap(crash, [1], workers=2)
+    result = background.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+
+
+def test_cancelling_a_background_run_leaves_a_pmap_of_the_same_size_alone(no_pool_after, tmp_path):
+    background = _slow_pipeline(30).start(backend="process", workers=2)
+    _until_running(background)
+    started = str(tmp_path / "started")
+
+    def slow_double(x: int) -> int:
+        open(started, "w").close()
+        time.sleep(1)
+        return 2 * x
+
+    _once_exists(started, background.cancel)  # while pmap's items run
+    assert nbpar.pmap(slow_double, range(4), workers=2) == [0, 2, 4, 6]
+    assert background.wait(timeout=20, check=False).cancelled
+
+
+def test_ctrl_c_in_pmap_leaves_a_background_run_of_the_same_size_alone(no_pool_after, tmp_path):
+    background = _slow_pipeline(3.0).start(backend="process", workers=2)
+    _until_running(background)
+    started = str(tmp_path / "started")
+
+    def slow(x: int) -> int:
+        open(started, "w").close()
+        time.sleep(30)
+        return x
+
+    _once_exists(started, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
+    with pytest.raises(RunError) as stopped:
+        nbpar.pmap(slow, range(2), workers=2)
+    assert stopped.value.result.interrupted
+    result = background.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+
+
+def test_a_run_keeps_its_pool_between_its_steps(no_pool_after, tmp_path):
+    """Between two process steps of a run (here: while a thread step runs)
+    nothing is in flight on the run's pool: a pmap of another size then used
+    to retire it, and the run's next step started a cold pool. The run holds
+    its pool until it ends."""
+    from nbpar.backends import process
+
+    gate = tmp_path / "gate"
+    p = nbpar.Pipeline({"gate": str(gate)})
+    p.add_step("a", "import os\na = os.getpid()")
+    p.add_step("t", "import os, time\nwhile not os.path.exists(gate):\n    time.sleep(0.02)\nt = a", backend="thread")
+    p.add_step("b", "import os\nb = os.getpid() + 0 * t")
+    run = p.start(backend="process", workers=2)
+    deadline = time.time() + 20
+    while run.result.steps["t"].status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    workers = set(process._pools[2]._processes)  # the run's pool, idle
+    assert nbpar.pmap(abs, [-1], workers=3) == [1]
+    gate.touch()
+    result = run.wait(timeout=20, check=False)
+    assert result.ok, result.steps
+    assert p.namespace["b"] in workers
 
 
 def test_ctrl_c_in_parcancel_of_a_step_that_cannot_be_stopped_at_once(shell, capsys):

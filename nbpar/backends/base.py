@@ -39,6 +39,11 @@ class Backend(Protocol):
         """Stop every task in flight now (a cancelled run): kill or abandon."""
         ...
 
+    def release(self) -> None:
+        """The run that used this backend is over: let go of what it held
+        for the run (a process pool: see process.py)."""
+        ...
+
     def shutdown(self) -> None:
         """Release the workers (extension unloaded, interpreter exit)."""
         ...

@@ -23,5 +23,8 @@ class InlineBackend:
     def stop(self) -> None:
         pass  # nothing runs between submissions
 
+    def release(self) -> None:
+        pass  # nothing is held for a run
+
     def shutdown(self) -> None:
         pass

@@ -6,11 +6,17 @@ idle timeout is long, so a notebook's second `%parrun` finds its workers
 warm. The pools are this module's, shared by every pipeline and thread of
 the process (loky's own `get_reusable_executor` keeps one pool per thread,
 and a background run or the warm-up thread would start pools of their own),
-one per worker count: each submission reserves its pool until its future is
-done (`_get_pool` .. `_release`), and a pool is shut down only when nothing
-uses it and another size was asked for since (a `pmap(..., workers=3)`
-beside a background run on 2 workers gets a pool of 3 and leaves the run's
-alone; the pool of 2 goes when the run no longer uses it).
+one per worker count, and each serves one run at a time: a run holds the
+pool it first submits to until it ends (`ProcessBackend.release`), so that
+a run's cancel, timeout or crash, which kill or break the whole pool (loky
+cannot stop one task otherwise), never touch another run's steps. A run
+that finds the shared pool of its size held by another run gets a pool of
+its own, shut down when it ends. Each submission also reserves its pool
+until its future is done (`_get_pool` .. `_release`), and a shared pool is
+shut down only when nothing uses or holds it and another size was asked
+for since (a `pmap(..., workers=3)` beside a background run on 2 workers
+gets a pool of 3 and leaves the run's alone; the pool of 2 goes when the
+run ends).
 
 When a worker dies, loky fails every future in flight with
 TerminatedWorkerError; we turn that into a `WorkerCrash` that says how it
@@ -46,30 +52,40 @@ from .base import WorkerCrash
 IDLE_TIMEOUT = 3600  # seconds an idle worker stays alive (loky's default: 10)
 
 log = logging.getLogger("nbpar")
-_lock = threading.Lock()  # guards _pools, _users, _size and _broken
+_lock = threading.Lock()  # guards _pools, _holders, _users, _size and _broken
 _pools: dict[int, loky.ProcessPoolExecutor] = {}  # the shared pools, by worker count
+_holders: dict[loky.ProcessPoolExecutor, object] = {}  # the run (its backend) each pool serves, until it ends
 _users: collections.Counter[loky.ProcessPoolExecutor] = collections.Counter()  # uses going on (_get_pool.._release)
 _size = 0  # the worker count asked for last: its pool is the one kept warm
 _broken = ""  # why a pool broke, until it is replaced
 
 
 def _get_pool(
-    workers: int, broken: loky.ProcessPoolExecutor | None = None, keep: bool = False
+    workers: int, broken: loky.ProcessPoolExecutor | None = None, keep: bool = False, holder: object = None
 ) -> loky.ProcessPoolExecutor:
     """The shared pool with `workers` processes, started if need be, and
     reserved for one use until `_release(pool)`: a pool is never shut down
     while used, so asking for another size leaves it to the run using it
-    (pools of other sizes go once nothing uses them). With `keep`, the pool
-    kept warm serves whatever its size. With `broken` (a pool that refused
-    a task), that pool is replaced if it is still the shared one; if another
-    thread replaced it meanwhile, the replacement is kept."""
+    (pools of other sizes go once nothing uses them). With `holder` (a run's
+    backend), the pool that run holds, else the shared one if no other run
+    holds it, else a pool of the run's own; the run holds it until
+    `_let_go(holder)`. With `keep`, the pool kept warm serves whatever its
+    size. With `broken` (a pool that refused a task), that pool is replaced
+    if it is still the shared one or the holder's; if another thread
+    replaced it meanwhile, the replacement is kept."""
     global _size, _broken
     with _lock:
-        pool = _pools.get(workers)
-        if keep and pool is None:
-            pool = _pools.get(_size)
+        pool = next((p for p, h in _holders.items() if h is holder), None) if holder is not None else None
+        own = pool is not None and pool is not _pools.get(workers)  # a pool of the run's own
+        if pool is None:
+            pool = _pools.get(workers)
+            if keep and pool is None:
+                pool = _pools.get(_size)
+            if holder is not None and pool is not None and _holders.get(pool, holder) is not holder:
+                pool, own = None, True  # held by another run
         if broken is not None and pool is broken:
             _shut_down(broken, wait=False)
+            _holders.pop(broken, None)
             pool = None
             if not _broken:  # (a crash was said when it happened)
                 log.warning("nbpar: restarting the worker pool: it was broken")
@@ -82,7 +98,10 @@ def _get_pool(
             # At interpreter exit, kill the workers instead of waiting for the
             # steps they run (a script or terminal IPython quitting mid-run).
             pool._flags.kill_workers = True
-            _pools[workers] = pool
+            if not own:
+                _pools[workers] = pool
+        if holder is not None:
+            _holders[pool] = holder
         if not keep or _size not in _pools:
             _size = workers
         _users[pool] += 1
@@ -99,11 +118,26 @@ def _release(pool: loky.ProcessPoolExecutor) -> None:
             _retire_unused()
 
 
+def _let_go(holder: object, kill: bool) -> None:
+    """The run of `holder` no longer holds its pool: a pool of its own is
+    shut down, the shared one is left warm for the next run (with `kill`:
+    shut down too, killing the run's tasks in flight)."""
+    with _lock:
+        for pool in [p for p, h in _holders.items() if h is holder]:
+            del _holders[pool]
+            workers = next((n for n, p in _pools.items() if p is pool), None)
+            if kill or workers is None:
+                if workers is not None:
+                    del _pools[workers]
+                _shut_down(pool, wait=False)
+        _retire_unused()
+
+
 def _retire_unused() -> None:
     """Shut down the pools that are not of the size asked for last and that
-    nothing uses (under _lock)."""
+    nothing uses or holds (under _lock)."""
     for workers, pool in list(_pools.items()):
-        if workers != _size and pool not in _users:
+        if workers != _size and pool not in _users and pool not in _holders:
             _shut_down(pool, wait=False)
             del _pools[workers]
 
@@ -219,17 +253,18 @@ def _dispatch(message: Message) -> None:
         report(kind, step, index, payload)
 
 
-def stop_pool(wait: bool = True, workers: int | None = None) -> None:
-    """Kill the workers of the shared pools (with `workers`, of that size's
-    only: a run stopping its steps leaves the pools of other runs alone);
-    the next submission starts a new one. With `wait`, also wait for pools
-    stopped before without waiting: the thread loky stops a pool with still
-    cleans up after the workers are gone, and it starts a resource tracker
-    anew if the kernel's exit has stopped it (one that ignores SIGTERM: the
-    kernel could not exit)."""
+def stop_pool(wait: bool = True) -> None:
+    """Kill the workers of every pool, the shared ones and those of runs'
+    own; the next submission starts a new one. With `wait`, also wait for
+    pools stopped before without waiting: the thread loky stops a pool with
+    still cleans up after the workers are gone, and it starts a resource
+    tracker anew if the kernel's exit has stopped it (one that ignores
+    SIGTERM: the kernel could not exit)."""
     with _lock:
-        for size in [n for n in _pools if workers in (None, n)]:
-            _shut_down(_pools.pop(size), wait)
+        for pool in {*_pools.values(), *_holders}:
+            _shut_down(pool, wait)
+        _pools.clear()
+        _holders.clear()
         stopping = list(_stopping) if wait else []
     for thread in stopping:
         thread.join(_STOP_WAIT)
@@ -276,13 +311,13 @@ class ProcessBackend:
         channel = (kernel_channel().address, _route(report))
         token = sharing.new_token()  # names the files the worker writes for the outcomes
         reply = sharing.reply_to(token)
-        pool = _get_pool(self.workers)
+        pool = _get_pool(self.workers, holder=self)
         try:
             try:
                 inner = pool.submit(run_in_process, payload, channel, reply)
             except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
                 _release(pool)
-                pool = _get_pool(self.workers, broken=pool)
+                pool = _get_pool(self.workers, broken=pool, holder=self)
                 inner = pool.submit(run_in_process, payload, channel, reply)
         except BaseException:
             _release(pool)
@@ -305,7 +340,7 @@ class ProcessBackend:
                 global _broken
                 reason = explain_exit(str(exc))
                 with _lock:
-                    if pool is _pools.get(self.workers) and not _broken:  # the reason of this pool's replacement
+                    if _holders.get(pool) is self and not _broken:  # the reason of this pool's replacement
                         _broken = f"a worker process died: {reason}"
                         log.warning("nbpar: %s; the worker pool is restarted for the steps that run next", _broken)
                 outer.set_exception(WorkerCrash(reason, _last_words()))
@@ -326,7 +361,12 @@ class ProcessBackend:
         return outer
 
     def stop(self) -> None:
-        stop_pool(wait=False, workers=self.workers)
+        """Kill the workers of the pool this backend's run holds (its tasks
+        in flight with them); other runs' pools are left alone."""
+        _let_go(self, kill=True)
+
+    def release(self) -> None:
+        _let_go(self, kill=False)
 
     def shutdown(self) -> None:
         stop_pool(wait=True)

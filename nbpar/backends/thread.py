@@ -36,5 +36,8 @@ class ThreadBackend:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nbpar")
 
+    def release(self) -> None:
+        pass  # the thread pool serves one pipeline: nothing is held for a run
+
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
