@@ -188,6 +188,31 @@ def test_a_warm_up_that_lost_its_pool_to_a_run_leaves_the_runs_pool_alone():
     process._release(runs)
 
 
+def test_stopping_the_pools_while_a_task_ends_does_not_deadlock():
+    """`stop_pool()` (unload, kernel exit) used to wait for loky's manager
+    thread while holding the pools' lock, and that thread, ending a task,
+    waited for the lock in its `_release` callback: a kernel that never
+    exits."""
+    import time
+
+    from nbpar.backends import process
+
+    pool = process._get_pool(1)
+    future = pool.submit(time.sleep, 5)
+
+    def release_once_stopping(_: object) -> None:
+        deadline = time.monotonic() + 3
+        while not process._lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.001)  # stop_pool holds the lock (it did all along, on the old code)
+        process._release(pool)
+
+    future.add_done_callback(release_once_stopping)
+    stopper = threading.Thread(target=process.stop_pool, daemon=True)
+    stopper.start()
+    stopper.join(20)
+    assert not stopper.is_alive()
+
+
 def test_a_worker_started_after_its_kernel_died_exits():
     """A pool started as the kernel exits (a warm-up finishing late) has
     workers whose parent is already gone: they exit (within a second), not

@@ -259,10 +259,11 @@ def stop_pool(wait: bool = True) -> None:
     pools stopped before without waiting: the thread loky stops a pool with
     still cleans up after the workers are gone, and it starts a resource
     tracker anew if the kernel's exit has stopped it (one that ignores
-    SIGTERM: the kernel could not exit)."""
+    SIGTERM: the kernel could not exit). (Waited for outside _lock: the
+    thread may be calling back `_release`.)"""
     with _lock:
         for pool in {*_pools.values(), *_holders}:
-            _shut_down(pool, wait)
+            _shut_down(pool, wait=False)
         _pools.clear()
         _holders.clear()
         stopping = list(_stopping) if wait else []
