@@ -638,7 +638,16 @@ class _Pickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) in OWN_TYPES:
             return obj.__reduce__()
+        if type(obj) is io.TextIOWrapper and _readable(obj):
+            raise pickle.PicklingError(f"cannot pickle an open file ({obj.name!r}, mode {obj.mode!r})")
         return super().reducer_override(obj)
+
+
+def _readable(file: io.TextIOWrapper) -> bool:
+    """Whether `file` is open for reading, which cloudpickle would pickle as a
+    copy of its whole content (a StringIO, not a file): refused here, as
+    cloudpickle refuses files open for writing."""
+    return not file.closed and ("r" in file.mode or "+" in file.mode)
 
 
 def _pickle(obj: Any, buffer_callback: Any = None) -> bytes:
@@ -711,7 +720,7 @@ def replying(reply: tuple[str, str] | None) -> Iterator[None]:
 def pickle_problem(value: Any) -> str | None:
     """Why `value` cannot be pickled, or None; large buffers are not copied."""
     try:
-        cloudpickle.dumps(value, protocol=5, buffer_callback=_leave_out)
+        _pickle(value, buffer_callback=_leave_out)
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None

@@ -121,6 +121,22 @@ FAULTS = [
         fix_options={"backend": "thread"},
     ),
     Fault(
+        "file-input",  # a file open for reading would arrive as a copy of its content, not a file
+        "value = handle.readable()",
+        ("step 'faulty' reads `handle` (TextIOWrapper)", "cannot pickle an open file", "--backend thread"),
+        backends=("process",),
+        inputs=lambda: {"handle": open(__file__)},
+        fix="value = handle.readable()",
+        fix_options={"backend": "thread"},
+        fixed_value=True,
+    ),
+    Fault(
+        "file-output",
+        "import os\nvalue = open(os.devnull)",
+        ("step 'faulty' writes `value` (TextIOWrapper)", "cannot pickle an open file", "--backend thread"),
+        backends=("process",),
+    ),
+    Fault(
         "generator-output",
         "value = (i for i in range(3))",
         ("step 'faulty' writes `value` (generator)", "`_value`", "--backend thread"),
