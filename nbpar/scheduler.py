@@ -63,7 +63,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .backends import Backend, WorkerCrash, kill_worker
@@ -646,6 +646,9 @@ class Scheduler:
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
+        late = self._overran(key, outcome)
+        if late is not None:
+            outcome = replace(outcome, outputs={}, deleted=(), error=late)
         if (record.slices[index] if index is not None else record).status == "queued":
             # its start was not reported (a small unit), or not yet: listeners see it now
             self._mark_running(key, outcome.worker, outcome.start)
@@ -677,6 +680,21 @@ class Scheduler:
                 self._ready.append((follower, index))
         if len(fan.done) == fan.count:
             self._merge(name)
+
+    def _overran(self, key: Key, outcome: Outcome) -> str | None:
+        """The error of a unit that succeeded after its timeout (nothing
+        stopped it in time: a thread step, or an inline one, holding the GIL
+        in C code; a step that caught the alarm), else None. Such a unit is
+        never done: what it made is dropped."""
+        limit = self._timeout(self.steps[key[0]])
+        took = outcome.end - outcome.start
+        if not outcome.ok or limit is None or took <= limit:
+            return None
+        return (
+            f"{_describe(key)} ran for {took:.1f}s, past its timeout of {limit:g}s (--timeout {limit:g}), and "
+            "could not be stopped in time: on thread and inline, code that holds the GIL (a long call into C "
+            "code) runs to its end, the kernel waiting. What it made is dropped.\n"
+        )
 
     def _learn(self, name: str, seconds: float) -> None:
         self.took[name] = seconds

@@ -155,6 +155,13 @@ FAULTS = [
         options={"timeout": 0.5},
     ),
     Fault(
+        "timeout-gil",  # C code holding the GIL: nothing can stop it in time; its late result is not kept
+        "import itertools\nvalue = sum(itertools.repeat(1, 3 * 10**8))",
+        ("step 'faulty'", "timeout of 0.2s"),
+        backends=("thread", "inline"),
+        options={"timeout": 0.2},
+    ),
+    Fault(
         "timeout-ignored",  # the alarm cannot reach the step: the kernel kills its worker
         "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(3)\nvalue = 1",
         ("step 'faulty' did not finish within its timeout of 0.5s", "was killed"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import signal
 import sys
 import textwrap
@@ -182,6 +183,16 @@ def test_a_blocking_inline_parrun_honours_the_timeout(shell):
     error = nbpar.last_run().steps["slow"].error
     assert error.startswith("step 'slow' was stopped after its timeout of 0.3s (--timeout 0.3).\n")
     assert 'File "<step slow>", line 4, in <module>' in error  # the %%step line is line 1
+
+
+def test_an_inline_step_of_a_background_run_past_its_timeout_is_failed_and_writes_nothing():
+    # no alarm outside the kernel's main thread: it runs to its end, and is not kept
+    p = make({"slow": "import time\ntime.sleep(0.6)\nx = 1"}, timeout=0.2)
+    result = p.start(backend="inline").wait(check=False)
+    slow = result.steps["slow"]
+    assert slow.status == "failed" and "x" not in p.namespace
+    assert re.match(r"step 'slow' ran for 0\.[6-9]s, past its timeout of 0\.2s \(--timeout 0\.2\)", slow.error or "")
+    assert "What it made is dropped." in (slow.error or "")
 
 
 @pytest.mark.parametrize("timeout", [2, float("inf")])
