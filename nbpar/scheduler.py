@@ -81,7 +81,15 @@ from .events import (
 from .graph import Step
 from .partition import MERGES, MergeError, Slice, SliceError, listed_note, merge, split
 from .records import RunResult, SliceRecord, StepRecord
-from .worker import Outcome, PicklingProblem, Task, is_ipython_display, notebook_log_format, outside_step
+from .worker import (
+    Outcome,
+    PicklingProblem,
+    Task,
+    is_ipython_display,
+    kernel_home,
+    notebook_log_format,
+    outside_step,
+)
 
 Commit = Callable[[Step, dict[str, Any], dict[str, Any]], None]  # (step, inputs, outputs)
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
@@ -155,6 +163,7 @@ class Scheduler:
         chained = self.plan.chained
         self._log_level = logging.getLogger().getEffectiveLevel()  # the kernel's, for steps' `logging` calls
         self._log_format = notebook_log_format()  # and how the kernel formats them
+        self._home = kernel_home()  # the working directory and sys.path every step starts with
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._loop_thread: int | None = None  # the thread running run()'s loop
         self._flights: dict[int, _Flight] = {}  # by id of the flight
@@ -520,6 +529,7 @@ class Scheduler:
             log_level=self._log_level,
             flags=step.flags,
             log_format=self._log_format,
+            home=self._home,
             display="display" in step.reads  # IPython's: a builtin in a kernel, or imported
             and is_ipython_display(inputs.get("display", getattr(builtins, "display", None))),
         )

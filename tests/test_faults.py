@@ -70,6 +70,11 @@ FAULTS = [
         fixed_value=[x * 2 for x in range(8)],
     ),
     Fault("memory-error", "value = bytearray(1 << 46)", ("MemoryError",)),
+    Fault(  # a broken builtin is the step's error, not nbpar's: put back before nbpar's own code needs it
+        "breaks-len",
+        "import builtins\nbuiltins.len = None\nvalue = len([1])",
+        ("TypeError: 'NoneType' object is not callable", 'File "<step faulty>", line 3'),
+    ),
     Fault(
         "os-exit",
         "import os\nos._exit(3)",

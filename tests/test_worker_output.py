@@ -372,3 +372,41 @@ def test_a_notebook_function_calling_display_works_in_a_worker_process(shell):
     run_cells(shell, "def show(x):\n    display(x)", "%%step s\nshow([1])\ny = 1")
     run_cells(shell, "%parrun --backend process --no-widget")
     assert nbpar.last_run().steps["s"].output == "[1]\n"
+
+
+LIMITS = """
+import resource
+_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+resource.setrlimit(resource.RLIMIT_AS, (1 << 40 if _hard == resource.RLIM_INFINITY else _hard // 2, _hard))
+limited = 1
+"""
+
+
+def test_a_resource_limit_a_step_sets_does_not_reach_the_next_steps_of_its_worker():
+    import resource
+
+    p = make({"limits": LIMITS})
+    p.add_step("later", "import resource\nseen = resource.getrlimit(resource.RLIMIT_AS)", after=["limits"])
+    p.add_step("small", "import resource\nsmall = resource.getrlimit(resource.RLIMIT_AS)", after=["later"])
+    p.run(backend="process", workers=1)
+    p.run(backend="process", workers=1, force=True)  # now all small: one batch, one task each
+    assert p.namespace["seen"] == p.namespace["small"] == resource.getrlimit(resource.RLIMIT_AS)
+
+
+def test_a_hard_limit_a_step_lowers_for_good_is_said():
+    import resource
+
+    from nbpar.backends.process import stop_pool
+
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]  # (a worker's, as it starts)
+    if hard == 0:
+        pytest.skip("core files are off for good here: no hard limit to lower")
+    lower = 1 << 30 if hard == resource.RLIM_INFINITY else hard - 1
+    p = make({"hard": f"import resource\nresource.setrlimit(resource.RLIMIT_CORE, (0, {lower}))\nx = 1"})
+    try:
+        result = p.run(backend="process", workers=1)
+    finally:
+        stop_pool()  # (that worker keeps the limit)
+    output = result.steps["hard"].output
+    assert "nbpar: step 'hard' lowered the hard limit RLIMIT_CORE of its worker process" in output
+    assert "Lower only the soft limit" in output
