@@ -41,6 +41,7 @@ import ast
 import builtins
 import faulthandler
 import functools
+import glob
 import io
 import linecache
 import logging
@@ -288,6 +289,8 @@ def _clean_worker(task: Task, timed_out: bool) -> str:
         _undo_builtins(task.home)  # (the alarm may have cut it short)
     if task.home is not None:
         _go_home(task.home)
+    if _spawned:
+        _stop_children(timed_out)
     stuck = _restore_limits() if _limits_set else []
     if not stuck:
         return ""
@@ -358,15 +361,64 @@ def _replaced_builtins(kernel: dict[str, Any] | None) -> list[str]:
 _IPYTHONS = frozenset(("exit", "quit", "get_ipython"))  # the builtins IPython's BuiltinTrap adds and removes
 
 
-def _limits_audit(event: str, args: tuple[Any, ...]) -> None:
-    """An audit hook of worker processes: notes a step's change of its
-    resource limits (a hook costs nothing when no event is raised)."""
-    global _limits_set
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """The audit hook of worker processes: notes a step's change of its
+    resource limits, and a process it starts (a hook costs a call per
+    audit event, and the events a tiny step raises are few)."""
+    global _limits_set, _spawned
     if event in _LIMIT_EVENTS:
         _limits_set = True
+    elif event in _SPAWN_EVENTS:
+        _spawned = True
 
 
 _LIMIT_EVENTS = frozenset(("resource.setrlimit", "resource.prlimit"))
+_SPAWN_EVENTS = frozenset(("subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"))
+_spawned = False  # a step started a process since the worker last looked
+_kept: set[int] = set()  # processes that steps of this worker left running when they finished
+
+
+def _stop_children(stopped: bool) -> None:
+    """After a step that started processes: if the step was stopped (its
+    timeout), stop those it left running, and what they started; else they
+    are the worker's to keep, as a cell's are the kernel's. (A worker the
+    kernel kills takes its whole process group with it: see init_worker.)"""
+    global _spawned, _kept
+    _spawned = False
+    children = _children(os.getpid())
+    if not stopped:
+        _kept = children
+        return
+    for child in children - _kept:
+        for pid in [*_descendants(child), child]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(child, 0)
+        except ChildProcessError:
+            pass  # (reaped by its Popen meanwhile)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes `pid` started that are alive (Linux's /proc; elsewhere none are known)."""
+    found: set[int] = set()
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(path) as f:
+                found.update(int(p) for p in f.read().split())
+        except OSError:
+            pass  # (that thread ended)
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid`, the deepest first."""
+    below = []
+    for child in _children(pid):
+        below += [*_descendants(child), child]
+    return below
 
 
 def _restore_limits() -> list[str]:
@@ -952,11 +1004,15 @@ def init_worker(faults: str | None = None) -> None:
     Its builtin `display` is display_text, as a kernel's is IPython's."""
     global _fault_file, _worker_builtins, _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)  # a group of its own: the processes its steps start go when the kernel kills it
+    except OSError:
+        pass
     if not hasattr(builtins, "display"):  # a notebook function calling the kernel's builtin `display`
         builtins.display = display_text  # type: ignore[attr-defined]
     _worker_builtins = dict(builtins.__dict__)
     _worker_limits = _limits()
-    sys.addaudithook(_limits_audit)
+    sys.addaudithook(_audit)
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:
@@ -979,4 +1035,6 @@ _LIMIT_NAMES: dict[int, str] = {}  # resource.RLIMIT_AS -> "RLIMIT_AS"
 def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
+    if os.getpgid(0) == os.getpid():
+        os.killpg(0, signal.SIGKILL)  # with what its steps started (the kernel's group no longer has them)
     os._exit(0)

@@ -368,3 +368,69 @@ def test_a_second_parrun_while_one_runs_is_refused(shell, capsys):
     run_cells(shell, "%parwait")
     assert shell.user_ns["slow"] == 1 and nbpar.last_run().ok
     assert worker_pids(), "the pool stays warm"
+
+
+# -- processes a step starts ----------------------------------------------------
+
+SPAWNER = """import subprocess, time
+_child = subprocess.Popen(["sleep", "120"])
+with open(pidfile, "w") as _f:
+    _f.write(str(_child.pid))
+{rest}
+value = 1
+"""
+
+
+def _spawned_pid(pidfile: Any, within: float = 10.0) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if pidfile.exists() and pidfile.read_text():
+            return int(pidfile.read_text())
+        time.sleep(0.05)
+    raise AssertionError("the step did not start its process")
+
+
+def _stopped(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(
+    "how, rest",
+    [
+        ("timeout", "time.sleep(30)"),  # the alarm stops the step: the worker stops its processes
+        ("ignored-timeout", "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(9)"),
+        ("cancel", "time.sleep(30)"),
+    ],
+)
+def test_the_processes_a_stopped_step_started_stop_with_it(tmp_path, how, rest):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest=rest), timeout=None if how == "cancel" else 0.5)
+    run = p.start(backend="process", workers=2)
+    pid = _spawned_pid(pidfile)
+    if how == "cancel":
+        run.cancel()
+    result = run.wait(check=False)
+    assert result.steps["spawns"].status in ("failed", "cancelled")
+    assert _stopped(pid), f"the step's `sleep 120` ({how}) still runs"
+
+
+def test_the_processes_a_finished_step_started_keep_running(tmp_path):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest=""))
+    p.add_step("later", "import time\ntime.sleep(0.3)\nlater = 1", after=["spawns"])
+    p.run(backend="process", workers=1)
+    pid = _spawned_pid(pidfile)
+    try:
+        assert not _stopped(pid, within=0.5), "a top-to-bottom run would have left it running"
+    finally:
+        psutil.Process(pid).kill()

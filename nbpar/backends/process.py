@@ -145,9 +145,13 @@ def explain_exit(loky_message: str) -> str:
 
 
 def kill_worker(pid: int) -> None:
-    """Kill one worker process (a step past its timeout that did not stop)."""
+    """Kill one worker process (a step past its timeout that did not stop)
+    and the processes its steps started: its process group (init_worker)."""
     try:
-        os.kill(pid, signal.SIGKILL)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it ended meanwhile
 
@@ -197,9 +201,13 @@ _stopping: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # threads of p
 
 
 def _shut_down(pool: loky.ProcessPoolExecutor, wait: bool) -> None:
-    """Shut `pool` down, killing its workers (under _lock)."""
+    """Shut `pool` down, killing its workers and what their steps started
+    (under _lock)."""
+    workers = list(getattr(pool, "_processes", None) or ())
     thread = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=wait, kill_workers=True)
+    for pid in workers:  # (after: a pool shutting down is not broken by its workers' deaths)
+        kill_worker(pid)
     if not wait and thread is not None and thread.is_alive():
         _stopping.add(thread)
 
