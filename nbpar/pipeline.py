@@ -38,8 +38,8 @@ from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
 from .scheduler import Plan, Scheduler, frozen_heap
-from .sharing import end_run
-from .worker import compile_step
+from .sharing import end_run, pickle_problem
+from .worker import compile_step, unsendable_input
 
 # the compiler flags of `from __future__ import ...`: the only flags a step compiles with
 FUTURE_FLAGS = functools.reduce(
@@ -437,6 +437,23 @@ class Pipeline:
                     )
         return external
 
+    def _check_sendable(self, plan: Plan, external: dict[str, Any], backend: BackendName) -> None:
+        """Raise PlanError if a notebook input of a stale process step cannot
+        be pickled, before anything runs (not when the step is dispatched,
+        after its upstream steps ran). Each value is pickled once, its large
+        buffers (NumPy's, pandas') left out: the cost is that of its Python
+        objects (see sharing.pickle_problem)."""
+        checked: set[str] = set()
+        for name in plan.stale:
+            step = self.steps[name]
+            if _backend_of(step, backend) != "process":
+                continue
+            for var in sorted(step.reads & external.keys() - checked):
+                checked.add(var)
+                problem = pickle_problem(external[var])
+                if problem:
+                    raise PlanError(unsendable_input(name, var, external[var], problem))
+
     # -- running --------------------------------------------------------------
     def run(
         self,
@@ -539,6 +556,8 @@ class Pipeline:
             raise PlanError(str(e)) from None
         n = worker_count(workers, backend)
         plan = plan or self.plan(targets, force, n)
+        external = self._external_inputs(plan)
+        self._check_sendable(plan, external, backend)
         fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
@@ -552,7 +571,7 @@ class Pipeline:
             timeout=timeout,
             retries=retries,
             on_commit=functools.partial(self._remember, fingerprints),
-            external=self._external_inputs(plan),
+            external=external,
             durations=self._durations,
         )
         for name in plan.stale:  # where each will run, known from the start (the run's header says it)

@@ -669,7 +669,7 @@ class Scheduler:
         if index is None:
             record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
             if not outcome.ok:
-                self._unit_failed(key, outcome.error or "")
+                self._unit_failed(key, outcome.error or "", outcome.final)
                 return
             read = {r: inputs[r] for r in self.steps[name].inputs if r in inputs}
             self._complete(name, outcome.outputs, outcome.deleted, read, submit)
@@ -680,7 +680,7 @@ class Scheduler:
             piece.size = outcome.size
         piece.status = "done" if outcome.ok else "failed"
         if not outcome.ok:
-            self._unit_failed(key, outcome.error or "")
+            self._unit_failed(key, outcome.error or "", outcome.final)
             return
         fan = self._fans[name]
         fan.done[index] = outcome
@@ -870,14 +870,17 @@ class Scheduler:
         if flight.probe:
             self._probes -= 1
 
-    def _unit_failed(self, key: Key, error: str) -> None:
+    def _unit_failed(self, key: Key, error: str, final: bool = False) -> None:
         """An attempt of `key` failed: run it again if its step allows more
-        attempts (--retries), else fail its step."""
+        attempts (--retries) and the failure is not `final` (one that would
+        come again: an output that cannot be pickled), else fail its step."""
         name, index = key
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         allowed = self._retries(self.steps[name])
-        if failures > allowed:
-            if allowed:
+        if final and failures <= allowed:
+            error = f"{error}(not retried: this failure would come again on every attempt)\n"
+        if final or failures > allowed:
+            if allowed and not final:
                 error = f"(failed {failures} attempts; this was the last)\n{error}"
             self._fail_unit(key, error)
             return

@@ -122,6 +122,7 @@ class Outcome:
     error: str | None = None  # the user's traceback, or why it could not run
     size: int | None = None  # items in the slice, for a fanned-out step
     timed_out: bool = False  # stopped by its timeout (`error` says so)
+    final: bool = False  # the error would come again (an output that cannot be pickled): no retry
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return Outcome, _outcome_fields(self)
@@ -892,12 +893,16 @@ def dump_tasks(tasks: list[Task], run: object | None = None) -> bytes:
             for name, value in task.inputs.items():
                 problem = sharing.pickle_problem(value)
                 if problem:
-                    raise PicklingProblem(
-                        f"step '{task.step}' reads `{name}` ({type(value).__name__}), "
-                        f"which cannot be sent to a worker process: {problem}. Create "
-                        "it inside the step, or run the step with --backend thread."
-                    ) from None
+                    raise PicklingProblem(unsendable_input(task.step, name, value, problem)) from None
         raise PicklingProblem(f"step '{tasks[0].step}' cannot be sent to a worker process: {whole}") from None
+
+
+def unsendable_input(step: str, name: str, value: Any, problem: str) -> str:
+    """What to tell the user when input `name` of `step` cannot be pickled."""
+    return (
+        f"step '{step}' reads `{name}` ({type(value).__name__}), which cannot be sent to a worker "
+        f"process: {problem}. Create it inside the step, or run the step with --backend thread."
+    )
 
 
 def dump_outcomes(outcomes: list[Outcome]) -> bytes:
@@ -925,7 +930,7 @@ def _picklable(outcome: Outcome) -> Outcome:
         )
     else:
         error = f"step '{outcome.step}': its result could not be sent back: {whole.split(': ', 1)[-1]}\n"
-    return replace(outcome, outputs={}, deleted=(), error=error)
+    return replace(outcome, outputs={}, deleted=(), error=error, final=True)
 
 
 def run_in_process(
@@ -993,15 +998,19 @@ def _run_tasks(tasks: list[Task], worker: str, channel: tuple[Address, str] | No
 _fault_file: IO[str] | None = None  # a worker's own, open while it lives
 
 
-def init_worker(faults: str | None = None) -> None:
+def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     """Worker initializer (here, so that a worker imports only this module).
-    Ctrl-C / the notebook's stop button reach the whole process group: the
-    kernel decides what to stop, not the workers, so they ignore SIGINT. A
-    worker whose kernel died without shutting the pool down (killed,
-    crashed) exits instead of idling for an hour. With `faults` (a path
+    A worker is a process group of its own, with the processes its steps
+    start: the kernel kills the group with the worker. It ignores SIGINT
+    (Ctrl-C, the notebook's stop button): the kernel decides what to stop. A
+    worker whose kernel (pid `kernel`, which started it) died without
+    shutting the pool down (killed, crashed, or exited while the pool was
+    starting) exits instead of idling for an hour. With `faults` (a path
     pattern with {kernel} and {worker}), Python's faulthandler writes to a
     file of the worker's own, which the kernel reads if the worker dies.
-    Its builtin `display` is display_text, as a kernel's is IPython's."""
+    Its builtin `display` is display_text, as a kernel's is IPython's; its
+    builtins and resource limits as it starts are what every step gets, and
+    an audit hook notes what steps do to them (see `_clean_worker`)."""
     global _fault_file, _worker_builtins, _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -1013,7 +1022,7 @@ def init_worker(faults: str | None = None) -> None:
     _worker_builtins = dict(builtins.__dict__)
     _worker_limits = _limits()
     sys.addaudithook(_audit)
-    parent = os.getppid()
+    parent = kernel if kernel is not None else os.getppid()  # (already 1 if the kernel is gone)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:
         _fault_file = open(faults.format(kernel=parent, worker=os.getpid()), "w")  # open while the worker lives
@@ -1035,6 +1044,9 @@ _LIMIT_NAMES: dict[int, str] = {}  # resource.RLIMIT_AS -> "RLIMIT_AS"
 def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
-    if os.getpgid(0) == os.getpid():
-        os.killpg(0, signal.SIGKILL)  # with what its steps started (the kernel's group no longer has them)
+    for pid in _descendants(os.getpid()):  # what its steps started (the kernel's group no longer has them)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     os._exit(0)

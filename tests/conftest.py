@@ -16,6 +16,21 @@ from nbpar.magics import NbparMagics
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "nbpar-test"
+DEPENDENCIES = ("cloudpickle", "loky", "ipython", "ipykernel", "ipywidgets", "numpy", "pandas")
+
+
+def pytest_report_header() -> str:
+    """The versions this run resolved, in every log (CI's too): a release that
+    breaks nbpar is named by the run that saw it (see test_dependencies.py)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def found(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return "nbpar dependencies: " + ", ".join(f"{name} {found(name)}" for name in DEPENDENCIES)
 
 
 @pytest.fixture

@@ -7,11 +7,14 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 import nbpar
 from nbpar import Pipeline, PlanError, RunError
 from nbpar.events import RunFinished, RunStarted, StepFinished, StepLog, StepStarted
+
+from .conftest import run_cell, run_cells
 
 BACKENDS = ["process", "thread", "inline"]
 
@@ -107,6 +110,56 @@ def test_traceback_goes_into_notebook_functions(backend):
     error = info.value.result.steps["s"].error
     assert error.index('"<step s>"') < error.index('"<notebook cell>", line 2, in helper')
     assert "worker.py" not in error
+
+
+def test_traceback_into_a_cell_function_shows_its_source_line(shell, backend):
+    """A function defined in an ordinary IPython cell: the traceback names the
+    cell (IPython's filename for it), the line and the line's code, although
+    the worker's linecache never saw the cell (cloudpickle 3.1 renames every
+    function's file "<dynamic-code>")."""
+    run_cells(shell, "def lookup(v):\n    return v['nope']", "%%step s\nr = lookup({})")
+    cell_file = shell.user_ns["lookup"].__code__.co_filename
+    result = run_cell(shell, f"%parrun --backend {backend} --workers 1 --no-widget")
+    assert not result.success
+    error = nbpar.last_run().steps["s"].error
+    assert f'File "{cell_file}", line 2, in lookup\n    return v[\'nope\']' in error
+    assert "dynamic-code" not in error
+
+
+def test_pmap_traceback_shows_the_cell_function_source_line(shell, backend):
+    run_cells(shell, "import nbpar\ndef halve(x):\n    return 1 / (x - x)")
+    cell_file = shell.user_ns["halve"].__code__.co_filename
+    result = run_cell(shell, f"nbpar.pmap(halve, [1, 2], workers=1, backend={backend!r})")
+    assert isinstance(result.error_in_exec, RunError)
+    error = str(result.error_in_exec)
+    assert f'File "{cell_file}", line 3, in halve\n    return 1 / (x - x)' in error
+
+
+def test_cached_functions_cross_both_ways(shell, backend):
+    """`functools.cache` / `lru_cache` wrappers of the notebook's or a step's
+    functions (pickle cannot find them by name) travel as the function they
+    wrap, with their cache parameters; their caches start empty."""
+    run_cells(
+        shell,
+        "import functools\n@functools.lru_cache(maxsize=8)\ndef square(x):\n    return x * x",
+        "%%step s\nimport functools\n@functools.cache\ndef double(x):\n    return 2 * x\nn = square(3)",
+        f"%parrun --backend {backend} --workers 1 --no-widget",
+    )
+    double = shell.user_ns["double"]
+    assert shell.user_ns["n"] == 9 and double(4) == 8 and double(4) == 8
+    assert double.cache_info().hits == 1 and double.cache_parameters() == {"maxsize": None, "typed": False}
+
+
+def test_recarrays_cross_both_ways(backend):
+    """NumPy loads `numpy.rec` lazily: a worker without it must not send
+    `recarray` back as a copy of the class (whose methods then fail)."""
+    given = np.zeros(2, dtype=[("a", "i8")]).view(np.recarray)
+    p = make({"s": "r = np.ones(2, dtype=[('a', 'i8'), ('b', 'f8')]).view(np.recarray)\nseen = repr(given)"}, np=np)
+    p.namespace["given"] = given
+    p.run(backend=backend, workers=1)
+    r = p.namespace["r"]
+    assert type(r) is np.recarray and r.a.tolist() == [1, 1] and repr(r).startswith("rec.array(")
+    assert p.namespace["seen"] == repr(given)
 
 
 def test_system_exit_is_a_step_failure(backend):

@@ -10,23 +10,40 @@ import threading
 import pytest
 
 import nbpar
-from nbpar import Pipeline, RunError
+from nbpar import Pipeline, PlanError, RunError, sharing
 
 from .conftest import run_cell, run_cells
 
 
-def test_unpicklable_input_names_the_variable():
-    p = Pipeline({"lock": threading.Lock()})
-    p.add_step("uses_lock", "held = lock.locked()")
-    p.add_step("fine", "other = 1")
-    with pytest.raises(RunError) as info:
+def test_unpicklable_input_refuses_the_run_before_anything_runs():
+    """Checked when the run starts (as Kedro's ParallelRunner does), not when
+    the step is dispatched after its upstream steps ran."""
+    p = Pipeline({"lock": threading.Lock(), "n": 3})
+    p.add_step("first", "import time\ntime.sleep(0.2)\nother = n")
+    p.add_step("uses_lock", "held = lock.locked() or other")
+    with pytest.raises(PlanError) as info:
         p.run(backend="process", workers=1)
-    error = info.value.result.steps["uses_lock"].error
-    assert "step 'uses_lock' reads `lock` (lock)" in error
-    assert "--backend thread" in error
-    assert p.namespace["other"] == 1 and "held" not in p.namespace
-    # on threads the same step works: nothing is pickled
-    assert p.run(backend="thread").ok and p.namespace["held"] is False
+    assert str(info.value).startswith("step 'uses_lock' reads `lock` (lock), which cannot be sent to a worker process")
+    assert "--backend thread" in str(info.value)
+    assert "other" not in p.namespace and "held" not in p.namespace  # nothing ran
+    # on threads the same step works: nothing is pickled; so does a thread step in a process run
+    assert p.run(backend="thread").ok and p.namespace["held"] == 3
+    p.add_step("uses_lock", "held = lock.locked() or other", backend="thread")
+    assert p.run(backend="process", workers=1, force=True).ok
+
+
+def test_upfront_check_leaves_large_arrays_out():
+    """The check pickles each notebook input once, without its large buffers."""
+    np = pytest.importorskip("numpy")
+    big = np.ones(64 << 20, dtype=np.uint8)
+    p = Pipeline({"big": big, "small": [1, 2]})
+    p.add_step("a", "x = int(big[0]) + len(small)")
+    p.add_step("b", "y = int(big[-1]) + len(small)")
+    sharing.reset_stats()
+    p.run(backend="process", workers=1)
+    assert p.namespace["x"] == p.namespace["y"] == 3
+    assert sharing.stats()["written"] == big.nbytes  # the array went to a shared file once, not copied to check it
+    assert 0 < sharing.stats()["checked"] < 1 << 20  # checked (both inputs), the array's bytes left out
 
 
 def test_unpicklable_output_names_the_variable():
@@ -38,6 +55,22 @@ def test_unpicklable_output_names_the_variable():
     assert "step 'makes_lock' writes `guard` (lock)" in error
     assert "`_guard`" in error
     assert "guard" not in p.namespace and "count" not in p.namespace
+
+
+@pytest.mark.parametrize("where", ["step", "slice"])
+def test_an_output_that_cannot_be_pickled_is_not_retried(where):
+    """Pickling an output fails the same way on every attempt: --retries
+    does not run the step again, and the error says why."""
+    p = Pipeline({"rows": [1, 2]})
+    over = {"over": "rows", "slices": 2} if where == "slice" else {}
+    p.add_step("gen", "import time\ntime.sleep(0.01)\nvalues = (r for r in rows)", retries=3, **over)
+    with pytest.raises(RunError) as info:
+        p.run(backend="process", workers=1)
+    record = info.value.result.steps["gen"]
+    assert record.attempts == 1 if where == "step" else max(s.attempts for s in record.slices) == 1
+    assert "writes `values` (generator)" in record.error
+    assert "not retried: this failure would come again on every attempt" in record.error
+    assert "retrying" not in record.output
 
 
 def test_crashing_worker_is_named_and_innocent_steps_are_rerun():
@@ -134,6 +167,41 @@ def test_workers_exit_when_their_kernel_dies_without_shutting_down(tmp_path):
     kernel.wait()
     worker.wait(timeout=15)  # raises psutil.TimeoutExpired if it lingers
     assert not worker.is_running()
+
+
+def test_a_warm_up_that_lost_its_pool_to_a_run_leaves_the_runs_pool_alone():
+    """The warm-up (started when the extension loads) fills a pool of the CPU
+    count; a `--workers 1` run replaces it; the warm-up, refused by the pool
+    it had, must not replace the run's pool too (that failed the run's step
+    with ShutdownExecutorError)."""
+    from nbpar.backends import process
+
+    warm = process._get_pool(2, keep=True)
+    runs = process._get_pool(1)
+    assert process._get_pool(2, broken=warm, keep=True) is runs
+    assert runs.submit(int).result() == 0
+
+
+def test_a_worker_started_after_its_kernel_died_exits():
+    """A pool started as the kernel exits (a warm-up finishing late) has
+    workers whose parent is already gone: they exit (within a second), not
+    idle for an hour."""
+    import subprocess
+    import time
+
+    import loky
+    from loky.process_executor import TerminatedWorkerError
+
+    from nbpar.worker import init_worker
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a kernel that has died
+    pool = loky.ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=(None, gone.pid))
+    try:
+        with pytest.raises(TerminatedWorkerError, match="EXIT"):
+            pool.submit(time.sleep, 10).result(timeout=8)
+    finally:
+        pool.shutdown(wait=True, kill_workers=True)
 
 
 def test_a_worker_crash_is_logged_in_its_own_run_not_the_next(caplog):

@@ -16,6 +16,9 @@ and asserts, on every backend where the fault applies:
   rebuilt (the old workers are gone, none left behind);
 - the next run, after the user fixes the cell: only `faulty` and `after` run.
 
+A notebook input that cannot be pickled (`refused`) stops the run before
+anything runs: a PlanError with the same message, nothing written.
+
 Faults of the run as a whole (the stop button, a second %parrun) are rows
 further down, driven through the magics in a real shell; %parcancel, %unload_ext
 and kernel shutdown with runs in flight are in test_lifecycle.py.
@@ -36,7 +39,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbpar
-from nbpar import Pipeline, RunError
+from nbpar import Pipeline, PlanError, RunError
 
 from .conftest import run_cell, run_cells
 
@@ -55,6 +58,7 @@ class Fault:
     fix: str = "value = 1"  # the fixed cell
     fix_options: dict[str, Any] = field(default_factory=dict)
     fixed_value: Any = 1
+    refused: bool = False  # the run is refused before anything runs (PlanError)
 
 
 FAULTS = [
@@ -105,6 +109,7 @@ FAULTS = [
         fix="value = sum(rows)",
         fix_options={"backend": "thread"},
         fixed_value=3,
+        refused=True,
     ),
     Fault(
         "lock-input",
@@ -115,6 +120,7 @@ FAULTS = [
         fix="value = guard.locked()",
         fix_options={"backend": "thread"},
         fixed_value=False,
+        refused=True,
     ),
     Fault(
         "connection-input",
@@ -124,6 +130,7 @@ FAULTS = [
         inputs=lambda: {"db": sqlite3.connect(":memory:", check_same_thread=False)},
         fix='value = db.execute("select 1").fetchone()[0]',
         fix_options={"backend": "thread"},
+        refused=True,
     ),
     Fault(
         "file-input",  # a file open for reading would arrive as a copy of its content, not a file
@@ -134,6 +141,7 @@ FAULTS = [
         fix="value = handle.readable()",
         fix_options={"backend": "thread"},
         fixed_value=True,
+        refused=True,
     ),
     Fault(
         "file-output",
@@ -210,22 +218,33 @@ def test_fault(fault: Fault, backend: str) -> None:
     p.add_step("faulty", code, **fault.options)
     p.add_step("after", "total = (good, value)")
     if backend == "process":
-        p.backend("process", 2).warm_up()
+        sized = Pipeline()  # a warm pool of the size the run wants (a test before may have left another)
+        sized.add_step("size", "x = 1")
+        sized.run(backend="process", workers=2)
         before = worker_pids()
 
     # the message
-    with pytest.raises(RunError) as info:
-        p.run(backend=backend, workers=2)
-    result = info.value.result
-    error = result.steps["faulty"].error or ""
+    if fault.refused:
+        with pytest.raises(PlanError) as refusal:
+            p.run(backend=backend, workers=2)
+        error = str(refusal.value)
+    else:
+        with pytest.raises(RunError) as info:
+            p.run(backend=backend, workers=2)
+        result = info.value.result
+        error = result.steps["faulty"].error or ""
+        assert "--- step 'faulty' failed" in str(info.value)
     for fragment in fault.message:
         assert fragment in error, f"{fragment!r} not in the error:\n{error}"
-    assert "--- step 'faulty' failed" in str(info.value)
     assert "nbpar/" not in error.replace("nbpar/tests", ""), f"nbpar's own frames in:\n{error}"
 
     # the namespace
-    assert [result.steps[s].status for s in ("fine", "faulty", "after")] == ["done", "failed", "skipped"]
-    assert p.namespace["good"] == 1 and p.namespace["before"] is sentinel
+    if fault.refused:
+        assert "good" not in p.namespace  # nothing ran
+    else:
+        assert [result.steps[s].status for s in ("fine", "faulty", "after")] == ["done", "failed", "skipped"]
+        assert p.namespace["good"] == 1
+    assert p.namespace["before"] is sentinel
     assert "value" not in p.namespace and "total" not in p.namespace
 
     # the pool
@@ -239,7 +258,7 @@ def test_fault(fault: Fault, backend: str) -> None:
     p.add_step("faulty", fault.fix, **fault.fix_options)
     again = p.run(backend=backend, workers=2)
     statuses = {name: record.status for name, record in again.steps.items()}
-    assert statuses == {"fine": "up-to-date", "faulty": "done", "after": "done"}
+    assert statuses == {"fine": "done" if fault.refused else "up-to-date", "faulty": "done", "after": "done"}
     assert p.namespace["total"] == (1, fault.fixed_value)
 
 

@@ -47,11 +47,19 @@ _pool_workers = 0
 _broken = ""  # why the pool broke, until it is replaced
 
 
-def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.ProcessPoolExecutor:
+def _get_pool(
+    workers: int, broken: loky.ProcessPoolExecutor | None = None, keep: bool = False
+) -> loky.ProcessPoolExecutor:
     """The shared pool with `workers` processes, started if need be (with
-    `keep`, a pool of another size is kept as it is)."""
+    `keep`, a pool of another size is kept as it is). With `broken` (a pool
+    that refused a task), that pool is replaced if it is still the shared
+    one; if another thread replaced it meanwhile (a run resizing the pool
+    the warm-up was filling), the replacement is kept."""
     global _pool, _pool_workers, _broken
     with _lock:
+        fresh = broken is not None and _pool is broken
+        if broken is not None and not fresh and _pool is not None:
+            return _pool
         if _pool is not None and (fresh or (_pool_workers != workers and not keep)):
             _shut_down(_pool, wait=False)
             _pool = None
@@ -62,7 +70,7 @@ def _get_pool(workers: int, fresh: bool = False, keep: bool = False) -> loky.Pro
         if _pool is None:
             _sweep_fault_files()
             _pool = loky.ProcessPoolExecutor(
-                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_FAULTS,)
+                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_FAULTS, os.getpid())
             )
             # At interpreter exit, kill the workers instead of waiting for the
             # steps they run (a script or terminal IPython quitting mid-run).
@@ -220,13 +228,15 @@ class ProcessBackend:
 
     def warm_up(self) -> None:
         """Start the workers now, so the first step does not wait for them;
-        a pool already there (maybe busy, maybe sized by a run) is left alone."""
+        a pool already there (maybe busy, maybe sized by a run) is left alone.
+        A pool that refuses (broken, or shut down meanwhile: by a run that
+        resized it, or by the interpreter's exit) is not replaced here: the
+        next submission does that, when a run needs it."""
         pool = _get_pool(self.workers, keep=True)
         try:
             futures = [pool.submit(int) for _ in range(self.workers)]
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            pool = _get_pool(self.workers, fresh=True)
-            futures = [pool.submit(int) for _ in range(self.workers)]
+            return
         for f in futures:
             f.result()
 
@@ -241,7 +251,7 @@ class ProcessBackend:
             try:
                 inner = pool.submit(run_in_process, payload, channel, reply)
             except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-                pool = _get_pool(self.workers, fresh=True)
+                pool = _get_pool(self.workers, broken=pool)
                 inner = pool.submit(run_in_process, payload, channel, reply)
         except BaseException:
             sharing.finish(token)
