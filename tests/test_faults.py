@@ -86,6 +86,13 @@ FAULTS = [
         backends=("process",),
         pool="rebuilt",
     ),
+    Fault(  # what a worker needs to send a result back, broken by the step: its worker dies, and is replaced
+        "breaks-the-worker",
+        "import io\nio.BytesIO = None",
+        ("running step 'faulty' died", "exited with code 1", "replaced something of a module the worker needs"),
+        backends=("process",),
+        pool="rebuilt",
+    ),
     Fault(
         "sigkill",
         "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",

@@ -147,6 +147,12 @@ def explain_exit(loky_message: str) -> str:
     if not endings:
         return "it ended unexpectedly (loky: " + loky_message.strip().splitlines()[0] + ")"
     kind, code = endings[0]
+    if kind == "EXIT" and code == "1":  # what loky's worker loop exits with when its own code fails
+        return (
+            "it exited with code 1: os._exit(1) or a C library calling exit() in the step, or the worker's own "
+            "code failed after it, most often because the step replaced something of a module the worker needs "
+            "(say `io.BytesIO = ...`): change library modules in an ordinary cell, not in a step"
+        )
     if kind == "EXIT":
         return f"it exited with code {code}, without an exception: os._exit() or a C library calling exit() in the step"
     return _CAUSES.get(kind, f"it was ended by signal {kind} ({-int(code)})")
