@@ -258,6 +258,8 @@ _limits_set = False  # a step called resource.setrlimit or prlimit since they we
 
 def _go_home(home: Home) -> None:
     """Make this process's working directory and sys.path the kernel's."""
+    global _moved
+    _moved = False
     try:
         if os.getcwd() != home.cwd:
             os.chdir(home.cwd)
@@ -288,8 +290,10 @@ def _clean_worker(task: Task, timed_out: bool) -> str:
     `_undo_builtins`). A note if a limit could not be put back."""
     if timed_out:
         _undo_builtins(task.home)  # (the alarm may have cut it short)
-    if task.home is not None:
+    if task.home is not None and _moved:
         _go_home(task.home)
+    elif task.home is not None and sys.path != task.home.path:
+        sys.path[:] = task.home.path
     if _spawned:
         _stop_children(timed_out)
     stuck = _restore_limits() if _limits_set else []
@@ -364,18 +368,22 @@ _IPYTHONS = frozenset(("exit", "quit", "get_ipython"))  # the builtins IPython's
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     """The audit hook of worker processes: notes a step's change of its
-    resource limits, and a process it starts (a hook costs a call per
-    audit event, and the events a tiny step raises are few)."""
-    global _limits_set, _spawned
+    resource limits and working directory, and a process it starts (a
+    hook costs a call per audit event, and the events a tiny step raises
+    are few: cheaper than looking after every step)."""
+    global _limits_set, _spawned, _moved
     if event in _LIMIT_EVENTS:
         _limits_set = True
     elif event in _SPAWN_EVENTS:
         _spawned = True
+    elif event == "os.chdir":
+        _moved = True
 
 
 _LIMIT_EVENTS = frozenset(("resource.setrlimit", "resource.prlimit"))
 _SPAWN_EVENTS = frozenset(("subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"))
 _spawned = False  # a step started a process since the worker last looked
+_moved = False  # a step changed the working directory (os.chdir, os.fchdir) since the worker went home
 _kept: set[int] = set()  # processes that steps of this worker left running when they finished
 
 
