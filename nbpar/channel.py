@@ -7,15 +7,23 @@ worker process also talks to the kernel over a local socket::
     kernel                                        worker process
     ------                                        --------------
     Channel (one per process, started lazily)      report(address, message)
-      Listener on a Unix socket, random authkey      one Client per process,
-      accept thread -> one thread per worker         opened at first use
-      connection: the authkey handshake, then        LineBuffer: printed lines are
-      each message -> sink(message)                  sent at most every 0.2 s
+      Listener on a Unix socket in the kernel's      one Client per process,
+        private folder (folders.py), random authkey  opened at first use
+      accept thread -> one thread per worker         LineBuffer: printed lines are
+      connection: the authkey handshake, then        sent at most every 0.2 s
+      each message -> sink(message)
     message = (run_token, kind, step, slice, payload)
       kind "start", "printing": payload (worker, time)   kind "log": payload text
 
 The sink is the current run's events queue; a message whose token is not
 the current run's (a late line from a cancelled run) is dropped there.
+
+A connection that does not answer the handshake within `HANDSHAKE_TIMEOUT`
+seconds is closed, and at most `HANDSHAKING` connections are in their
+handshake at once (one more is closed at once): connections that never
+answer cannot pin the kernel's threads. A worker whose connection was
+closed tries again with its next message (its lines also travel with its
+result).
 """
 
 from __future__ import annotations
@@ -23,14 +31,19 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
-import shutil
-import tempfile
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener, answer_challenge, deliver_challenge
 from typing import Any
+
+from . import folders
+
+HANDSHAKE_TIMEOUT = 5.0  # seconds a new connection has to answer (a worker's takes milliseconds)
+HANDSHAKING = 8  # connections in their handshake at once
 
 Message = tuple[str, str, str, int | None, Any]
 Address = tuple[str, bytes]  # (socket path, authkey)
@@ -40,18 +53,14 @@ class Channel:
     """The kernel's end: receives messages from any worker, hands them to `sink`."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="nbpar-")
-        atexit.register(self._remove)
         self._authkey = secrets.token_bytes(16)
         # The handshake is done per connection, not in accept(): a worker killed
         # halfway through it must not stop the channel for the others.
-        self._listener = Listener(os.path.join(self._dir, "channel"), family="AF_UNIX")
+        self._listener = Listener(os.path.join(folders.private(), "channel"), family="AF_UNIX")
+        atexit.register(self._listener.close)  # removes the socket file (before folders' atexit removes the folder)
+        self._handshaking = threading.BoundedSemaphore(HANDSHAKING)
         self.sink: Callable[[Message], None] = lambda message: None
         threading.Thread(target=self._accept, name="nbpar-channel", daemon=True).start()
-
-    def _remove(self) -> None:
-        self._listener.close()  # removes the socket file
-        shutil.rmtree(self._dir, ignore_errors=True)
 
     @property
     def address(self) -> Address:
@@ -64,21 +73,40 @@ class Channel:
             except OSError:  # a connection that failed as it was made (the listener lives as long as the process)
                 time.sleep(0.01)
                 continue
+            if not self._handshaking.acquire(blocking=False):
+                conn.close()  # HANDSHAKING connections have not answered yet
+                continue
             threading.Thread(target=self._read, args=(conn,), name="nbpar-channel-reader", daemon=True).start()
 
     def _read(self, conn: Connection) -> None:
         with conn:
             try:
+                _receive_timeout(conn, HANDSHAKE_TIMEOUT)
                 deliver_challenge(conn, self._authkey)
                 answer_challenge(conn, self._authkey)
+                _receive_timeout(conn, 0.0)  # a worker may be quiet for hours
             except (EOFError, OSError, AuthenticationError):
-                return  # not one of our workers, or one that died meanwhile
+                return  # not one of our workers, one that died meanwhile, or silent (timed out)
+            finally:
+                self._handshaking.release()
             while True:
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
                     return  # the worker exited
                 self.sink(message)
+
+
+def _receive_timeout(conn: Connection, seconds: float) -> None:
+    """Make a blocking receive on `conn` fail (OSError) after `seconds`
+    (0: never). SO_RCVTIMEO, not a socket timeout: that would make the
+    connection's file non-blocking."""
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:  # the same socket, through a second descriptor
+        sock.setblocking(True)  # (a default timeout, socket.setdefaulttimeout, made it non-blocking)
+        whole = int(seconds)
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+        )
 
 
 _channel: Channel | None = None

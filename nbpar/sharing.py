@@ -4,7 +4,8 @@ Tasks and outcomes are pickled with protocol 5: NumPy arrays (and pandas
 objects, through theirs) hand their data to pickle as out-of-band buffers.
 A contiguous buffer of `THRESHOLD` bytes or more is not copied into the
 pickle: it is in a file of the kernel's directory on tmpfs
-(``/dev/shm/nbpar-share-PID``; `NBPAR_SHARED_DIR` chooses another place),
+(``/dev/shm/nbpar-share-PID-RANDOM``, 0700; `NBPAR_SHARED_DIR` chooses another
+place; see folders.py),
 and the pickle carries a reference ``(path, offset, length)``. The receiver
 maps the file privately (copy-on-write) and the array lives on the mapped
 pages, with no copy: a step that changes its input in place changes its
@@ -27,17 +28,18 @@ Data flow::
                                                        other buffer: new file o<token>-<pid>-<n>.buf
     relay: loads: map the files, finish(token) <---- MAGIC, references, pickle
 
-Lifetimes. Only the kernel deletes files, and only in its own directory. A
-file is kept while the kernel maps it (while an array lives on it: the
-mapping goes when the last array using it is garbage collected), while a
-run pins it (a kernel array written for the run's tasks), or while the
-flight whose worker writes it is in flight (its token is live). A flight
-that ends without an outcome (crash, kill, cancel) has its files deleted at
-once, and again when the workers that were alive then have died (loky fails
-the futures before it kills the workers). `end_run` sweeps what nothing
-needs; the directory goes at exit; the directories of dead kernels go when
-a kernel creates its own. Files are mapped through libc's mmap where there
-is one (Python's mmap keeps a file descriptor open per mapping).
+Lifetimes. Only the kernel deletes files, and only in its own directory
+(once it is dead, its watchdog removes the directory: folders.py). A file
+is kept while the kernel maps it (while an array lives on it: the mapping
+goes when the last array using it is garbage collected), while a run pins
+it (a kernel array written for the run's tasks), or while the flight whose
+worker writes it is in flight (its token is live). A flight that ends
+without an outcome (crash, kill, cancel) has its files deleted at once, and
+again when the workers that were alive then have died (loky fails the
+futures before it kills the workers). `end_run` sweeps what nothing needs;
+the directory goes at exit, or, if the kernel is killed, a few seconds
+later. Files are mapped through libc's mmap where there is one (Python's
+mmap keeps a file descriptor open per mapping).
 
 Changed pages. Mappings are private: a page written in place becomes the
 process's own (anonymous) page and the file keeps the old bytes. Before a
@@ -55,7 +57,6 @@ non-contiguous and object arrays.
 from __future__ import annotations
 
 import array
-import atexit
 import ctypes
 import functools
 import importlib
@@ -67,10 +68,8 @@ import mmap
 import os
 import pickle
 import re
-import shutil
 import struct
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -82,9 +81,9 @@ from typing import Any, NamedTuple
 
 import cloudpickle
 
+from . import folders
+
 THRESHOLD = 1 << 20  # bytes: smaller buffers stay in the pickle
-DIRECTORY_ENV = "NBPAR_SHARED_DIR"  # where the kernels' directories go (default /dev/shm, else the temp dir)
-_PREFIX = "nbpar-share-"
 _WRITE_CHUNK = 1 << 30  # write() moves at most ~2 GiB at once on Linux
 
 
@@ -126,61 +125,14 @@ _own_dir: str | None = None
 _owner_pid = 0
 
 
-def _base() -> str:
-    chosen = os.environ.get(DIRECTORY_ENV)
-    if chosen:
-        return chosen
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
-        return "/dev/shm"
-    return tempfile.gettempdir()
-
-
 def directory() -> str:
-    """This process's own directory for shared files, created (and the
-    directories of dead kernels removed) on first use."""
+    """This process's own directory for shared files (folders.shared(): made
+    on first use, 0700, removed at exit or by the watchdog)."""
     global _own_dir, _owner_pid
     with _lock:
         if _own_dir is None or _owner_pid != os.getpid():
-            base = _base()
-            _sweep_dead_kernels(base)
-            path = os.path.join(base, f"{_PREFIX}{os.getpid()}")
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            _own_dir, _owner_pid = path, os.getpid()
+            _own_dir, _owner_pid = folders.shared(), os.getpid()
         return _own_dir
-
-
-def _sweep_dead_kernels(base: str) -> None:
-    if os.name != "posix":
-        return  # _alive is POSIX's
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        match = re.fullmatch(re.escape(_PREFIX) + r"(\d+)", name)
-        if match and int(match[1]) != os.getpid() and not alive(int(match[1])):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    """Whether process `pid` runs (a zombie has died)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has died
-    except OSError:
-        return True
-
-
-@atexit.register
-def _remove_directory() -> None:
-    if _own_dir is not None and _owner_pid == os.getpid():
-        shutil.rmtree(_own_dir, ignore_errors=True)
 
 
 # -- files the kernel keeps: mapped here, pinned by a run, or in flight ----------
@@ -259,14 +211,14 @@ def discard(token: str, writers: Iterable[int] = ()) -> None:
     the `writers` (its pool's workers, which loky kills after failing the
     futures) are dead, in case one of them was writing."""
     finish(token)
-    living = [pid for pid in writers if pid != os.getpid() and alive(pid)]
+    living = [pid for pid in writers if pid != os.getpid() and folders.alive(pid)]
     if living:
         threading.Thread(target=_after_death, args=(token, living), name="nbpar-share-sweep", daemon=True).start()
 
 
 def _after_death(token: str, pids: list[int], patience: float = 120.0) -> None:
     deadline = time.monotonic() + patience
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(folders.alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     _remove_token_files(token)
 

@@ -1014,11 +1014,14 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     worker whose kernel (pid `kernel`, which started it) died without
     shutting the pool down (killed, crashed, or exited while the pool was
     starting) exits instead of idling for an hour. With `faults` (a path
-    pattern with {kernel} and {worker}), Python's faulthandler writes to a
-    file of the worker's own, which the kernel reads if the worker dies.
-    Its builtin `display` is display_text, as a kernel's is IPython's; its
-    builtins and resource limits as it starts are what every step gets, and
-    an audit hook notes what steps do to them (see `_clean_worker`)."""
+    pattern with {worker}, in the kernel's private folder), Python's
+    faulthandler writes to a file of the worker's own, which the kernel
+    reads if the worker dies: a new file, 0600, never an existing one nor
+    through a link (if there is one, the worker goes without: its crash is
+    reported without last words). Its builtin `display` is display_text, as
+    a kernel's is IPython's; its builtins and resource limits as it starts
+    are what every step gets, and an audit hook notes what steps do to them
+    (see `_clean_worker`)."""
     global _fault_file, _worker_builtins, _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -1033,7 +1036,12 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     parent = kernel if kernel is not None else os.getppid()  # (already 1 if the kernel is gone)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:
-        _fault_file = open(faults.format(kernel=parent, worker=os.getpid()), "w")  # open while the worker lives
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(faults.format(worker=os.getpid()), flags, 0o600)
+        except OSError:
+            return
+        _fault_file = os.fdopen(fd, "w")  # open while the worker lives
         faulthandler.enable(_fault_file, all_threads=False)
 
 

@@ -38,10 +38,12 @@ def shell() -> Iterator[InteractiveShell]:
     """A real InteractiveShell with an empty namespace and a fresh nbpar."""
     ip = InteractiveShell.instance(colors="nocolor")
     ip.reset(new_session=False)
+    flags = ip.compile.flags  # a `from __future__` import in a test's cells outlives a reset
     ip.run_line_magic("load_ext", "nbpar")
     ip.register_magics(NbparMagics(ip))  # a fresh pipeline for each test
     yield ip
     ip.reset(new_session=False)
+    ip.compile.flags = flags
 
 
 def run_cell(ip: InteractiveShell, source: str) -> ExecutionResult:

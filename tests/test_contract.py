@@ -122,7 +122,7 @@ def test_traceback_into_a_cell_function_shows_its_source_line(shell, backend):
     result = run_cell(shell, f"%parrun --backend {backend} --workers 1 --no-widget")
     assert not result.success
     error = nbpar.last_run().steps["s"].error
-    assert f'File "{cell_file}", line 2, in lookup\n    return v[\'nope\']' in error
+    assert f"File \"{cell_file}\", line 2, in lookup\n    return v['nope']" in error
     assert "dynamic-code" not in error
 
 

@@ -13,6 +13,7 @@ header (conftest.py), so a CI log says which release broke what.
 | loky        | `_flags.kill_workers`, `_processes`, `_executor_manager_thread` of a pool | backends/process.py |
 | loky        | `TerminatedWorkerError`'s text: `EXIT(n)` / `SIGNAME(-n)` | process.explain_exit    |
 | loky        | `backend.resource_tracker._resource_tracker._stop`     | extension.py (kernel exit) |
+| loky        | names its semaphores `/loky-PID-RANDOM` (PID: the pool's process) | folders.py (the watchdog) |
 | cloudpickle | `Pickler.reducer_override` sees code objects, classes, functions | sharing._Pickler  |
 | IPython     | a cell's source in linecache (mtime None), `magics_manager.registry` | sharing, extension |
 | IPython     | `shell.compile.flags` keeps a cell's `__future__` imports | magics (steps compile with them) |
@@ -95,6 +96,20 @@ def test_resource_trackers_can_be_stopped():
         stop = getattr(getattr(module, "_resource_tracker", None), "_stop", None)
         what = f"{module.__name__}._resource_tracker._stop"
         assert callable(stop), changed(package, what) if package else f"this Python changed {what}"
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="named semaphores are files in /dev/shm on Linux")
+def test_loky_names_its_semaphores_after_the_process():
+    before = set(os.listdir("/dev/shm"))
+    pool = loky.ProcessPoolExecutor(max_workers=1)
+    try:
+        pool.submit(int).result()
+        made = set(os.listdir("/dev/shm")) - before
+    finally:
+        pool.shutdown(wait=True, kill_workers=True)
+    assert [n for n in made if n.startswith(f"sem.loky-{os.getpid()}-")], changed(
+        "loky", f"the names of its semaphores ({sorted(made)}), which nbpar's watchdog unlinks after a kill"
+    )
 
 
 # -- cloudpickle ------------------------------------------------------------------
@@ -215,4 +230,4 @@ def test_traceback_into_a_kernel_cell_function_shows_its_source(kernel_name: str
     for cell in (nb.cells[3], nb.cells[4]):
         error = next(o for o in cell.outputs if o.output_type == "error")
         text = "\n".join(error.traceback)
-        assert f'File "{cell_file}", line 2, in lookup\n    return v[\'nope\']' in text, text
+        assert f"File \"{cell_file}\", line 2, in lookup\n    return v['nope']" in text, text

@@ -65,9 +65,10 @@ def wait_gone(procs: list[psutil.Process], timeout: float = GONE_WITHIN) -> list
 
 def is_resource_tracker(proc: psutil.Process) -> bool:
     """loky's or multiprocessing's resource tracker (the pool starts one of each in
-    the kernel): not workers; they exit when the kernel does."""
+    the kernel), or nbpar's watchdog (nbpar/folders.py): not workers; they exit when
+    the kernel does."""
     try:
-        return any("resource_tracker" in part for part in proc.cmdline())
+        return any("resource_tracker" in part or part.endswith("folders.py") for part in proc.cmdline())
     except psutil.Error:
         return False
 

@@ -10,7 +10,8 @@ background run or the warm-up thread would start pools of their own).
 When a worker dies, loky fails every future in flight with
 TerminatedWorkerError; we turn that into a `WorkerCrash` that says how it
 ended (exit code or signal, and what that usually means) with what Python's
-faulthandler wrote as it died (each worker writes to a file of its own),
+faulthandler wrote as it died (each worker writes to a file of its own, in
+the kernel's private folder: folders.py),
 and the scheduler decides what to resubmit. The crash is logged (logger
 "nbpar") when it happens, so in the run it happened in, and the broken pool
 is replaced at the next submission, maybe in a later run. Stopping kills the workers (a running task can only be stopped
@@ -19,13 +20,11 @@ that way).
 
 from __future__ import annotations
 
-import atexit
 import glob
 import logging
 import os
 import re
 import signal
-import tempfile
 import threading
 import weakref
 from concurrent.futures import Future
@@ -33,7 +32,7 @@ from concurrent.futures import Future
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
 
-from .. import sharing
+from .. import folders, sharing
 from ..channel import Message, kernel_channel
 from ..worker import Outcome, Report, Task, dump_tasks, init_worker, run_in_process
 from .base import WorkerCrash
@@ -70,7 +69,7 @@ def _get_pool(
         if _pool is None:
             _sweep_fault_files()
             _pool = loky.ProcessPoolExecutor(
-                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_FAULTS, os.getpid())
+                max_workers=workers, timeout=IDLE_TIMEOUT, initializer=init_worker, initargs=(_faults(), os.getpid())
             )
             # At interpreter exit, kill the workers instead of waiting for the
             # steps they run (a script or terminal IPython quitting mid-run).
@@ -81,21 +80,34 @@ def _get_pool(
 
 # -- how a worker died ------------------------------------------------------
 
-_FAULTS = os.path.join(tempfile.gettempdir(), "nbpar-faults-{kernel}-{worker}.txt")  # what worker.init_worker opens
+
+def _faults() -> str:
+    """Where each worker's faulthandler writes (worker.init_worker makes the
+    file): in the kernel's private folder, which goes with the kernel."""
+    return os.path.join(folders.private(), "faults-{worker}.txt")
 
 
 def _last_words() -> str:
     """What faulthandler wrote in this kernel's workers that have died; their
     files are removed."""
     words = []
-    for path in glob.glob(_FAULTS.format(kernel=os.getpid(), worker="*")):
-        worker = int(path.rsplit("-", 1)[1].removesuffix(".txt"))
-        if sharing.alive(worker):
+    for path, worker in _fault_files():
+        if folders.alive(worker):
             continue
         with open(path) as f:
             words.append(_users_frames(f.read()))
         os.remove(path)
     return "\n".join(w for w in words if w)
+
+
+def _fault_files() -> list[tuple[str, int]]:
+    """This kernel's fault files, with their workers' pids."""
+    found = []
+    for path in glob.glob(_faults().format(worker="*")):
+        worker = os.path.basename(path).removeprefix("faults-").removesuffix(".txt")
+        if worker.isdigit():
+            found.append((path, int(worker)))
+    return found
 
 
 def _users_frames(dump: str) -> str:
@@ -112,17 +124,11 @@ def _users_frames(dump: str) -> str:
     return "\n".join(kept).strip()
 
 
-@atexit.register
-def _remove_fault_files() -> None:
-    _sweep_fault_files(mine=True)
-
-
-def _sweep_fault_files(mine: bool = False) -> None:
-    """Remove the fault files of workers that are gone (their kernel's or
-    this kernel's), or, with `mine`, all of this kernel's."""
-    for path in glob.glob(_FAULTS.format(kernel="*", worker="*")):
-        kernel, worker = (int(part) for part in path.removesuffix(".txt").rsplit("-", 2)[1:])
-        if (mine and kernel == os.getpid()) or not sharing.alive(kernel) or not sharing.alive(worker):
+def _sweep_fault_files() -> None:
+    """Remove the fault files of this kernel's workers that are gone (the
+    folder, with the rest, goes with the kernel)."""
+    for path, worker in _fault_files():
+        if not folders.alive(worker):
             try:
                 os.remove(path)
             except OSError:
