@@ -700,10 +700,10 @@ class Scheduler:
         took = outcome.end - outcome.start
         if not outcome.ok or limit is None or took <= limit:
             return None
+        why = _LATE.get(self._backend(key).name, "")
         return (
             f"{_describe(key)} ran for {took:.1f}s, past its timeout of {limit:g}s (--timeout {limit:g}), and "
-            "could not be stopped in time: on thread and inline, code that holds the GIL (a long call into C "
-            "code) runs to its end, the kernel waiting. What it made is dropped.\n"
+            f"could not be stopped in time{why}. What it made is dropped.\n"
         )
 
     def _learn(self, name: str, seconds: float) -> None:
@@ -831,7 +831,7 @@ class Scheduler:
         for key in [k for k, deadline in self._deadlines.items() if now >= deadline]:
             del self._deadlines[key]
             flight = next((f for f in self._flights.values() if key in f.keys), None)
-            if flight is not None:
+            if flight is not None and not flight.future.done():  # (done: its outcome is queued, see _overran)
                 self._expire(key, flight)
 
     def _expire(self, key: Key, flight: _Flight) -> None:
@@ -976,6 +976,13 @@ class Scheduler:
 
 
 _MISSING: Any = object()
+_LATE = {  # why a step past its timeout could not be stopped, by backend
+    "thread": ": a thread cannot be stopped, and C code that holds the GIL (a long call into C) keeps the kernel "
+    "from acting on the timeout until it returns",
+    "inline": ": an inline step is stopped by an alarm between Python lines, which C code that holds the GIL does "
+    "not reach, and in a --background run it has no alarm",
+    "process": ": it held off or caught the alarm (an `except BaseException`) and finished within the 1s grace",
+}
 _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at
