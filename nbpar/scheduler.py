@@ -63,7 +63,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .backends import Backend, WorkerCrash, kill_worker
@@ -81,7 +81,15 @@ from .events import (
 from .graph import Step
 from .partition import MERGES, MergeError, Slice, SliceError, listed_note, merge, split
 from .records import RunResult, SliceRecord, StepRecord
-from .worker import Outcome, PicklingProblem, Task, is_ipython_display, notebook_log_format, outside_step
+from .worker import (
+    Outcome,
+    PicklingProblem,
+    Task,
+    is_ipython_display,
+    kernel_home,
+    notebook_log_format,
+    outside_step,
+)
 
 Commit = Callable[[Step, dict[str, Any], dict[str, Any]], None]  # (step, inputs, outputs)
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
@@ -155,6 +163,7 @@ class Scheduler:
         chained = self.plan.chained
         self._log_level = logging.getLogger().getEffectiveLevel()  # the kernel's, for steps' `logging` calls
         self._log_format = notebook_log_format()  # and how the kernel formats them
+        self._home = kernel_home()  # the working directory and sys.path every step starts with
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._loop_thread: int | None = None  # the thread running run()'s loop
         self._flights: dict[int, _Flight] = {}  # by id of the flight
@@ -520,6 +529,7 @@ class Scheduler:
             log_level=self._log_level,
             flags=step.flags,
             log_format=self._log_format,
+            home=self._home,
             display="display" in step.reads  # IPython's: a builtin in a kernel, or imported
             and is_ipython_display(inputs.get("display", getattr(builtins, "display", None))),
         )
@@ -646,6 +656,9 @@ class Scheduler:
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
+        late = self._overran(key, outcome)
+        if late is not None:
+            outcome = replace(outcome, outputs={}, deleted=(), error=late)
         if (record.slices[index] if index is not None else record).status == "queued":
             # its start was not reported (a small unit), or not yet: listeners see it now
             self._mark_running(key, outcome.worker, outcome.start)
@@ -677,6 +690,21 @@ class Scheduler:
                 self._ready.append((follower, index))
         if len(fan.done) == fan.count:
             self._merge(name)
+
+    def _overran(self, key: Key, outcome: Outcome) -> str | None:
+        """The error of a unit that succeeded after its timeout (nothing
+        stopped it in time: a thread step, or an inline one, holding the GIL
+        in C code; a step that caught the alarm), else None. Such a unit is
+        never done: what it made is dropped."""
+        limit = self._timeout(self.steps[key[0]])
+        took = outcome.end - outcome.start
+        if not outcome.ok or limit is None or took <= limit:
+            return None
+        why = _LATE.get(self._backend(key).name, "")
+        return (
+            f"{_describe(key)} ran for {took:.1f}s, past its timeout of {limit:g}s (--timeout {limit:g}), and "
+            f"could not be stopped in time{why}. What it made is dropped.\n"
+        )
 
     def _learn(self, name: str, seconds: float) -> None:
         self.took[name] = seconds
@@ -803,7 +831,7 @@ class Scheduler:
         for key in [k for k, deadline in self._deadlines.items() if now >= deadline]:
             del self._deadlines[key]
             flight = next((f for f in self._flights.values() if key in f.keys), None)
-            if flight is not None:
+            if flight is not None and not flight.future.done():  # (done: its outcome is queued, see _overran)
                 self._expire(key, flight)
 
     def _expire(self, key: Key, flight: _Flight) -> None:
@@ -948,6 +976,13 @@ class Scheduler:
 
 
 _MISSING: Any = object()
+_LATE = {  # why a step past its timeout could not be stopped, by backend
+    "thread": ": a thread cannot be stopped, and C code that holds the GIL (a long call into C) keeps the kernel "
+    "from acting on the timeout until it returns",
+    "inline": ": an inline step is stopped by an alarm between Python lines, which C code that holds the GIL does "
+    "not reach, and in a --background run it has no alarm",
+    "process": ": it held off or caught the alarm (an `except BaseException`) and finished within the 1s grace",
+}
 _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at

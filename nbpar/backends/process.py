@@ -183,15 +183,25 @@ def explain_exit(loky_message: str) -> str:
     if not endings:
         return "it ended unexpectedly (loky: " + loky_message.strip().splitlines()[0] + ")"
     kind, code = endings[0]
+    if kind == "EXIT" and code == "1":  # what loky's worker loop exits with when its own code fails
+        return (
+            "it exited with code 1: os._exit(1) or a C library calling exit() in the step, or the worker's own "
+            "code failed after it, most often because the step replaced something of a module the worker needs "
+            "(say `io.BytesIO = ...`): change library modules in an ordinary cell, not in a step"
+        )
     if kind == "EXIT":
         return f"it exited with code {code}, without an exception: os._exit() or a C library calling exit() in the step"
     return _CAUSES.get(kind, f"it was ended by signal {kind} ({-int(code)})")
 
 
 def kill_worker(pid: int) -> None:
-    """Kill one worker process (a step past its timeout that did not stop)."""
+    """Kill one worker process (a step past its timeout that did not stop)
+    and the processes its steps started: its process group (init_worker)."""
     try:
-        os.kill(pid, signal.SIGKILL)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it ended meanwhile
 
@@ -241,9 +251,13 @@ _stopping: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # threads of p
 
 
 def _shut_down(pool: loky.ProcessPoolExecutor, wait: bool) -> None:
-    """Shut `pool` down, killing its workers (under _lock)."""
+    """Shut `pool` down, killing its workers and what their steps started
+    (under _lock)."""
+    workers = list(getattr(pool, "_processes", None) or ())
     thread = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=wait, kill_workers=True)
+    for pid in workers:  # (after: a pool shutting down is not broken by its workers' deaths)
+        kill_worker(pid)
     if not wait and thread is not None and thread.is_alive():
         _stopping.add(thread)
 
