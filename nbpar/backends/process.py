@@ -28,7 +28,9 @@ import signal
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
@@ -212,6 +214,26 @@ def _shut_down(pool: loky.ProcessPoolExecutor, wait: bool) -> None:
         _stopping.add(thread)
 
 
+def _offer(pool: loky.ProcessPoolExecutor, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+    """`pool.submit(fn, *args)`, or None if the pool refuses: broken by a
+    worker's death, shut down, or the interpreter is exiting.
+
+    A broken loky pool raises the one exception object it stored
+    (`raise self._flags.broken`), and every raise adds the frames it passes
+    through to that object's traceback: ours (the caller's, with its tasks,
+    outcomes and run) and loky's `submit` (with the pool, which holds the
+    exception). A cycle that only a full garbage collection frees, with
+    every shared file those outcomes map. So the flag is read first, and the
+    traceback of an exception caught in the race is dropped."""
+    if pool._flags.broken is not None:
+        return None
+    try:
+        return pool.submit(fn, *args)
+    except (BrokenProcessPool, ShutdownExecutorError, RuntimeError) as e:
+        e.__traceback__ = None
+        return None
+
+
 class ProcessBackend:
     name = "process"
 
@@ -225,12 +247,10 @@ class ProcessBackend:
         resized it, or by the interpreter's exit) is not replaced here: the
         next submission does that, when a run needs it."""
         pool = _get_pool(self.workers, keep=True)
-        try:
-            futures = [pool.submit(int) for _ in range(self.workers)]
-        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            return
+        futures = [_offer(pool, int) for _ in range(self.workers)]
         for f in futures:
-            f.result()
+            if f is not None:
+                f.result()
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         run = getattr(report, "__self__", report)  # the run (its scheduler): its kernel arrays are written once
@@ -240,11 +260,11 @@ class ProcessBackend:
         reply = sharing.reply_to(token)
         pool = _get_pool(self.workers)
         try:
-            try:
-                inner = pool.submit(run_in_process, payload, channel, reply)
-            except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+            offered = _offer(pool, run_in_process, payload, channel, reply)
+            if offered is None:  # broken by a crash, or shut down meanwhile
                 pool = _get_pool(self.workers, broken=pool)
-                inner = pool.submit(run_in_process, payload, channel, reply)
+                offered = pool.submit(run_in_process, payload, channel, reply)
+            inner = offered
         except BaseException:
             sharing.finish(token)
             raise
@@ -275,7 +295,7 @@ class ProcessBackend:
                 try:
                     outcomes = sharing.loads(f.result())  # large outputs: mapped from the worker's files
                 except Exception as e:  # an output whose class the kernel cannot load
-                    outer.set_exception(e)
+                    outer.set_exception(e.with_traceback(None))  # (its frames: this one, which holds `outer`)
                 else:
                     outer.set_result(outcomes)
                 finally:
