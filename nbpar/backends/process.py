@@ -28,8 +28,9 @@ import signal
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import loky
@@ -228,10 +229,28 @@ def _offer(pool: loky.ProcessPoolExecutor, fn: Callable[..., Any], *args: Any) -
     if pool._flags.broken is not None:
         return None
     try:
-        return pool.submit(fn, *args)
+        with _sigint_blocked():
+            return pool.submit(fn, *args)
     except (BrokenProcessPool, ShutdownExecutorError, RuntimeError) as e:
         e.__traceback__ = None
         return None
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while loky may spawn workers (a
+    submission spawns the missing ones, and starts the pool's thread, which
+    spawns the later ones). A process inherits its creator's signal mask:
+    a worker is born with SIGINT blocked and ignores it for good once
+    `init_worker` has run. Else a Jupyter interrupt (jupyter_client sends
+    one to the kernel's process group before every shutdown) that lands
+    while a worker still imports prints its KeyboardInterrupt traceback.
+    A Ctrl-C in the kernel meanwhile is only delayed until the end."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class ProcessBackend:
@@ -243,14 +262,12 @@ class ProcessBackend:
     def warm_up(self) -> None:
         """Start the workers now, so the first step does not wait for them;
         a pool already there (maybe busy, maybe sized by a run) is left alone.
+        One task makes loky spawn every worker; this returns once they are
+        spawned (the time of a fork and exec each), not when they are ready.
         A pool that refuses (broken, or shut down meanwhile: by a run that
         resized it, or by the interpreter's exit) is not replaced here: the
         next submission does that, when a run needs it."""
-        pool = _get_pool(self.workers, keep=True)
-        futures = [_offer(pool, int) for _ in range(self.workers)]
-        for f in futures:
-            if f is not None:
-                f.result()
+        _offer(_get_pool(self.workers, keep=True), int)
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         run = getattr(report, "__self__", report)  # the run (its scheduler): its kernel arrays are written once
@@ -263,7 +280,8 @@ class ProcessBackend:
             offered = _offer(pool, run_in_process, payload, channel, reply)
             if offered is None:  # broken by a crash, or shut down meanwhile
                 pool = _get_pool(self.workers, broken=pool)
-                offered = pool.submit(run_in_process, payload, channel, reply)
+                with _sigint_blocked():
+                    offered = pool.submit(run_in_process, payload, channel, reply)
             inner = offered
         except BaseException:
             sharing.finish(token)
