@@ -229,8 +229,7 @@ def _offer(pool: loky.ProcessPoolExecutor, fn: Callable[..., Any], *args: Any) -
     if pool._flags.broken is not None:
         return None
     try:
-        with _sigint_blocked():
-            return pool.submit(fn, *args)
+        return pool.submit(fn, *args)
     except (BrokenProcessPool, ShutdownExecutorError, RuntimeError) as e:
         e.__traceback__ = None
         return None
@@ -238,14 +237,16 @@ def _offer(pool: loky.ProcessPoolExecutor, fn: Callable[..., Any], *args: Any) -
 
 @contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while loky may spawn workers (a
-    submission spawns the missing ones, and starts the pool's thread, which
-    spawns the later ones). A process inherits its creator's signal mask:
-    a worker is born with SIGINT blocked and ignores it for good once
-    `init_worker` has run. Else a Jupyter interrupt (jupyter_client sends
-    one to the kernel's process group before every shutdown) that lands
-    while a worker still imports prints its KeyboardInterrupt traceback.
-    A Ctrl-C in the kernel meanwhile is only delayed until the end."""
+    """Block SIGINT in this thread while loky may start processes: a new
+    pool starts loky's resource tracker (once), a submission spawns the
+    missing workers and the pool's thread, which spawns the later ones. A
+    process inherits its creator's signal mask: a worker is born with SIGINT
+    blocked and ignores it for good once `init_worker` has run. Else a
+    Jupyter interrupt (jupyter_client sends one to the kernel's process
+    group before every shutdown) that lands while a worker or the tracker
+    still imports prints its KeyboardInterrupt traceback (and a tracker
+    killed so warns of "leaked" semaphores). A Ctrl-C in the kernel
+    meanwhile is only delayed until the end."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -267,7 +268,8 @@ class ProcessBackend:
         A pool that refuses (broken, or shut down meanwhile: by a run that
         resized it, or by the interpreter's exit) is not replaced here: the
         next submission does that, when a run needs it."""
-        _offer(_get_pool(self.workers, keep=True), int)
+        with _sigint_blocked():
+            _offer(_get_pool(self.workers, keep=True), int)
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         run = getattr(report, "__self__", report)  # the run (its scheduler): its kernel arrays are written once
@@ -275,12 +277,12 @@ class ProcessBackend:
         channel = (kernel_channel().address, _route(report))
         token = sharing.new_token()  # names the files the worker writes for the outcomes
         reply = sharing.reply_to(token)
-        pool = _get_pool(self.workers)
         try:
-            offered = _offer(pool, run_in_process, payload, channel, reply)
-            if offered is None:  # broken by a crash, or shut down meanwhile
-                pool = _get_pool(self.workers, broken=pool)
-                with _sigint_blocked():
+            with _sigint_blocked():
+                pool = _get_pool(self.workers)
+                offered = _offer(pool, run_in_process, payload, channel, reply)
+                if offered is None:  # broken by a crash, or shut down meanwhile
+                    pool = _get_pool(self.workers, broken=pool)
                     offered = pool.submit(run_in_process, payload, channel, reply)
             inner = offered
         except BaseException:
