@@ -60,3 +60,31 @@ def test_crashes_pin_no_outputs_files_or_pools_without_a_garbage_collection(shel
     assert rss[-1] - rss[1] < 16, f"kernel RSS (MiB) after each run: {[round(r) for r in rss]}"
     alive = [ref for ref in pools[:-1] if ref() is not None and ref() is not process._pool]
     assert not alive, f"{len(alive)} of {len(pools) - 1} replaced loky pools still alive"
+
+
+class _Run:
+    def report(self, kind: str, step: str, index: int | None, payload: object) -> None:
+        self.got = (kind, step)
+
+
+def test_a_run_that_reuses_a_freed_runs_id_gets_its_workers_messages():
+    """Runs are freed as soon as they end, so the next one often gets the
+    same id: the new run must get a route of its own (the dead one's
+    dropped its messages: no start, so no timeout enforced by the kernel,
+    no live output), and the dead run's late messages must not reach it."""
+    first = _Run()
+    old = process._route(first.report)
+    address = id(first)
+    del first
+    for _ in range(1000):  # the allocator hands the freed block out again
+        second = _Run()
+        if id(second) == address:
+            break
+    else:
+        pytest.skip("no object got the freed run's id")
+    token = process._route(second.report)
+    assert token != old and process._route(second.report) == token
+    process._dispatch((old, "start", "s", None, None))
+    assert not hasattr(second, "got")
+    process._dispatch((token, "start", "s", None, None))
+    assert second.got == ("start", "s")

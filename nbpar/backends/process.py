@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import itertools
 import logging
 import os
 import re
@@ -164,15 +165,27 @@ def kill_worker(pid: int) -> None:
 
 
 _routes: dict[str, weakref.WeakMethod[Report]] = {}  # run token -> the run's report method
+_tokens: dict[int, str] = {}  # id of a run -> its token
+_serial = itertools.count()
 
 
 def _route(report: Report) -> str:
     """The token under which workers' messages reach `report` (a bound
-    method of the run: held weakly, so a finished run's late lines drop)."""
-    token = str(id(getattr(report, "__self__", report)))
-    if token not in _routes:
+    method of the run: held weakly, so a finished run's late lines drop).
+    A run is freed as soon as it ends, and the next one often gets its id:
+    a token is the id and a serial number, so that the new run gets a route
+    of its own (not the dead one's, which dropped its messages: no start
+    reported, so no timeout the kernel enforces), and late lines of the old
+    run never reach it."""
+    run = getattr(report, "__self__", report)
+    token = _tokens.get(id(run), "")
+    route = _routes.get(token)
+    if route is None or route() is None:
         for old in [t for t, ref in _routes.items() if ref() is None]:
             del _routes[old]
+        for key in [k for k, t in _tokens.items() if t not in _routes]:
+            del _tokens[key]
+        token = _tokens[id(run)] = f"{id(run)}-{next(_serial)}"
         _routes[token] = weakref.WeakMethod(report)  # type: ignore[arg-type]
         kernel_channel().sink = _dispatch
     return token
