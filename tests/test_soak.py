@@ -12,7 +12,8 @@ after another, and:
 - the shared folder (/dev/shm) holds only the file of the array the
   namespace holds, and the temp folder only the fault files of live
   workers: every crash's files went with it, without a garbage collection;
-- the kernel's RSS and open file descriptors stayed flat (from run 20 on);
+- the kernel's RSS and open file descriptors stayed flat (from run 20 on:
+  within 32 MiB, within 10 descriptors of the fewest seen);
 - no worker process is left behind.
 
 Prints its numbers (run with -s to see them). About 2 minutes on 2 cores.
@@ -191,4 +192,6 @@ def test_soak(shell, tmp_path, capsys):
         f"open descriptors {fds[0]} after 20 runs, {fds[-1]} after {RUNS}; seed {SEED}"
     )
     assert growth < 32, f"the kernel grew by {growth:.0f} MiB over {RUNS} runs"
-    assert fds[-1] <= fds[0] + 4, f"open descriptors every 20 runs: {fds}"
+    # (The count at a given moment depends on the pool's state: 15 to 24 seen.
+    # A descriptor kept per crash would add dozens: ~75 workers die.)
+    assert fds[-1] <= min(fds) + 10, f"open descriptors every 20 runs: {fds}"
