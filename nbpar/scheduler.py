@@ -165,6 +165,8 @@ class Scheduler:
         self._log_format = notebook_log_format()  # and how the kernel formats them
         self._home = kernel_home()  # the working directory and sys.path every step starts with
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._over = False  # the run has ended: what comes late is dropped
+        self._over_lock = threading.Lock()  # guards _over, and puts on _events against the last drain
         self._loop_thread: int | None = None  # the thread running run()'s loop
         self._flights: dict[int, _Flight] = {}  # by id of the flight
         self._ready: list[Key] = []
@@ -219,11 +221,32 @@ class Scheduler:
         finally:
             self.result.end = time.time()
             self._emit(RunFinished(self.result))
+            self._release()
         return self.result
 
     def cancel(self) -> None:
         """Ask the loop to stop everything (from any thread)."""
-        self._events.put(("cancel",))
+        self._put(("cancel",))
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        """Give the loop `item` (from any thread), unless the run is over."""
+        with self._over_lock:
+            if not self._over:
+                self._events.put(item)
+
+    def _release(self) -> None:
+        """The run is over: drop what it held for its units (the notebook's
+        inputs, slices, outcomes waiting for a merge, results that come late:
+        an abandoned thread's, a killed worker's). A finished scheduler
+        stays referenced (a RunHandle; a failed run's error, whose traceback
+        IPython keeps in a cycle until a full garbage collection) and must
+        not keep those, nor the shared files they map, alive with it."""
+        with self._over_lock:
+            self._over = True
+            self._events = queue.Queue()
+        self.external = {}
+        self._fans.clear()
+        self._flights.clear()
 
     # -- the loop ---------------------------------------------------------
     def _loop(self) -> None:
@@ -611,10 +634,10 @@ class Scheduler:
             with outside_step():
                 self._reported(kind, step, index, payload, here=True)
         else:
-            self._events.put(("report", kind, step, index, payload))  # any other thread
+            self._put(("report", kind, step, index, payload))  # any other thread
 
     def _on_done(self, future: Future[list[Outcome]]) -> None:
-        self._events.put(("done", future))  # any thread
+        self._put(("done", future))  # any thread
 
     # -- outcomes -----------------------------------------------------------
     def _settle(self, flight: _Flight) -> None:
@@ -623,14 +646,17 @@ class Scheduler:
         self._queued.difference_update(flight.keys)
         for key in flight.keys:
             self._deadlines.pop(key, None)
-        try:
-            outcomes = flight.future.result()
-        except WorkerCrash as crash:
-            self._crashed(flight, crash)
+        # The future's error is read, not raised: raising would add this frame
+        # (the run, the flight, its future) to the error the future keeps, a
+        # cycle that holds the run's outcomes until a full garbage collection.
+        error = flight.future.exception()
+        if isinstance(error, WorkerCrash):
+            self._crashed(flight, error)
             return
-        except Exception as e:  # nbpar could not run or read back the task
-            self._fail_unit(flight.keys[0], f"nbpar could not run it: {type(e).__name__}: {e}\n")
+        if error is not None:  # nbpar could not run or read back the task
+            self._fail_unit(flight.keys[0], f"nbpar could not run it: {type(error).__name__}: {error}\n")
             return
+        outcomes = flight.future.result()
         # A chain stops at its first failing slice: the slices after it were
         # not run, and their steps are skipped as dependents of the failure.
         self._started.difference_update(flight.keys)
