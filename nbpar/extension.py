@@ -2,13 +2,16 @@
 
 `%load_ext nbpar` registers the magics and watches the shell's `exit_now`;
 `%unload_ext nbpar` and the kernel's shutdown cancel a run in flight and
-stop every worker process, so none is left behind.
+stop every worker process, so none is left behind. So does the exit of
+the interpreter (a script, a terminal IPython): see `_at_interpreter_exit`.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .backends.process import stop_pool
@@ -22,9 +25,36 @@ if TYPE_CHECKING:
 def load(ip: InteractiveShell) -> None:
     from .magics import NbparMagics
 
+    global _exit_hooked
+    if not _exit_hooked:  # once a process (before the magics start the warm-up)
+        _register_thread_exit(_at_interpreter_exit)
+        _exit_hooked = True
     ip.register_magics(NbparMagics(ip))
     _unobserve_exit(ip)  # once, if loaded again
     ip.observe(_on_exit_now, names="exit_now")
+
+
+_exit_hooked = False
+# threading's own exit hooks run as the interpreter exits, before it joins
+# the threads and before `atexit` (loky stops its pools in one of them).
+_register_thread_exit: Callable[[Callable[[], None]], None] = threading._register_atexit  # type: ignore[attr-defined]
+
+
+def _at_interpreter_exit() -> None:
+    """The interpreter exits (a script or a terminal IPython that ends right
+    after `%load_ext nbpar`, or a kernel after its shutdown): wait for the
+    warm-up, then stop the pool.
+
+    The warm-up thread (a daemon) may be spawning the workers at that very
+    moment. Left alone, it was frozen mid-way by the interpreter's end: loky
+    printed tracebacks (a worker that never got its start-up data), its
+    resource tracker warned of leaked semaphores, and workers outlived the
+    kernel. Once threading's exit hooks have begun, loky cannot start a pool
+    properly any more (it registers an exit hook of its own, refused then),
+    but it has started the pool's thread: stopping the pool here, after the
+    warm-up, kills whatever it started. Runs once, in the main thread."""
+    _join_warm_up()
+    stop_pool()
 
 
 def unload(ip: InteractiveShell) -> None:
@@ -97,6 +127,7 @@ def _on_exit_now(change: Any) -> None:
         magics = change["owner"].magics_manager.registry.get(NbparMagics.__name__)
         if isinstance(magics, NbparMagics):
             _stop_run(magics, wait=2.0)
+        _join_warm_up()  # (or it starts a pool after this one is stopped, the trackers gone)
         stop_pool()
         _stop_resource_trackers()
     except Exception as e:  # the kernel must shut down all the same
@@ -107,11 +138,18 @@ def _stop_resource_trackers() -> None:
     """Stop loky's and multiprocessing's resource-tracker processes, if running
     (`_stop` closes the tracker's pipe and reaps it). Only as the kernel exits:
     a stopped tracker unlinks what is still registered (say, the user's
-    SharedMemory), which the kernel's exit would do anyway."""
+    SharedMemory), which the kernel's exit would do anyway.
+
+    A stopped pool's queues can sit in a reference cycle, their semaphores
+    still registered: collected after the tracker stopped, they made it warn
+    of "leaked semlock objects" and a tracker started anew print a
+    `KeyError` for each (seen in 1 of 3 shutdowns). So the garbage is
+    collected first."""
     import multiprocessing.resource_tracker
 
     from loky.backend import resource_tracker
 
+    gc.collect()
     for module in (resource_tracker, multiprocessing.resource_tracker):
         stop = getattr(getattr(module, "_resource_tracker", None), "_stop", None)
         if stop is not None:

@@ -63,7 +63,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .backends import Backend, WorkerCrash, kill_worker
@@ -81,7 +81,15 @@ from .events import (
 from .graph import Step
 from .partition import MERGES, MergeError, Slice, SliceError, listed_note, merge, split
 from .records import RunResult, SliceRecord, StepRecord
-from .worker import Outcome, PicklingProblem, Task, is_ipython_display, notebook_log_format, outside_step
+from .worker import (
+    Outcome,
+    PicklingProblem,
+    Task,
+    is_ipython_display,
+    kernel_home,
+    notebook_log_format,
+    outside_step,
+)
 
 Commit = Callable[[Step, dict[str, Any], dict[str, Any]], None]  # (step, inputs, outputs)
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
@@ -155,7 +163,10 @@ class Scheduler:
         chained = self.plan.chained
         self._log_level = logging.getLogger().getEffectiveLevel()  # the kernel's, for steps' `logging` calls
         self._log_format = notebook_log_format()  # and how the kernel formats them
+        self._home = kernel_home()  # the working directory and sys.path every step starts with
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._over = False  # the run has ended: what comes late is dropped
+        self._over_lock = threading.Lock()  # guards _over, and puts on _events against the last drain
         self._loop_thread: int | None = None  # the thread running run()'s loop
         self._flights: dict[int, _Flight] = {}  # by id of the flight
         self._ready: list[Key] = []
@@ -212,11 +223,32 @@ class Scheduler:
                 backend.release()  # (a process pool held for the run: others may use it now)
             self.result.end = time.time()
             self._emit(RunFinished(self.result))
+            self._release()
         return self.result
 
     def cancel(self) -> None:
         """Ask the loop to stop everything (from any thread)."""
-        self._events.put(("cancel",))
+        self._put(("cancel",))
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        """Give the loop `item` (from any thread), unless the run is over."""
+        with self._over_lock:
+            if not self._over:
+                self._events.put(item)
+
+    def _release(self) -> None:
+        """The run is over: drop what it held for its units (the notebook's
+        inputs, slices, outcomes waiting for a merge, results that come late:
+        an abandoned thread's, a killed worker's). A finished scheduler
+        stays referenced (a RunHandle; a failed run's error, whose traceback
+        IPython keeps in a cycle until a full garbage collection) and must
+        not keep those, nor the shared files they map, alive with it."""
+        with self._over_lock:
+            self._over = True
+            self._events = queue.Queue()
+        self.external = {}
+        self._fans.clear()
+        self._flights.clear()
 
     # -- the loop ---------------------------------------------------------
     def _loop(self) -> None:
@@ -522,6 +554,7 @@ class Scheduler:
             log_level=self._log_level,
             flags=step.flags,
             log_format=self._log_format,
+            home=self._home,
             display="display" in step.reads  # IPython's: a builtin in a kernel, or imported
             and is_ipython_display(inputs.get("display", getattr(builtins, "display", None))),
         )
@@ -603,10 +636,10 @@ class Scheduler:
             with outside_step():
                 self._reported(kind, step, index, payload, here=True)
         else:
-            self._events.put(("report", kind, step, index, payload))  # any other thread
+            self._put(("report", kind, step, index, payload))  # any other thread
 
     def _on_done(self, future: Future[list[Outcome]]) -> None:
-        self._events.put(("done", future))  # any thread
+        self._put(("done", future))  # any thread
 
     # -- outcomes -----------------------------------------------------------
     def _settle(self, flight: _Flight) -> None:
@@ -615,14 +648,17 @@ class Scheduler:
         self._queued.difference_update(flight.keys)
         for key in flight.keys:
             self._deadlines.pop(key, None)
-        try:
-            outcomes = flight.future.result()
-        except WorkerCrash as crash:
-            self._crashed(flight, crash)
+        # The future's error is read, not raised: raising would add this frame
+        # (the run, the flight, its future) to the error the future keeps, a
+        # cycle that holds the run's outcomes until a full garbage collection.
+        error = flight.future.exception()
+        if isinstance(error, WorkerCrash):
+            self._crashed(flight, error)
             return
-        except Exception as e:  # nbpar could not run or read back the task
-            self._fail_unit(flight.keys[0], f"nbpar could not run it: {type(e).__name__}: {e}\n")
+        if error is not None:  # nbpar could not run or read back the task
+            self._fail_unit(flight.keys[0], f"nbpar could not run it: {type(error).__name__}: {error}\n")
             return
+        outcomes = flight.future.result()
         # A chain stops at its first failing slice: the slices after it were
         # not run, and their steps are skipped as dependents of the failure.
         self._started.difference_update(flight.keys)
@@ -648,6 +684,9 @@ class Scheduler:
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
+        late = self._overran(key, outcome)
+        if late is not None:
+            outcome = replace(outcome, outputs={}, deleted=(), error=late)
         if (record.slices[index] if index is not None else record).status == "queued":
             # its start was not reported (a small unit), or not yet: listeners see it now
             self._mark_running(key, outcome.worker, outcome.start)
@@ -679,6 +718,21 @@ class Scheduler:
                 self._ready.append((follower, index))
         if len(fan.done) == fan.count:
             self._merge(name)
+
+    def _overran(self, key: Key, outcome: Outcome) -> str | None:
+        """The error of a unit that succeeded after its timeout (nothing
+        stopped it in time: a thread step, or an inline one, holding the GIL
+        in C code; a step that caught the alarm), else None. Such a unit is
+        never done: what it made is dropped."""
+        limit = self._timeout(self.steps[key[0]])
+        took = outcome.end - outcome.start
+        if not outcome.ok or limit is None or took <= limit:
+            return None
+        why = _LATE.get(self._backend(key).name, "")
+        return (
+            f"{_describe(key)} ran for {took:.1f}s, past its timeout of {limit:g}s (--timeout {limit:g}), and "
+            f"could not be stopped in time{why}. What it made is dropped.\n"
+        )
 
     def _learn(self, name: str, seconds: float) -> None:
         self.took[name] = seconds
@@ -805,7 +859,7 @@ class Scheduler:
         for key in [k for k, deadline in self._deadlines.items() if now >= deadline]:
             del self._deadlines[key]
             flight = next((f for f in self._flights.values() if key in f.keys), None)
-            if flight is not None:
+            if flight is not None and not flight.future.done():  # (done: its outcome is queued, see _overran)
                 self._expire(key, flight)
 
     def _expire(self, key: Key, flight: _Flight) -> None:
@@ -950,6 +1004,13 @@ class Scheduler:
 
 
 _MISSING: Any = object()
+_LATE = {  # why a step past its timeout could not be stopped, by backend
+    "thread": ": a thread cannot be stopped, and C code that holds the GIL (a long call into C) keeps the kernel "
+    "from acting on the timeout until it returns",
+    "inline": ": an inline step is stopped by an alarm between Python lines, which C code that holds the GIL does "
+    "not reach, and in a --background run it has no alarm",
+    "process": ": it held off or caught the alarm (an `except BaseException`) and finished within the 1s grace",
+}
 _GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at

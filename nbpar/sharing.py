@@ -589,7 +589,7 @@ OWN_TYPES: set[type] = set()  # nbpar's types that pickle by their own __reduce_
 
 
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, with four changes, each independent of cloudpickle's version:
+    """cloudpickle, with five changes, each independent of cloudpickle's version:
 
     - nbpar's own types (a batch holds thousands of tasks) reduce at once:
       cloudpickle would first try its checks, then its dispatch table, a
@@ -604,6 +604,9 @@ class _Pickler(cloudpickle.Pickler):
     - a class or function whose module is a submodule not imported yet (NumPy's
       lazily loaded `numpy.rec`, of `recarray`) is pickled by reference after
       importing that module, not by value as a broken copy (`_import_home`).
+    - a text file open for reading is refused, as cloudpickle refuses one open
+      for writing: cloudpickle would copy its whole content into the pickle,
+      to arrive as a StringIO (`_readable`).
     """
 
     def reducer_override(self, obj: Any) -> Any:
@@ -616,6 +619,8 @@ class _Pickler(cloudpickle.Pickler):
             return _reduce_cached(obj)
         if kind is types.FunctionType or issubclass(kind, type):
             _import_home(obj)
+        if kind is io.TextIOWrapper and _readable(obj):
+            raise pickle.PicklingError(f"cannot pickle an open file ({obj.name!r}, mode {obj.mode!r})")
         return super().reducer_override(obj)
 
 
@@ -680,6 +685,13 @@ def _import_home(obj: Any) -> None:
         importlib.import_module(module)
     except Exception:
         pass  # not a module after all: cloudpickle decides
+
+
+def _readable(file: io.TextIOWrapper) -> bool:
+    """Whether `file` is open for reading, which cloudpickle would pickle as a
+    copy of its whole content (a StringIO, not a file): refused here, as
+    cloudpickle refuses files open for writing."""
+    return not file.closed and ("r" in file.mode or "+" in file.mode)
 
 
 def _pickle(obj: Any, buffer_callback: Any = None) -> bytes:

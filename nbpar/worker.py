@@ -41,6 +41,7 @@ import ast
 import builtins
 import faulthandler
 import functools
+import glob
 import io
 import linecache
 import logging
@@ -69,6 +70,24 @@ LogFormat = tuple[str, "str | None", str]  # a logging.Formatter's (fmt, datefmt
 
 
 @dataclass
+class Home:
+    """The kernel's working directory and sys.path when a run starts: what
+    every step of the run starts with, wherever it runs (one object for all
+    the run's tasks, so a batch pickles it once)."""
+
+    cwd: str
+    path: list[str]
+    builtins: dict[str, Any] | None = None  # the kernel's, for steps in the kernel (not sent to workers)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return Home, (self.cwd, self.path)
+
+
+def kernel_home() -> Home:
+    return Home(os.getcwd(), list(sys.path), dict(builtins.__dict__))
+
+
+@dataclass
 class Task:
     step: str
     source: str
@@ -85,6 +104,7 @@ class Task:
     display: bool = False  # the step's `display` is IPython's: it gets display_text instead
     report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
     flags: int = 0  # the notebook's `__future__` compiler flags, the only ones the step compiles with
+    home: Home | None = None  # the kernel's working directory and sys.path, which every step starts with
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return Task, _task_fields(self)  # a tuple of fields pickles fastest (a batch has thousands)
@@ -112,7 +132,7 @@ class Outcome:
         return self.error is None
 
 
-sharing.OWN_TYPES.update((Task, Outcome))
+sharing.OWN_TYPES.update((Task, Outcome, Home))
 _task_fields = operator.attrgetter(*(f.name for f in fields(Task)))
 _outcome_fields = operator.attrgetter(*(f.name for f in fields(Outcome)))
 
@@ -185,23 +205,32 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     """Run one step here and now, inside `routing()`. `on_line` receives
     each whole line the step prints, warns or logs (see `capture`)."""
     start = time.time()
+    home = task.home
+    before = _surroundings(home) if _worker_builtins is None else None
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(task.inputs)
     if task.display:
         namespace["display"] = display_text
     error: str | None = None
     timed_out = False
+    replaced: list[str] = []
     with capture(on_line, task.log_level, task.log_format):
         try:
             code = _compile(task)
             if _SHOW in code.co_names:
                 namespace[_SHOW] = _show
             with _deadline(task):
-                exec(code, namespace)
+                try:
+                    exec(code, namespace)
+                finally:
+                    replaced = _undo_builtins(home)  # first: nbpar's code after the step uses them
         except StepTimeout as e:
             error, timed_out = _stopped(task) + format_user_error(e), True
         except (Exception, SystemExit) as e:
             error = format_user_error(e)
+    note = _clean_worker(task, timed_out) if _worker_builtins is not None else _put_back(task, before, replaced)
+    if note:
+        on_line(note)
     end = time.time()
     size = _size(task.inputs.get(task.over)) if task.over else None
     if error is not None:
@@ -209,6 +238,217 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     outputs = {w: namespace[w] for w in task.writes if w in namespace}
     deleted = tuple(w for w in task.writes if w not in namespace and w in task.inputs)
     return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted, size=size)
+
+
+# -- what a step leaves behind: nothing but its outputs ----------------------
+#
+# A worker process serves step after step: each starts in the kernel's
+# working directory with its sys.path (the task's `home`), and after each,
+# the worker's builtins and resource limits are put back as the worker
+# started. On thread and inline, steps run in the kernel, whose working
+# directory, sys.path and builtins are the whole process's: a step that
+# changes them changes them for the kernel and every step running beside it
+# while it runs; nbpar puts them back after the step (as at the run's start)
+# and says so in the step's output. Resource limits there are the kernel's.
+
+_worker_builtins: dict[str, Any] | None = None  # a worker process's builtins as it started (init_worker)
+_worker_limits: dict[int, tuple[int, int]] = {}  # and its resource limits
+_limits_set = False  # a step called resource.setrlimit or prlimit since they were last put back
+
+
+def _go_home(home: Home) -> None:
+    """Make this process's working directory and sys.path the kernel's."""
+    global _moved
+    _moved = False
+    try:
+        if os.getcwd() != home.cwd:
+            os.chdir(home.cwd)
+    except OSError:
+        pass  # (removed meanwhile: the step finds out as it would in the kernel)
+    if sys.path != home.path:
+        sys.path[:] = home.path
+
+
+def _undo_builtins(home: Home | None) -> list[str]:
+    """Right after a step, before nbpar's code that uses builtins the step
+    may have broken (and using none): in a worker process, its builtins as
+    it started; in the kernel, put back the builtins replaced since the run
+    started, and their names."""
+    current = builtins.__dict__
+    if _worker_builtins is None:
+        return _replaced_builtins(home.builtins if home is not None else None)
+    if current != _worker_builtins:
+        current.update(_worker_builtins)
+        for added in [name for name in current if name not in _worker_builtins]:
+            del current[added]
+    return []
+
+
+def _clean_worker(task: Task, timed_out: bool) -> str:
+    """After a step in a worker process: the kernel's working directory and
+    sys.path back, and the worker's resource limits (builtins: see
+    `_undo_builtins`). A note if a limit could not be put back."""
+    if timed_out:
+        _undo_builtins(task.home)  # (the alarm may have cut it short)
+    if task.home is not None and _moved:
+        _go_home(task.home)
+    elif task.home is not None and sys.path != task.home.path:
+        sys.path[:] = task.home.path
+    if _spawned:
+        _stop_children(timed_out)
+    stuck = _restore_limits() if _limits_set else []
+    if not stuck:
+        return ""
+    return (
+        f"nbpar: step '{task.step}' lowered the hard limit {', '.join(stuck)} of its worker process (pid "
+        f"{os.getpid()}), which cannot be raised again: the steps this worker runs next keep it. Lower only the "
+        "soft limit: resource.setrlimit(which, (limit, resource.getrlimit(which)[1])).\n"
+    )
+
+
+def _surroundings(home: Home | None) -> tuple[str, bool] | None:
+    """Where a step in the kernel starts: the working directory, and whether
+    sys.path is the kernel's at the run's start."""
+    if home is None:
+        return None
+    try:
+        return os.getcwd(), sys.path == home.path
+    except OSError:  # the working directory was removed
+        return None
+
+
+def _put_back(task: Task, before: tuple[str, bool] | None, replaced: list[str]) -> str:
+    """After a step in the kernel (thread, inline): if the working directory
+    or sys.path changed while it ran, put the kernel's back (as at the run's
+    start). A note saying so, and of the builtins it replaced (`replaced`,
+    put back already)."""
+    home = task.home
+    after = _surroundings(home)
+    if home is None or before is None or after is None:
+        return ""
+    if task.timeout is not None:
+        replaced += _replaced_builtins(home.builtins)  # (the alarm may have cut _undo_builtins short)
+    notes = []
+    if after[0] != before[0]:
+        notes.append(f"the working directory (to {after[0]})")
+        try:
+            os.chdir(home.cwd)
+        except OSError:
+            pass
+    if before[1] and not after[1]:
+        notes.append("sys.path")
+        sys.path[:] = home.path
+    if replaced:
+        notes.append("the builtin " + ", ".join(f"`{name}`" for name in replaced))
+    if not notes:
+        return ""
+    changes = ", ".join(notes[:-1]) + " and " + notes[-1] if len(notes) > 1 else notes[0]
+    return (
+        f"nbpar: {changes} changed while step '{task.step}' ran; put back as the kernel had it. On --backend "
+        "thread and inline a step shares them with the kernel and the steps beside it: change them in an "
+        "ordinary cell, or use absolute paths.\n"
+    )
+
+
+def _replaced_builtins(kernel: dict[str, Any] | None) -> list[str]:
+    """Put back the builtins that were replaced (or deleted) since the run
+    started; their names. (Names added or removed by IPython, which adds
+    `get_ipython` and hides `exit` while a cell runs, are left as they are.)"""
+    current = builtins.__dict__
+    if kernel is None or current == kernel:
+        return []
+    replaced = [name for name, value in kernel.items() if current.get(name) is not value and name not in _IPYTHONS]
+    for name in replaced:
+        current[name] = kernel[name]
+    return replaced
+
+
+_IPYTHONS = frozenset(("exit", "quit", "get_ipython"))  # the builtins IPython's BuiltinTrap adds and removes
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """The audit hook of worker processes: notes a step's change of its
+    resource limits and working directory, and a process it starts (a
+    hook costs a call per audit event, and the events a tiny step raises
+    are few: cheaper than looking after every step)."""
+    global _limits_set, _spawned, _moved
+    if event in _LIMIT_EVENTS:
+        _limits_set = True
+    elif event in _SPAWN_EVENTS:
+        _spawned = True
+    elif event == "os.chdir":
+        _moved = True
+
+
+_LIMIT_EVENTS = frozenset(("resource.setrlimit", "resource.prlimit"))
+_SPAWN_EVENTS = frozenset(("subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"))
+_spawned = False  # a step started a process since the worker last looked
+_moved = False  # a step changed the working directory (os.chdir, os.fchdir) since the worker went home
+_kept: set[int] = set()  # processes that steps of this worker left running when they finished
+
+
+def _stop_children(stopped: bool) -> None:
+    """After a step that started processes: if the step was stopped (its
+    timeout), stop those it left running, and what they started; else they
+    are the worker's to keep, as a cell's are the kernel's. (A worker the
+    kernel kills takes its whole process group with it: see init_worker.)"""
+    global _spawned, _kept
+    _spawned = False
+    children = _children(os.getpid())
+    if not stopped:
+        _kept = children
+        return
+    for child in children - _kept:
+        for pid in [*_descendants(child), child]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(child, 0)
+        except ChildProcessError:
+            pass  # (reaped by its Popen meanwhile)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes `pid` started that are alive (Linux's /proc; elsewhere none are known)."""
+    found: set[int] = set()
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(path) as f:
+                found.update(int(p) for p in f.read().split())
+        except OSError:
+            pass  # (that thread ended)
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid`, the deepest first."""
+    below = []
+    for child in _children(pid):
+        below += [*_descendants(child), child]
+    return below
+
+
+def _restore_limits() -> list[str]:
+    """Put the resource limits back as this worker started; the names of
+    those whose hard limit a step lowered, which cannot be raised again
+    (unprivileged): their soft limit is put back as far as that allows."""
+    global _limits_set
+    import resource
+
+    _limits_set = False
+    stuck = []
+    for which, (soft, hard) in _worker_limits.items():
+        if resource.getrlimit(which) == (soft, hard):
+            continue
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            lowered = resource.getrlimit(which)[1]
+            stuck.append(_LIMIT_NAMES.get(which, str(which)))
+            resource.setrlimit(which, (lowered if soft == resource.RLIM_INFINITY else min(soft, lowered), lowered))
+    return stuck
 
 
 def _size(value: Any) -> int | None:
@@ -719,6 +959,8 @@ def run_in_process(
             "importable there):\n" + format_user_error(e)
         )
         return sharing.dumps([Outcome("?", worker, now, now, error=error)])
+    if tasks[0].home is not None:
+        _go_home(tasks[0].home)  # (the tasks of one payload are of one run: one home)
     with _task_state(min(t.log_level for t in tasks)), sharing.replying(reply):
         return _run_tasks(tasks, worker, channel)
 
@@ -766,8 +1008,9 @@ _fault_file: IO[str] | None = None  # a worker's own, open while it lives
 
 def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     """Worker initializer (here, so that a worker imports only this module).
-    Ctrl-C / the notebook's stop button reach the whole process group: the
-    kernel decides what to stop, not the workers, so they ignore SIGINT. A
+    A worker is a process group of its own, with the processes its steps
+    start: the kernel kills the group with the worker. It ignores SIGINT
+    (Ctrl-C, the notebook's stop button): the kernel decides what to stop. A
     worker whose kernel (pid `kernel`, which started it) died without
     shutting the pool down (killed, crashed, or exited while the pool was
     starting) exits instead of idling for an hour. With `faults` (a path
@@ -776,11 +1019,20 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     reads if the worker dies: a new file, 0600, never an existing one nor
     through a link (if there is one, the worker goes without: its crash is
     reported without last words). Its builtin `display` is display_text, as
-    a kernel's is IPython's."""
-    global _fault_file
+    a kernel's is IPython's; its builtins and resource limits as it starts
+    are what every step gets, and an audit hook notes what steps do to them
+    (see `_clean_worker`)."""
+    global _fault_file, _worker_builtins, _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)  # a group of its own: the processes its steps start go when the kernel kills it
+    except OSError:
+        pass
     if not hasattr(builtins, "display"):  # a notebook function calling the kernel's builtin `display`
         builtins.display = display_text  # type: ignore[attr-defined]
+    _worker_builtins = dict(builtins.__dict__)
+    _worker_limits = _limits()
+    sys.addaudithook(_audit)
     parent = kernel if kernel is not None else os.getppid()  # (already 1 if the kernel is gone)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()
     if faults is not None:
@@ -793,7 +1045,24 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
         faulthandler.enable(_fault_file, all_threads=False)
 
 
+def _limits() -> dict[int, tuple[int, int]]:
+    import resource
+
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            _LIMIT_NAMES[getattr(resource, name)] = name
+    return {which: resource.getrlimit(which) for which in _LIMIT_NAMES}
+
+
+_LIMIT_NAMES: dict[int, str] = {}  # resource.RLIMIT_AS -> "RLIMIT_AS"
+
+
 def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
+    for pid in _descendants(os.getpid()):  # what its steps started (the kernel's group no longer has them)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     os._exit(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 import time
 
@@ -319,3 +321,36 @@ def test_a_notebook_wide_future_import_applies_to_steps(backend):
     assert p.steps["lazy"].reads == set()  # annotations are not evaluated: not reads
     p.run(backend=backend, workers=1)
     assert p.namespace["seen"] == {"x": "Undefined", "scale": "float", "return": "list"}
+
+
+PATCHER = """
+import builtins, os, sys
+builtins.sorted = lambda *args, **kwargs: ["patched"]
+os.chdir(folder)
+sys.path.append(folder)
+patched = 1
+"""
+
+
+def test_a_step_leaves_nothing_behind_but_its_outputs(backend, tmp_path):
+    # the next step, in the same worker (one), gets unpatched builtins, the kernel's cwd and sys.path
+    here, path = os.getcwd(), list(sys.path)
+    p = make({"patch": PATCHER}, folder=str(tmp_path))
+    p.add_step("later", "import os, sys\nseen = (sorted([3, 1, 2]), os.getcwd(), folder in sys.path)", after=["patch"])
+    result = p.run(backend=backend, workers=1)
+    assert p.namespace["seen"] == ([1, 2, 3], here, False)
+    assert (sorted([2, 1]), os.getcwd(), sys.path) == ([1, 2], here, path)  # the kernel's too
+    note = "nbpar: the working directory (to {}), sys.path and the builtin `sorted` changed while step 'patch' ran"
+    if backend == "process":
+        assert "nbpar:" not in result.steps["patch"].output  # the worker was its own
+    else:  # the kernel's, shared: put back, and said
+        assert note.format(tmp_path) in result.steps["patch"].output
+
+
+def test_every_step_starts_in_the_kernels_working_directory_with_its_sys_path(backend, tmp_path, monkeypatch):
+    p = make({"where": "import os, sys\nwhere = (os.getcwd(), sys.path[0])"})
+    p.run(backend=backend, workers=1)  # (a warm worker, started elsewhere)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    p.run(backend=backend, workers=1, force=True)
+    assert p.namespace["where"] == (str(tmp_path), str(tmp_path / "src"))

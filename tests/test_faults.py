@@ -74,10 +74,22 @@ FAULTS = [
         fixed_value=[x * 2 for x in range(8)],
     ),
     Fault("memory-error", "value = bytearray(1 << 46)", ("MemoryError",)),
+    Fault(  # a broken builtin is the step's error, not nbpar's: put back before nbpar's own code needs it
+        "breaks-len",
+        "import builtins\nbuiltins.len = None\nvalue = len([1])",
+        ("TypeError: 'NoneType' object is not callable", 'File "<step faulty>", line 3'),
+    ),
     Fault(
         "os-exit",
         "import os\nos._exit(3)",
         ("running step 'faulty' died", "exited with code 3", "os._exit()"),
+        backends=("process",),
+        pool="rebuilt",
+    ),
+    Fault(  # what a worker needs to send a result back, broken by the step: its worker dies, and is replaced
+        "breaks-the-worker",
+        "import io\nio.BytesIO = None",
+        ("running step 'faulty' died", "exited with code 1", "replaced something of a module the worker needs"),
         backends=("process",),
         pool="rebuilt",
     ),
@@ -128,6 +140,23 @@ FAULTS = [
         refused=True,
     ),
     Fault(
+        "file-input",  # a file open for reading would arrive as a copy of its content, not a file
+        "value = handle.readable()",
+        ("step 'faulty' reads `handle` (TextIOWrapper)", "cannot pickle an open file", "--backend thread"),
+        backends=("process",),
+        inputs=lambda: {"handle": open(__file__)},
+        fix="value = handle.readable()",
+        fix_options={"backend": "thread"},
+        fixed_value=True,
+        refused=True,
+    ),
+    Fault(
+        "file-output",
+        "import os\nvalue = open(os.devnull)",
+        ("step 'faulty' writes `value` (TextIOWrapper)", "cannot pickle an open file", "--backend thread"),
+        backends=("process",),
+    ),
+    Fault(
         "generator-output",
         "value = (i for i in range(3))",
         ("step 'faulty' writes `value` (generator)", "`_value`", "--backend thread"),
@@ -144,6 +173,13 @@ FAULTS = [
         "import time\nfor _ in range(40):\n    time.sleep(0.05)\nvalue = 1",
         ("step 'faulty'", "timeout of 0.5s"),
         options={"timeout": 0.5},
+    ),
+    Fault(
+        "timeout-gil",  # C code holding the GIL: nothing can stop it in time; its late result is not kept
+        "import itertools\nvalue = sum(itertools.repeat(1, 3 * 10**8))",
+        ("step 'faulty'", "timeout of 0.2s"),
+        backends=("thread", "inline"),
+        options={"timeout": 0.2},
     ),
     Fault(
         "timeout-ignored",  # the alarm cannot reach the step: the kernel kills its worker
@@ -358,3 +394,69 @@ def test_a_second_parrun_while_one_runs_is_refused(shell, capsys):
     run_cells(shell, "%parwait")
     assert shell.user_ns["slow"] == 1 and nbpar.last_run().ok
     assert worker_pids(), "the pool stays warm"
+
+
+# -- processes a step starts ----------------------------------------------------
+
+SPAWNER = """import subprocess, time
+_child = subprocess.Popen(["sleep", "120"])
+with open(pidfile, "w") as _f:
+    _f.write(str(_child.pid))
+{rest}
+value = 1
+"""
+
+
+def _spawned_pid(pidfile: Any, within: float = 10.0) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if pidfile.exists() and pidfile.read_text():
+            return int(pidfile.read_text())
+        time.sleep(0.05)
+    raise AssertionError("the step did not start its process")
+
+
+def _stopped(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(
+    "how, rest",
+    [
+        ("timeout", "time.sleep(30)"),  # the alarm stops the step: the worker stops its processes
+        ("ignored-timeout", "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(9)"),
+        ("cancel", "time.sleep(30)"),
+    ],
+)
+def test_the_processes_a_stopped_step_started_stop_with_it(tmp_path, how, rest):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest=rest), timeout=None if how == "cancel" else 0.5)
+    run = p.start(backend="process", workers=2)
+    pid = _spawned_pid(pidfile)
+    if how == "cancel":
+        run.cancel()
+    result = run.wait(check=False)
+    assert result.steps["spawns"].status in ("failed", "cancelled")
+    assert _stopped(pid), f"the step's `sleep 120` ({how}) still runs"
+
+
+def test_the_processes_a_finished_step_started_keep_running(tmp_path):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest=""))
+    p.add_step("later", "import time\ntime.sleep(0.3)\nlater = 1", after=["spawns"])
+    p.run(backend="process", workers=1)
+    pid = _spawned_pid(pidfile)
+    try:
+        assert not _stopped(pid, within=0.5), "a top-to-bottom run would have left it running"
+    finally:
+        psutil.Process(pid).kill()

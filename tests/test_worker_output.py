@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import signal
 import sys
 import textwrap
@@ -184,6 +185,16 @@ def test_a_blocking_inline_parrun_honours_the_timeout(shell):
     assert 'File "<step slow>", line 4, in <module>' in error  # the %%step line is line 1
 
 
+def test_an_inline_step_of_a_background_run_past_its_timeout_is_failed_and_writes_nothing():
+    # no alarm outside the kernel's main thread: it runs to its end, and is not kept
+    p = make({"slow": "import time\ntime.sleep(0.6)\nx = 1"}, timeout=0.2)
+    result = p.start(backend="inline").wait(check=False)
+    slow = result.steps["slow"]
+    assert slow.status == "failed" and "x" not in p.namespace
+    assert re.match(r"step 'slow' ran for 0\.[6-9]s, past its timeout of 0\.2s \(--timeout 0\.2\)", slow.error or "")
+    assert "What it made is dropped." in (slow.error or "")
+
+
 @pytest.mark.parametrize("timeout", [2, float("inf")])
 def test_a_step_finishing_in_time_is_not_stopped(timeout):
     p = make({"quick": "import time\ntime.sleep(0.05)\nx = 1"}, timeout=timeout)
@@ -361,3 +372,41 @@ def test_a_notebook_function_calling_display_works_in_a_worker_process(shell):
     run_cells(shell, "def show(x):\n    display(x)", "%%step s\nshow([1])\ny = 1")
     run_cells(shell, "%parrun --backend process --no-widget")
     assert nbpar.last_run().steps["s"].output == "[1]\n"
+
+
+LIMITS = """
+import resource
+_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+resource.setrlimit(resource.RLIMIT_AS, (1 << 40 if _hard == resource.RLIM_INFINITY else _hard // 2, _hard))
+limited = 1
+"""
+
+
+def test_a_resource_limit_a_step_sets_does_not_reach_the_next_steps_of_its_worker():
+    import resource
+
+    p = make({"limits": LIMITS})
+    p.add_step("later", "import resource\nseen = resource.getrlimit(resource.RLIMIT_AS)", after=["limits"])
+    p.add_step("small", "import resource\nsmall = resource.getrlimit(resource.RLIMIT_AS)", after=["later"])
+    p.run(backend="process", workers=1)
+    p.run(backend="process", workers=1, force=True)  # now all small: one batch, one task each
+    assert p.namespace["seen"] == p.namespace["small"] == resource.getrlimit(resource.RLIMIT_AS)
+
+
+def test_a_hard_limit_a_step_lowers_for_good_is_said():
+    import resource
+
+    from nbpar.backends.process import stop_pool
+
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]  # (a worker's, as it starts)
+    if hard == 0:
+        pytest.skip("core files are off for good here: no hard limit to lower")
+    lower = 1 << 30 if hard == resource.RLIM_INFINITY else hard - 1
+    p = make({"hard": f"import resource\nresource.setrlimit(resource.RLIMIT_CORE, (0, {lower}))\nx = 1"})
+    try:
+        result = p.run(backend="process", workers=1)
+    finally:
+        stop_pool()  # (that worker keeps the limit)
+    output = result.steps["hard"].output
+    assert "nbpar: step 'hard' lowered the hard limit RLIMIT_CORE of its worker process" in output
+    assert "Lower only the soft limit" in output

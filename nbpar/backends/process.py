@@ -33,13 +33,17 @@ from __future__ import annotations
 
 import collections
 import glob
+import itertools
 import logging
 import os
 import re
 import signal
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any
 
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError, TerminatedWorkerError
@@ -217,29 +221,51 @@ def explain_exit(loky_message: str) -> str:
     if not endings:
         return "it ended unexpectedly (loky: " + loky_message.strip().splitlines()[0] + ")"
     kind, code = endings[0]
+    if kind == "EXIT" and code == "1":  # what loky's worker loop exits with when its own code fails
+        return (
+            "it exited with code 1: os._exit(1) or a C library calling exit() in the step, or the worker's own "
+            "code failed after it, most often because the step replaced something of a module the worker needs "
+            "(say `io.BytesIO = ...`): change library modules in an ordinary cell, not in a step"
+        )
     if kind == "EXIT":
         return f"it exited with code {code}, without an exception: os._exit() or a C library calling exit() in the step"
     return _CAUSES.get(kind, f"it was ended by signal {kind} ({-int(code)})")
 
 
 def kill_worker(pid: int) -> None:
-    """Kill one worker process (a step past its timeout that did not stop)."""
+    """Kill one worker process (a step past its timeout that did not stop)
+    and the processes its steps started: its process group (init_worker)."""
     try:
-        os.kill(pid, signal.SIGKILL)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it ended meanwhile
 
 
 _routes: dict[str, weakref.WeakMethod[Report]] = {}  # run token -> the run's report method
+_tokens: dict[int, str] = {}  # id of a run -> its token
+_serial = itertools.count()
 
 
 def _route(report: Report) -> str:
     """The token under which workers' messages reach `report` (a bound
-    method of the run: held weakly, so a finished run's late lines drop)."""
-    token = str(id(getattr(report, "__self__", report)))
-    if token not in _routes:
+    method of the run: held weakly, so a finished run's late lines drop).
+    A run is freed as soon as it ends, and the next one often gets its id:
+    a token is the id and a serial number, so that the new run gets a route
+    of its own (not the dead one's, which dropped its messages: no start
+    reported, so no timeout the kernel enforces), and late lines of the old
+    run never reach it."""
+    run = getattr(report, "__self__", report)
+    token = _tokens.get(id(run), "")
+    route = _routes.get(token)
+    if route is None or route() is None:
         for old in [t for t, ref in _routes.items() if ref() is None]:
             del _routes[old]
+        for key in [k for k, t in _tokens.items() if t not in _routes]:
+            del _tokens[key]
+        token = _tokens[id(run)] = f"{id(run)}-{next(_serial)}"
         _routes[token] = weakref.WeakMethod(report)  # type: ignore[arg-type]
         kernel_channel().sink = _dispatch
     return token
@@ -259,14 +285,17 @@ def stop_pool(wait: bool = True) -> None:
     pools stopped before without waiting: the thread loky stops a pool with
     still cleans up after the workers are gone, and it starts a resource
     tracker anew if the kernel's exit has stopped it (one that ignores
-    SIGTERM: the kernel could not exit). (Waited for outside _lock: the
-    thread may be calling back `_release`.)"""
+    SIGTERM: the kernel could not exit)."""
     with _lock:
-        for pool in {*_pools.values(), *_holders}:
-            _shut_down(pool, wait=False)
+        pools = list({*_pools.values(), *_holders})
         _pools.clear()
         _holders.clear()
+        if not wait:
+            for pool in pools:
+                _shut_down(pool, wait=False)
         stopping = list(_stopping) if wait else []
+    for pool in pools if wait else []:  # not under _lock: loky's thread, which this joins, runs
+        _shut_down(pool, wait=True)  # the futures' callbacks, and _release takes _lock
     for thread in stopping:
         thread.join(_STOP_WAIT)
         _stopping.discard(thread)
@@ -277,11 +306,54 @@ _stopping: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # threads of p
 
 
 def _shut_down(pool: loky.ProcessPoolExecutor, wait: bool) -> None:
-    """Shut `pool` down, killing its workers (under _lock)."""
+    """Shut `pool` down, killing its workers and what their steps started
+    (under _lock, unless `wait`: see stop_pool)."""
+    workers = list(getattr(pool, "_processes", None) or ())
     thread = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=wait, kill_workers=True)
+    for pid in workers:  # (after: a pool shutting down is not broken by its workers' deaths)
+        kill_worker(pid)
     if not wait and thread is not None and thread.is_alive():
         _stopping.add(thread)
+
+
+def _offer(pool: loky.ProcessPoolExecutor, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+    """`pool.submit(fn, *args)`, or None if the pool refuses: broken by a
+    worker's death, shut down, or the interpreter is exiting.
+
+    A broken loky pool raises the one exception object it stored
+    (`raise self._flags.broken`), and every raise adds the frames it passes
+    through to that object's traceback: ours (the caller's, with its tasks,
+    outcomes and run) and loky's `submit` (with the pool, which holds the
+    exception). A cycle that only a full garbage collection frees, with
+    every shared file those outcomes map. So the flag is read first, and the
+    traceback of an exception caught in the race is dropped."""
+    if pool._flags.broken is not None:
+        return None
+    try:
+        return pool.submit(fn, *args)
+    except (BrokenProcessPool, ShutdownExecutorError, RuntimeError) as e:
+        e.__traceback__ = None
+        return None
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while loky may start processes: a new
+    pool starts loky's resource tracker (once), a submission spawns the
+    missing workers and the pool's thread, which spawns the later ones. A
+    process inherits its creator's signal mask: a worker is born with SIGINT
+    blocked and ignores it for good once `init_worker` has run. Else a
+    Jupyter interrupt (jupyter_client sends one to the kernel's process
+    group before every shutdown) that lands while a worker or the tracker
+    still imports prints its KeyboardInterrupt traceback (and a tracker
+    killed so warns of "leaked" semaphores). A Ctrl-C in the kernel
+    meanwhile is only delayed until the end."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class ProcessBackend:
@@ -293,18 +365,18 @@ class ProcessBackend:
     def warm_up(self) -> None:
         """Start the workers now, so the first step does not wait for them;
         a pool already there (maybe busy, maybe sized by a run) is left alone.
+        One task makes loky spawn every worker; this returns once they are
+        spawned (the time of a fork and exec each), not when they are ready.
         A pool that refuses (broken, or shut down meanwhile: by the
         interpreter's exit) is not replaced here: the next submission does
-        that, when a run needs it."""
-        pool = _get_pool(self.workers, keep=True)
-        try:
-            futures = [pool.submit(int) for _ in range(self.workers)]
-            for f in futures:
-                f.result()
-        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            return
-        finally:
+        that, when a run needs it. The pool is in use until that task is done."""
+        with _sigint_blocked():
+            pool = _get_pool(self.workers, keep=True)
+            offered = _offer(pool, int)
+        if offered is None:
             _release(pool)
+        else:
+            offered.add_done_callback(lambda _: _release(pool))
 
     def submit(self, tasks: list[Task], report: Report) -> Future[list[Outcome]]:
         run = getattr(report, "__self__", report)  # the run (its scheduler): its kernel arrays are written once
@@ -312,16 +384,22 @@ class ProcessBackend:
         channel = (kernel_channel().address, _route(report))
         token = sharing.new_token()  # names the files the worker writes for the outcomes
         reply = sharing.reply_to(token)
-        pool = _get_pool(self.workers, holder=self)
+        held = False  # whether this submission holds `pool` (see _release)
         try:
-            try:
-                inner = pool.submit(run_in_process, payload, channel, reply)
-            except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-                _release(pool)
-                pool = _get_pool(self.workers, broken=pool, holder=self)
-                inner = pool.submit(run_in_process, payload, channel, reply)
+            with _sigint_blocked():
+                pool = _get_pool(self.workers, holder=self)
+                held = True
+                offered = _offer(pool, run_in_process, payload, channel, reply)
+                if offered is None:  # broken by a crash, or shut down meanwhile
+                    _release(pool)
+                    held = False
+                    pool = _get_pool(self.workers, broken=pool, holder=self)
+                    held = True
+                    offered = pool.submit(run_in_process, payload, channel, reply)
+            inner = offered
         except BaseException:
-            _release(pool)
+            if held:
+                _release(pool)
             sharing.finish(token)
             raise
         outer: Future[list[Outcome]] = Future()
@@ -351,7 +429,7 @@ class ProcessBackend:
                 try:
                     outcomes = sharing.loads(f.result())  # large outputs: mapped from the worker's files
                 except Exception as e:  # an output whose class the kernel cannot load
-                    outer.set_exception(e)
+                    outer.set_exception(e.with_traceback(None))  # (its frames: this one, which holds `outer`)
                 else:
                     outer.set_result(outcomes)
                 finally:
