@@ -442,7 +442,7 @@ class Pipeline:
                     )
         return external
 
-    def _check_sendable(self, plan: Plan, external: dict[str, Any], backend: BackendName) -> None:
+    def _check_sendable(self, plan: Plan, external: dict[str, Any], where: Mapping[str, BackendName]) -> None:
         """Raise PlanError if a notebook input of a stale process step cannot
         be pickled, before anything runs (not when the step is dispatched,
         after its upstream steps ran). Each value is pickled once, its large
@@ -451,7 +451,7 @@ class Pipeline:
         checked: set[str] = set()
         for name in plan.stale:
             step = self.steps[name]
-            if _backend_of(step, backend) != "process":
+            if where[name] != "process":
                 continue
             for var in sorted(step.reads & external.keys() - checked):
                 checked.add(var)
@@ -567,7 +567,8 @@ class Pipeline:
         n = worker_count(workers, backend)
         plan = plan or self.plan(targets, force, n)
         external = self._external_inputs(plan)
-        self._check_sendable(plan, external, backend)
+        where = {name: _backend_of(self.steps[name], backend) for name in plan.stale}  # where each will run
+        self._check_sendable(plan, external, where)
         fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
@@ -584,8 +585,8 @@ class Pipeline:
             external=external,
             durations=self._durations,
         )
-        for name in plan.stale:  # where each will run, known from the start (the run's header says it)
-            scheduler.result.steps[name].backend = _backend_of(self.steps[name], backend)
+        for name, place in where.items():  # known from the start (the run's header says it)
+            scheduler.result.steps[name].backend = place
         _last_run = scheduler.result
         return scheduler
 
