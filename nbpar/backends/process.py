@@ -135,6 +135,7 @@ def _let_go(holder: object, kill: bool) -> None:
                     del _pools[workers]
                 _shut_down(pool, wait=False)
         _retire_unused()
+        _sweep_fault_files()  # (of the workers the run's timeouts and crashes killed)
 
 
 def _retire_unused() -> None:
@@ -405,10 +406,19 @@ class ProcessBackend:
         outer: Future[list[Outcome]] = Future()
 
         def relay(f: Future[bytes]) -> None:
+            """Settle `outer` from loky's future; this use of the pool is
+            over before the run sees the outcome (the run may end on it, and
+            a pool it no longer uses is then retired at once)."""
+            try:
+                settle = _settle(f)
+            finally:
+                _release(pool)
+            settle(outer)
+
+        def _settle(f: Future[bytes]) -> Callable[[Future[list[Outcome]]], Any]:
             if f.cancelled():
                 sharing.finish(token)
-                outer.cancel()
-                return
+                return lambda out: out.cancel()
             exc = f.exception()
             if isinstance(exc, (TerminatedWorkerError, ShutdownExecutorError)):
                 # loky fails the futures, then kills the workers: one may be writing
@@ -422,21 +432,20 @@ class ProcessBackend:
                     if _holders.get(pool) is self and not _broken:  # the reason of this pool's replacement
                         _broken = f"a worker process died: {reason}"
                         log.warning("nbpar: %s; the worker pool is restarted for the steps that run next", _broken)
-                outer.set_exception(WorkerCrash(reason, _last_words()))
-            elif exc is not None:
-                outer.set_exception(exc)
-            else:
-                try:
-                    outcomes = sharing.loads(f.result())  # large outputs: mapped from the worker's files
-                except Exception as e:  # an output whose class the kernel cannot load
-                    outer.set_exception(e.with_traceback(None))  # (its frames: this one, which holds `outer`)
-                else:
-                    outer.set_result(outcomes)
-                finally:
-                    sharing.finish(token)  # what the outcomes do not use goes
+                crash = WorkerCrash(reason, _last_words())
+                return lambda out: out.set_exception(crash)
+            if exc is not None:
+                return lambda out: out.set_exception(exc)
+            try:
+                outcomes = sharing.loads(f.result())  # large outputs: mapped from the worker's files
+            except Exception as e:  # an output whose class the kernel cannot load
+                error = e.with_traceback(None)  # (its frames: this one, which holds `outer`)
+                return lambda out: out.set_exception(error)
+            finally:
+                sharing.finish(token)  # what the outcomes do not use goes
+            return lambda out: out.set_result(outcomes)
 
         inner.add_done_callback(relay)
-        inner.add_done_callback(lambda _: _release(pool))  # (after relay: it reads the pool's workers)
         return outer
 
     def stop(self) -> None:
