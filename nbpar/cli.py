@@ -11,12 +11,12 @@ the notebook's point).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
-from .graph import BACKENDS
+from .cells import RAISES, NotebookError, read_code_cells, run_cells_as_steps
+from .graph import BACKENDS, BackendName
 from .pipeline import last_run
 from .records import RunResult
 from .ui.report import write_report
@@ -32,33 +32,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--report", metavar="FILE.html", help="write a self-contained HTML page of the runs' graphs and timelines"
     )
+    run.add_argument(
+        "--steps",
+        choices=["all"],
+        help="all: every code cell is a step, without %%%%step lines; cells that cannot be steps run in "
+        "their place (see README: A whole notebook as steps)",
+    )
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
-    return run_notebook(args.notebook, workers=args.workers, backend=args.backend, report=args.report)
+    return run_notebook(
+        args.notebook, workers=args.workers, backend=args.backend, report=args.report, all_steps=args.steps == "all"
+    )
 
 
-def run_notebook(path: str, workers: int | None = None, backend: str | None = None, report: str | None = None) -> int:
+def run_notebook(
+    path: str,
+    workers: int | None = None,
+    backend: BackendName | None = None,
+    report: str | None = None,
+    all_steps: bool = False,
+) -> int:
     """Run the notebook at `path`; return the process exit status. With
-    `report`, write the HTML report of every run there, even if a cell failed."""
+    `report`, write the HTML report of every run there, even if a cell
+    failed. With `all_steps`, every cell that can be a step is one (cells.py)."""
     report = os.path.abspath(report) if report else None
     runs: list[RunResult] = []
     try:
-        return _run_cells(path, workers, backend, runs)
+        return _run_cells(path, workers, backend, runs, all_steps)
     finally:
         if report is not None:
             write_report(report, runs, title=f"nbpar run {os.path.basename(path)}")
             print(f"nbpar: report of {len(runs)} run{'s' if len(runs) != 1 else ''} written to {report}")
 
 
-def _run_cells(path: str, workers: int | None, backend: str | None, runs: list[RunResult]) -> int:
+def _run_cells(
+    path: str, workers: int | None, backend: BackendName | None, runs: list[RunResult], all_steps: bool
+) -> int:
     try:
-        with open(path, encoding="utf-8") as f:
-            notebook = json.load(f)
-    except (OSError, ValueError) as e:
-        print(f"nbpar: cannot read notebook {path}: {e}", file=sys.stderr)
+        cells = read_code_cells(path)
+    except NotebookError as e:
+        print(f"nbpar: {e}", file=sys.stderr)
         return 2
-    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
+    if all_steps and not cells:
+        print(f"nbpar: {path} has no code cells: there is nothing to run as steps.", file=sys.stderr)
+        return 2
 
     from .headless import headless_shell
 
@@ -70,8 +88,18 @@ def _run_cells(path: str, workers: int | None, backend: str | None, runs: list[R
     shell = headless_shell(path)
     # Relative paths in the notebook mean the notebook's folder, as in Jupyter.
     os.chdir(os.path.dirname(os.path.abspath(path)))
+    if all_steps:
+        may_fail = [n for n, cell in enumerate(cells, 1) if RAISES in cell.tags]
+        done = run_cells_as_steps(shell, [c.source for c in cells], backend=backend, workers=workers, may_fail=may_fail)
+        runs.extend(done.runs)
+        if done.failure:
+            print(f"nbpar: {done.failure}", file=sys.stderr)
+            return 1
+        as_steps, in_kernel = len(done.steps), len(done.in_kernel)
+        print(f"nbpar: {path}: all {len(cells)} cells ran: {as_steps} as steps, {in_kernel} in the kernel.")
+        return 0
     for number, cell in enumerate(cells, 1):
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        source = cell.source
         if not source.strip():
             continue
         before = last_run()
@@ -80,7 +108,7 @@ def _run_cells(path: str, workers: int | None, backend: str | None, runs: list[R
         if after is not None and after is not before:
             runs.append(after)
         if not result.success:
-            if "raises-exception" in cell.get("metadata", {}).get("tags", []):
+            if RAISES in cell.tags:
                 print(f"nbpar: cell {number} failed, as its raises-exception tag says it will.", file=sys.stderr)
                 continue
             print(f"nbpar: cell {number} of {len(cells)} failed; stopping.", file=sys.stderr)

@@ -8,6 +8,7 @@ import argparse
 import io
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from .cells import RAISES, NotebookError, cells_above, notebook_path, read_code_cells, run_cells_as_steps
 from .errors import RunError
 from .events import Listener
 from .graph import BACKENDS, BackendName, GraphError, Step
@@ -94,6 +96,17 @@ def _check_run_args(args: argparse.Namespace, where: str) -> None:
     except GraphError as e:
         raise UsageError(str(e)) from None
 
+
+# %parrun's options that --cells does not take: (option, dest)
+_CELLS_IGNORE = (
+    ("--force", "force"),
+    ("--fail-fast", "fail_fast"),
+    ("--no-widget", "no_widget"),
+    ("--background", "background"),
+    ("--dry-run", "dry_run"),
+    ("--timeout", "timeout"),
+    ("--retries", "retries"),
+)
 
 # %%step's options that mean something only with --run: (option, dest)
 _RUN_ONLY = (
@@ -319,6 +332,14 @@ class NbparMagics(Magics):
         help="stop an attempt after S seconds (steps that set none; inf: no limit)",
     )
     @_option("--retries", type=int, default=0, metavar="N", help="retry a failed attempt N times (steps that set none)")
+    @_option(
+        "--cells",
+        nargs="?",
+        const="",
+        metavar="NOTEBOOK",
+        help="run every code cell above this one, as saved in NOTEBOOK (default: this kernel's notebook), "
+        "each as a step where it can be one (see README: A whole notebook as steps)",
+    )
     @_run_options
     @line_magic
     def parrun(self, line: str) -> None:
@@ -328,6 +349,9 @@ class NbparMagics(Magics):
         since their last run) are kept, and said so before the run starts."""
         args = _parse(self.parrun, line, "%parrun")
         _check_run_args(args, "%parrun: ")
+        if args.cells is not None:
+            self._run_cells_above(args)
+            return
         if not self.pipeline.steps:
             raise UsageError("there are no steps to run: mark cells with %%step NAME and run them first.")
         if args.dry_run:
@@ -338,6 +362,38 @@ class NbparMagics(Magics):
             print(self._describe_plan(plan))
             return
         self._run(args.steps, args, backend=args.backend, timeout=_no_limit(args.timeout), retries=args.retries)
+
+    def _run_cells_above(self, args: argparse.Namespace) -> None:
+        """%parrun --cells: the cells above this one, as saved, as steps (cells.py)."""
+        assert self.shell is not None
+        if args.steps:
+            raise UsageError(
+                f"%parrun --cells runs every cell above this one; it takes no step names ({' '.join(args.steps)}): "
+                "drop them, or drop --cells."
+            )
+        given = [option for option, dest in _CELLS_IGNORE if getattr(args, dest) not in (None, False, 0)]
+        if given:
+            raise UsageError(f"%parrun --cells takes --workers and --backend only, not {', '.join(given)}.")
+        try:
+            path = notebook_path(args.cells)
+            running = self.shell.history_manager.input_hist_raw[-1] if self.shell.history_manager else ""
+            above, warning = cells_above(read_code_cells(path), running, path)
+        except NotebookError as e:
+            raise UsageError(str(e)) from None
+        if warning:
+            print(f"nbpar: {warning}", file=sys.stderr)
+        if not above:
+            raise UsageError(f"%parrun --cells: there is no code cell above this one in {path}.")
+        may_fail = [n for n, cell in enumerate(above, 1) if RAISES in cell.tags]
+        try:
+            report = run_cells_as_steps(
+                self.shell, [c.source for c in above], backend=args.backend, workers=args.workers, may_fail=may_fail
+            )
+        except PlanError as e:
+            raise UsageError(str(e)) from None
+        if report.failure:
+            raise UsageError(f"nbpar: {report.failure} (its error is above; the cells after it did not run)")
+        print(f"nbpar: {len(above)} cells ran: {len(report.steps)} as steps, {len(report.in_kernel)} in the kernel.")
 
     @magic_arguments()
     @argument("name", metavar="STEP", help="the step to drop")
