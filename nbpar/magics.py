@@ -376,7 +376,8 @@ class NbparMagics(Magics):
             raise UsageError(f"%parrun --cells takes --workers and --backend only, not {', '.join(given)}.")
         try:
             path = notebook_path(args.cells)
-            running = self.shell.history_manager.input_hist_raw[-1] if self.shell.history_manager else ""
+            history = self.shell.history_manager.input_hist_raw if self.shell.history_manager else []
+            running = history[-1] if history else ""  # this cell: IPython stores it before running it
             above, warning = cells_above(read_code_cells(path), running, path)
         except NotebookError as e:
             raise UsageError(str(e)) from None
