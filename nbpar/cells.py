@@ -282,7 +282,7 @@ def run_cells_as_steps(
             if not _run_segment(shell, pipeline, segment, options, report):
                 return report
             segment = []
-            if not _run_cell(shell, plan.source, report) and plan.number not in may_fail:
+            if not run_cell(shell, plan.source, report.runs) and plan.number not in may_fail:
                 report.failed = plan.number
                 return report
     _run_segment(shell, pipeline, segment, options, report)
@@ -300,7 +300,7 @@ def _run_segment(
         pipeline.forget(name)
     for plan in segment:
         if plan.declared:
-            if not _run_cell(shell, plan.source, report):
+            if not run_cell(shell, plan.source, report.runs):
                 report.failed = plan.number
                 return False
         else:
@@ -313,7 +313,7 @@ def _run_segment(
                 return False
         report.steps[plan.number] = plan.name or ""
     names = " ".join(plan.name or "" for plan in segment)
-    if _run_cell(shell, f"%parrun {names}{options}", report, store_history=False):
+    if run_cell(shell, f"%parrun {names}{options}", report.runs, store_history=False):
         return True
     run = last_run()
     failed = [
@@ -325,13 +325,14 @@ def _run_segment(
     return False
 
 
-def _run_cell(shell: InteractiveShell, source: str, report: CellsReport, store_history: bool = True) -> bool:
-    """Run one cell as a notebook would; keep the run it made, if any."""
+def run_cell(shell: InteractiveShell, source: str, runs: list[RunResult], store_history: bool = True) -> bool:
+    """Run one cell as a notebook would; whether it succeeded. The run it
+    made, if any, goes into `runs`."""
     before = last_run()
     result = shell.run_cell(source, store_history=store_history)
     after = last_run()
     if after is not None and after is not before:
-        report.runs.append(after)
+        runs.append(after)
     return bool(result.success)
 
 

@@ -15,9 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cells import RAISES, NotebookError, read_code_cells, run_cells_as_steps
+from .cells import RAISES, NotebookError, read_code_cells, run_cell, run_cells_as_steps
 from .graph import BACKENDS, BackendName
-from .pipeline import last_run
 from .records import RunResult
 from .ui.report import write_report
 
@@ -102,12 +101,7 @@ def _run_cells(
         source = cell.source
         if not source.strip():
             continue
-        before = last_run()
-        result = shell.run_cell(source, store_history=True)
-        after = last_run()
-        if after is not None and after is not before:
-            runs.append(after)
-        if not result.success:
+        if not run_cell(shell, source, runs):
             if RAISES in cell.tags:
                 print(f"nbpar: cell {number} failed, as its raises-exception tag says it will.", file=sys.stderr)
                 continue
