@@ -7,7 +7,9 @@ IPython's ``transform_cell``) and returns a :class:`CellNames`:
   (assignments of every shape, imports, ``def``, ``class``, ``for``/``with``
   targets, walrus (also inside a comprehension), ``match`` captures), plus
   names a nested scope declares ``global`` and binds, and names removed by
-  ``del`` (also in ``deletes``). Names starting with ``_`` are cell-private
+  ``del`` (also in ``deletes``; ``always``: those bound or deleted on every
+  path through the cell, by its top-level statements and top-level
+  ``with`` blocks). Names starting with ``_`` are cell-private
   and never writes. Attribute and subscript targets (``df.x = 1``) bind
   nothing: they read base and index.
 * ``reads``: names loaded where the cell has not bound them yet, in source
@@ -29,6 +31,35 @@ IPython's ``transform_cell``) and returns a :class:`CellNames`:
   code with the notebook's namespace as its globals). ``star_imports`` lists the modules of ``from M import *``,
   whose names cannot be known from the cell.
 
+Changes in place (raw syntax; ``nbpar.effects`` gives them meaning). For
+each read, ``changes`` lists the ways the cell's own code may change that
+object: ``"store"`` (``x[k] = v``, ``x.a.b[k] += v``, ``del x[k]``, ``del
+x.a``, also as a ``for``/``with``/comprehension target), ``"call:PATH"`` for
+a method call ``x.M()`` (PATH the attributes after the root, subscripts
+skipped: ``x.a[0].M()`` is ``call:a.M``), ``"call:PATH:inplace"`` when it
+passes ``inplace=`` (anything but False/None), ``"arg:CALLEE:WHERE"`` when
+an argument holds it (WHERE the position, the keyword, or ``*`` from a
+starred argument on or in ``**kw``), ``"out:CALLEE"`` for ``out=``. CALLEE
+is as written (``f``, ``np.random.shuffle``, ``rng.shuffle``), ``?.M`` for
+a method of an object no name chain gives (``df.groupby(k).agg``,
+``models[0].fit``), ``?`` else (``fs[0]``). An argument holds x when it is
+``x``, ``x.a``, ``x[k]``, ``x.items()``, ``x.values()``, ``enumerate``,
+``zip`` or ``reversed`` of such, a display of such (``[x, y]``, dict
+values) or starred; no expression with another call. *Aliases*: ``y =``,
+``for y in``, ``with ... as y`` and comprehension targets bound to a value
+that holds x (same forms) make y stand for x in that scope until y is bound
+again, so ``y.append(1)`` and ``y += [1]`` are changes of x. ``calls``,
+``stores`` (``os.environ``, ``df``) and ``opens`` are the same facts taken
+as written, whatever the root. Code in lambdas, methods, decorated or
+nested defs counts as the code around it (it may run there); the bodies of
+top-level plain ``def``s do not: each is a ``Function`` in ``functions``
+(its free names, transitively through the cell's other such functions; its
+parameters; the changes of its parameters and free names; its calls,
+stores, opens), unless the cell also binds the name another way.
+``deferred``: the reads only those bodies load, which the cell's code
+never loads, neither directly nor through a function of ``functions`` it
+loads; a step needs ``reads - deferred``, a caller of f needs f's ``free``.
+
 Data flow: one visitor walks the tree in execution order, keeping a stack of
 scopes (cell, class, function, comprehension, magic). A load is resolved from
 the current scope outwards. An *immediate* load (cell, class body,
@@ -41,7 +72,11 @@ which is checked after the whole cell is visited. Class-body names are
 visible only to loads made directly in the class body, not to its methods or
 comprehensions. Decorators, defaults, annotations, class bases and a
 comprehension's first iterable are visited in the enclosing scope before the
-new scope is pushed.
+new scope is pushed. What code does to objects goes to the current
+``_Facts``: the cell's, or while a top-level plain def's body is visited,
+that function's (keyed by its parameters and free names); ``_roots`` finds
+which input (or parameter) a name stands for where it is loaded, through the
+scopes' aliases.
 """
 
 from __future__ import annotations
@@ -50,12 +85,64 @@ import ast
 import builtins
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-__all__ = ["CellNames", "analyze", "is_builtin"]
+__all__ = ["CellNames", "Function", "OpenCall", "analyze", "is_builtin"]
 
 _Kind = Literal["cell", "class", "function", "comprehension", "magic"]
+
+
+@dataclass(frozen=True)
+class OpenCall:
+    """A call of a callee named ``open`` as written (``open(p, "w")``,
+    ``gzip.open(p)``, ``path.open("a")``): the string literal it passes where
+    a mode may be, ``"?"`` when that argument is not a string literal, None
+    when it passes none there (the mode then defaults to reading). A
+    ``mode=`` keyword fills both. Which of the two is the mode depends on
+    the callee (first for a method like ``Path.open``, second for a function
+    like ``open`` or ``gzip.open``): ``nbpar.effects`` decides."""
+
+    callee: str
+    first: str | None
+    second: str | None
+
+
+@dataclass(frozen=True)
+class Function:
+    """What a top-level plain ``def`` of a cell does when it is called.
+
+    ``free``: the cell-level names its body loads (not its parameters or
+    locals; defaults, decorators and annotations are the defining cell's
+    reads), through the other functions of the same cell it loads,
+    transitively. ``changes``: for each parameter and each free name, the
+    ways the body may change that object in place (the strings of
+    ``CellNames.changes``). ``calls``, ``stores``, ``opens``: as in
+    ``CellNames``, for the body (and functions and lambdas nested in it)."""
+
+    free: frozenset[str]
+    positional: tuple[str, ...]  # the parameters an argument can be given to by position, in order
+    keywords: frozenset[str]  # the parameters an argument can be given to by keyword
+    varargs: str | None  # *args
+    varkw: str | None  # **kwargs
+    changes: Mapping[str, frozenset[str]]
+    calls: frozenset[str]
+    stores: frozenset[str]
+    opens: frozenset[OpenCall]
+
+    def receiving(self, where: str) -> frozenset[str]:
+        """The parameters that may receive an argument passed at ``where``
+        (a position ``"0"``, a keyword name, or ``"*"``: unknown, as after a
+        starred argument or in ``**kw``)."""
+        if where == "*":
+            every = [*self.positional, *self.keywords, self.varargs, self.varkw]
+            return frozenset(n for n in every if n is not None)
+        if where.isdigit():
+            index = int(where)
+            named = self.positional[index] if index < len(self.positional) else self.varargs
+        else:
+            named = where if where in self.keywords else self.varkw
+        return frozenset({named} if named is not None else ())
 
 
 @dataclass(frozen=True)
@@ -77,6 +164,22 @@ class CellNames:
     # namespace instead (IPython gives %time's nested scopes, and %prun's
     # code, the notebook's names as globals), each to the magic
     unseen: Mapping[str, str] = field(default_factory=dict)
+    # for each read, the ways the cell's own code may change that object in
+    # place (see "Changes in place" in the module docstring)
+    changes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    calls: frozenset[str] = frozenset()  # the callees the cell's own code calls, as written ("np.random.seed")
+    # the objects the cell's own code stores into or deletes from, as written
+    # without subscripts: "os.environ" for `os.environ["K"] = v`, "df" for `df["c"] = v`
+    stores: frozenset[str] = frozenset()
+    opens: frozenset[OpenCall] = frozenset()  # the cell's own calls of callees named `open`
+    functions: Mapping[str, Function] = field(default_factory=dict)  # its top-level plain `def`s, by name
+    # the reads only functions of `functions` need, which the cell itself
+    # never loads, directly or through a function it loads
+    deferred: frozenset[str] = frozenset()
+    # the writes the cell binds or deletes whenever it runs to its end: by a
+    # statement at its top level (or in a top-level `with`), not in an `if`,
+    # loop, `try` or `match`; a version it makes always replaces the one above
+    always: frozenset[str] = frozenset()
 
 
 def is_builtin(name: str) -> bool:
@@ -96,7 +199,35 @@ def analyze(source: str, future_annotations: bool = False) -> CellNames:
         visitor.visit(tree)
     except RecursionError:
         raise SyntaxError("an expression is nested too deeply to analyze: split it over several lines") from None
-    return visitor.result()
+    names = visitor.result()
+    return replace(names, always=_always_bound(tree.body) & names.writes)
+
+
+def _always_bound(body: list[ast.stmt]) -> frozenset[str]:
+    """The names statements `body` bind or delete on every path that ends
+    normally: their own targets, and those of `with` blocks among them."""
+    found: set[str] = set()
+    for stmt in body:
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                found.update(_names_bound(target))
+        elif isinstance(stmt, ast.AnnAssign | ast.AugAssign) and (
+            isinstance(stmt, ast.AugAssign) or stmt.value is not None
+        ):
+            found.update(_names_bound(stmt.target))
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            found.update((a.asname or a.name).split(".")[0] for a in stmt.names if a.name != "*")
+        elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(stmt.name)
+        elif isinstance(stmt, ast.Delete):
+            for target in stmt.targets:
+                found.update(_names_bound(target))
+        elif isinstance(stmt, ast.With | ast.AsyncWith):
+            for item in stmt.items:
+                if item.optional_vars is not None:
+                    found.update(_names_bound(item.optional_vars))
+            found |= _always_bound(stmt.body)
+    return frozenset(found)
 
 
 def _imports_future_annotations(tree: ast.Module) -> bool:
@@ -204,6 +335,101 @@ def _as_python(code: str) -> ast.Module:
         return ast.parse(TransformerManager().transform_cell(code))
 
 
+def _chain(node: ast.expr) -> tuple[str, list[str]] | None:
+    """The root name and the attributes after it of `x`, `x.a`, `x[k].b`
+    (subscripts skipped); None when the expression is anything else or
+    goes through a call (`x.copy().a`)."""
+    attributes: list[str] = []
+    while not isinstance(node, ast.Name):
+        if isinstance(node, ast.Attribute):
+            attributes.append(node.attr)
+        elif not isinstance(node, ast.Subscript):
+            return None
+        node = node.value
+    return node.id, attributes[::-1]
+
+
+def _callee(func: ast.expr) -> str:
+    """A callee as written: `f`, `np.random.shuffle`; `?.agg` for a method
+    of an object no name chain gives (`df.groupby(k).agg`, `models[0].fit`);
+    `?` for anything else (`fs[0]`, `make()`)."""
+    parts: list[str] = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name):
+        return "?." + parts[0] if parts else "?"
+    return ".".join([func.id, *reversed(parts)])
+
+
+def _open_call(callee: str, node: ast.Call) -> OpenCall:
+    def mode(arg: ast.expr) -> str:
+        return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "?"
+
+    for keyword in node.keywords:
+        if keyword.arg == "mode":
+            return OpenCall(callee, mode(keyword.value), mode(keyword.value))
+    first, second = [mode(a) for a in node.args[:2]] + [None] * (2 - len(node.args[:2]))
+    return OpenCall(callee, first, second)
+
+
+def _inplace(node: ast.Call) -> bool:
+    """The call passes `inplace=` anything but a literal False or None."""
+    return any(
+        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and k.value.value in (False, None))
+        for k in node.keywords
+    )
+
+
+def _names_bound(target: ast.expr) -> list[str]:
+    """The names a target binds directly (`y`, `a, *b`), not via attributes or subscripts."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Starred):
+        return _names_bound(target.value)
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _names_bound(element)]
+    return []
+
+
+@dataclass
+class _Facts:
+    """What one piece of code does to objects it does not bind: the cell's
+    own code (home 0), or a top-level plain def's body (home: the index of
+    its scope in the stack)."""
+
+    home: int
+    changes: dict[str, set[str]] = field(default_factory=dict)  # root -> ways
+    calls: set[str] = field(default_factory=set)
+    stores: set[str] = field(default_factory=set)
+    opens: set[OpenCall] = field(default_factory=set)
+    free: set[str] = field(default_factory=set)  # a function's: its loads that reach the cell
+    locals: set[str] = field(default_factory=set)  # a function's: names its body binds (so far)
+    args: ast.arguments = field(default_factory=lambda: ast.arguments([], [], None, [], [], None, []))
+    defined: int = 0  # a function's: how many defs of its name the cell has (their facts are merged)
+    params: set[str] = field(default_factory=set)  # a function's: the parameters of all its definitions
+
+
+def _function(facts: _Facts, free: frozenset[str]) -> Function:
+    """The Function of a def's facts (``args``: of its last definition)."""
+    args = facts.args
+    positional = tuple(a.arg for a in args.posonlyargs + args.args)
+    keywords = frozenset(a.arg for a in args.args + args.kwonlyargs)
+    varargs = args.vararg.arg if args.vararg else None
+    varkw = args.kwarg.arg if args.kwarg else None
+    return Function(
+        free=free,
+        positional=positional,
+        keywords=keywords,
+        varargs=varargs,
+        varkw=varkw,
+        changes={n: frozenset(w) for n, w in facts.changes.items() if n in facts.params or n in facts.free},
+        calls=frozenset(facts.calls),
+        stores=frozenset(facts.stores),
+        opens=frozenset(facts.opens),
+    )
+
+
 @dataclass
 class _Scope:
     kind: _Kind
@@ -213,6 +439,7 @@ class _Scope:
     nonlocals: set[str] = field(default_factory=set)
     hidden: list[str] = field(default_factory=list)  # cell: active `except ... as` names
     magic: str | None = None  # magic: the magic running it, when it binds in the notebook's namespace
+    aliases: dict[str, frozenset[str]] = field(default_factory=dict)  # names bound here to inputs' objects
 
 
 class _CellVisitor(ast.NodeVisitor):
@@ -232,12 +459,26 @@ class _CellVisitor(ast.NodeVisitor):
         # all its loads go to the notebook's namespace, not just its nested scopes')
         self._magic: tuple[str, bool] | None = None
         self._from_notebook: dict[str, str] = {}  # names such code loads from the notebook, to the magic
+        self._facts = _Facts(0)  # where what the code being visited does goes: the cell's, or a function's
+        self._cell_facts = self._facts
+        self._functions: dict[str, _Facts] = {}  # the top-level plain defs
+        self._bindings: dict[str, int] = {}  # cell-level names: how many times the cell binds each
+        self._cell_loads: set[str] = set()  # cell-level names loaded by code that is not in _functions
 
     def result(self) -> CellNames:
         late = self._deferred - self._stack[0].bound
+        reads = frozenset(self._reads | late)
         imports = {n: o for n, o in self._imported.items() if n in self._writes and n not in self._assigned}
+        cell = self._cell_facts
+        functions = self._functions_bound()
+        needed = set(self._cell_loads)
+        for name, facts in self._functions.items():
+            if name not in functions:  # also bound otherwise: its body's needs are the cell's
+                needed |= facts.free
+        for name in self._cell_loads & functions.keys():
+            needed |= functions[name].free
         return CellNames(
-            frozenset(self._reads | late),
+            reads,
             frozenset(self._writes),
             imports,
             deletes=frozenset(self._deletes & self._writes),
@@ -245,7 +486,28 @@ class _CellVisitor(ast.NodeVisitor):
             shell_writes=self._shell_writes,
             magics=frozenset(self._magics),
             unseen={n: m for n, m in self._from_notebook.items() if n in self._stack[0].bound},
+            changes={n: frozenset(ways) for n, ways in cell.changes.items() if n in reads},
+            calls=frozenset(cell.calls),
+            stores=frozenset(cell.stores),
+            opens=frozenset(cell.opens),
+            functions=functions,
+            deferred=reads - needed,
         )
+
+    def _functions_bound(self) -> dict[str, Function]:
+        """The top-level plain defs whose names the cell binds no other way,
+        their free names closed over the others they load."""
+        own = {n: f for n, f in self._functions.items() if self._bindings.get(n) == f.defined}
+        functions: dict[str, Function] = {}
+        for name, facts in own.items():
+            reached, todo = set(), [name]
+            while todo:
+                other = todo.pop()
+                if other not in reached:
+                    reached.add(other)
+                    todo.extend(own[other].free & own.keys())
+            functions[name] = _function(facts, frozenset().union(*(own[n].free for n in reached)))
+        return functions
 
     @property
     def _scope(self) -> _Scope:
@@ -265,6 +527,10 @@ class _CellVisitor(ast.NodeVisitor):
                     return  # an `except ... as` name: the handler's own
                 if self._magic is not None and (self._magic[1] or deferred or start > 0):
                     self._from_notebook.setdefault(name, self._magic[0])
+                if self._facts is self._cell_facts:
+                    self._cell_loads.add(name)
+                else:
+                    self._facts.free.add(name)
                 if deferred:
                     self._deferred.add(name)
                 elif name not in scope.bound:
@@ -285,9 +551,13 @@ class _CellVisitor(ast.NodeVisitor):
 
     def _bind(self, name: str, index: int = -1, origin: str | None = None) -> None:
         scope = self._stack[index]
+        scope.aliases.pop(name, None)
+        if index % len(self._stack) == self._facts.home and name not in scope.globals:
+            self._facts.locals.add(name)
         if scope.kind == "cell":
             if name in scope.hidden:
                 return
+            self._bindings[name] = self._bindings.get(name, 0) + 1
             if origin is None:
                 self._assigned.add(name)
             elif self._imported.setdefault(name, origin) != origin:
@@ -297,6 +567,7 @@ class _CellVisitor(ast.NodeVisitor):
                 self._writes.add(name)
         elif name in scope.globals:  # a write of the cell's name (when the function runs)
             self._reads.add(name)  # which the step then returns as it was, if the function does not run
+            self._cell_loads.add(name)  # (so the defining cell needs it, whoever calls the function)
             if not name.startswith("_"):
                 self._writes.add(name)
         elif name not in scope.nonlocals:
@@ -312,7 +583,75 @@ class _CellVisitor(ast.NodeVisitor):
             self._bind(name)
         elif name not in scope.bound:
             self._reads.add(name)
+            self._cell_loads.add(name)
             self._bind(name)
+
+    def _roots(self, name: str) -> frozenset[str]:
+        """The objects ``name`` is where the code being visited loads it, as
+        keys of the current facts: the name itself when it is an input (the
+        cell's read, or a function's parameter or free name), the inputs it
+        aliases, or none (a name of the code's own)."""
+        top = len(self._stack) - 1
+        deferred = False
+        for index in range(top, -1, -1):
+            scope = self._stack[index]
+            visible = scope.kind != "class" or (index == top and not deferred)
+            if visible and name in scope.aliases:
+                return scope.aliases[name]
+            if name in scope.globals:
+                return frozenset({name})  # the cell's name (loaded when the function runs)
+            if index == self._facts.home and scope.kind == "function":
+                return frozenset() if name in self._facts.locals else frozenset({name})
+            if scope.kind == "cell":
+                if name in scope.hidden or (name in scope.bound and not deferred):
+                    return frozenset()
+                return frozenset({name})  # a deferred load of a name the cell binds: no read (dropped at the end)
+            if scope.kind == "function":
+                if name in scope.bound or name in scope.nonlocals:
+                    return frozenset()
+                deferred = True
+            elif visible and name in scope.bound:
+                return frozenset()
+        return frozenset()
+
+    def _held(self, node: ast.expr) -> frozenset[str]:
+        """The inputs whose objects the value of ``node`` is or holds: a
+        chain (`x`, `x.a`, `x[k]`), `x.items()` and `x.values()`,
+        `enumerate`, `zip` and `reversed` of such, displays (`[x, y]`, dict
+        values) and starred of such; none for any other expression."""
+        if isinstance(node, ast.Starred):
+            return self._held(node.value)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return frozenset().union(*(self._held(e) for e in node.elts))
+        if isinstance(node, ast.Dict):
+            return frozenset().union(*(self._held(v) for v in node.values))
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in ("items", "values") and not node.args:
+                return self._held(func.value)
+            if isinstance(func, ast.Name) and func.id in ("enumerate", "zip", "reversed"):
+                return frozenset().union(*(self._held(a) for a in node.args))
+            return frozenset()
+        chain = _chain(node)
+        return self._roots(chain[0]) if chain else frozenset()
+
+    def _alias(self, targets: Iterable[ast.expr], roots: frozenset[str]) -> None:
+        """The names ``targets`` bind (just bound) now stand for ``roots``."""
+        if roots:
+            for target in targets:
+                for name in _names_bound(target):
+                    self._scope.aliases[name] = roots
+
+    def _change(self, roots: Iterable[str], way: str) -> None:
+        for root in roots:
+            self._facts.changes.setdefault(root, set()).add(way)
+
+    def _store(self, node: ast.Attribute | ast.Subscript) -> None:
+        """A store into (or deletion from) the object ``node.value`` is."""
+        chain = _chain(node.value)
+        if chain is not None:
+            self._facts.stores.add(".".join([chain[0], *chain[1]]))
+            self._change(self._roots(chain[0]), "store")
 
     def _pop_function(self) -> None:
         scope = self._stack.pop()
@@ -327,11 +666,26 @@ class _CellVisitor(ast.NodeVisitor):
         else:
             self._delete(node.id)
 
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if not isinstance(node.ctx, ast.Load):
+            self._store(node)
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if not isinstance(node.ctx, ast.Load):
+            self._store(node)
+        self.generic_visit(node)
+
     def visit_Assign(self, node: ast.Assign) -> None:
-        self._visit_all([node.value, *node.targets])
+        self.visit(node.value)
+        roots = self._held(node.value)
+        self._visit_all(node.targets)
+        self._alias(node.targets, roots)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
+            if node.target.id in self._scope.aliases:  # `y += [1]` changes the list y aliases
+                self._change(self._scope.aliases[node.target.id], "store")
             self._load(node.target.id)
         self.visit(node.value)
         self.visit(node.target)
@@ -355,9 +709,24 @@ class _CellVisitor(ast.NodeVisitor):
         self._bind(node.target.id, index)
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
-        self._visit_all([node.iter, node.target, *node.body, *node.orelse])
+        self.visit(node.iter)
+        roots = self._held(node.iter)
+        self.visit(node.target)
+        self._alias([node.target], roots)
+        self._visit_all([*node.body, *node.orelse])
 
     visit_AsyncFor = visit_For
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                roots = self._held(item.context_expr)
+                self.visit(item.optional_vars)
+                self._alias([item.optional_vars], roots)
+        self._visit_all(node.body)
+
+    visit_AsyncWith = visit_With
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -424,9 +793,16 @@ class _CellVisitor(ast.NodeVisitor):
                 self._visit_all(a for a in annotations if a is not None)
             self._bind(node.name)
             body = list(node.body)
+        outer = self._facts
+        if isinstance(node, ast.FunctionDef) and not node.decorator_list and len(self._stack) == 1:
+            self._facts = self._functions.setdefault(node.name, _Facts(home=1))
+            self._facts.defined += 1
+            self._facts.args, self._facts.locals = args, set()
+            self._facts.params |= scope.bound
         self._stack.append(scope)
         self._visit_all(body)
         self._pop_function()
+        self._facts = outer
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self._visit_all(node.decorator_list)
@@ -444,11 +820,15 @@ class _CellVisitor(ast.NodeVisitor):
 
     def _visit_comprehension(self, generators: list[ast.comprehension], results: list[ast.expr]) -> None:
         self.visit(generators[0].iter)  # evaluated in the enclosing scope
+        roots = self._held(generators[0].iter)
         self._stack.append(_Scope("comprehension"))
         for i, generator in enumerate(generators):
             if i > 0:
                 self.visit(generator.iter)
-            self._visit_all([generator.target, *generator.ifs])
+                roots = self._held(generator.iter)
+            self.visit(generator.target)
+            self._alias([generator.target], roots)
+            self._visit_all(generator.ifs)
         self._visit_all(results)
         self._stack.pop()
 
@@ -462,6 +842,21 @@ class _CellVisitor(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
+        callee = _callee(node.func)
+        self._facts.calls.add(callee)
+        if callee == "open" or callee.endswith(".open"):
+            self._facts.opens.add(_open_call(callee, node))
+        if isinstance(node.func, ast.Attribute) and (chain := _chain(node.func.value)) is not None:
+            root, path = chain
+            way = "call:" + ".".join([*path, node.func.attr]) + (":inplace" if _inplace(node) else "")
+            self._change(self._roots(root), way)
+        where = ""
+        for i, arg in enumerate(node.args):
+            where = "*" if where == "*" or isinstance(arg, ast.Starred) else str(i)
+            self._change(self._held(arg), f"arg:{callee}:{where}")
+        for keyword in node.keywords:
+            way = f"out:{callee}" if keyword.arg == "out" else f"arg:{callee}:{keyword.arg or '*'}"
+            self._change(self._held(keyword.value), way)
         call = _magic_call(node)
         if call is not None:
             self._visit_magic(node, *call)

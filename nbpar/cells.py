@@ -19,25 +19,37 @@ A cell runs in the kernel when it cannot be a step, in this order: it is
 tagged `raises-exception` (it may fail, in its place); `Pipeline.add_step`
 refuses it (a syntax error, which then fails as in Run All; `from M import
 *`; top-level `await`; a magic that binds names in the notebook's
-namespace; a name another step of the segment writes), with add_step's
-reason; it uses IPython (`%matplotlib`, `!pip`, `%%bash`, `%cd`: a step
-would run in the kernel anyway); it binds no names (`df.head()`,
-`print(x)`, `plt.plot(y)`, `items.append(2)`): all it does is show
-something or change a value in place, which only the kernel keeps as Run
-All does (a step's changes in place are lost on worker processes, and what
-it shows is text in its log).
+namespace), with add_step's reason; it uses IPython (`%matplotlib`,
+`!pip`, `%%bash`, `%cd`: a step would run in the kernel anyway); it looks
+names up by string, where the analysis cannot see which (`eval`,
+`pd.eval`, `df.query`, `globals()`), or reads a function or class defined
+by such a cell (their strings name the notebook's names); it binds no
+names and changes none in place (`df.head()`, `print(x)`, `plt.plot(y)`):
+all it does is show something, which in the kernel shows as in Run All (a
+step's display is text in its log). A cell that changes an input in place
+(`items.append(2)`, `df['c'] = 1`) is a step that writes a new version of
+it (see `Pipeline.add_step` and effects.py), on any backend. A step whose
+value a worker process cannot send back (a generator, an `nditer`) runs
+again, in the kernel.
 
 Why each segment starts from no steps: it is a graph over the namespace as
 the cells above it left it, so a read of a name made above comes from the
 namespace, as in Run All, even when a kernel cell changed it since
-(`items.append(2)`), and no step above is run again for it.
+(`%time items.append(2)`), and no step above is run again for it.
 
 Classification registers into a scratch `Pipeline` of its own, a new one
 at each kernel cell, as the run's segments are: it changes nothing, and
-the kernel cells can be listed before anything runs.
+the kernel cells can be listed before anything runs. Its namespace is the
+notebook's as it is before the cells run, so what a kernel cell imports is
+not known to the steps of the next segments when they are classified (a
+cell whose only change is to a module's state, `np.random.seed(0)` after a
+kernel cell `import numpy as np`, is then a step; registered after that
+cell ran, it writes nothing and runs in the kernel, as its global random
+effect asks).
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import json
@@ -50,9 +62,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import parse_argstring
 
+from .analysis import analyze
+from .effects import looks_up
 from .graph import BackendName, GraphError
 from .pipeline import Pipeline, last_run
 from .records import RunResult
+from .worker import UNSENDABLE
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -185,6 +200,12 @@ def _ipython_use(python: str) -> str:
     return "get_ipython()"
 
 
+def _defined(python: str) -> list[str]:
+    """The names a cell's top-level `def` and `class` statements bind."""
+    defining = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return [node.name for node in ast.parse(python).body if isinstance(node, defining)]
+
+
 def _is_empty(python: str) -> bool:
     try:
         return not ast.parse(python).body
@@ -196,7 +217,8 @@ def plan_cells(shell: InteractiveShell, sources: Sequence[str], may_fail: Collec
     """What becomes of each cell of `sources` (cells in `may_fail`, by
     number, may fail: they run in the kernel). Changes nothing."""
     plans: list[CellPlan] = []
-    scratch = Pipeline({})
+    scratch = Pipeline(shell.user_ns)  # (never run: the namespace's modules resolve the cells' callees)
+    lookups: dict[str, str] = {}  # names bound by cells that look names up by string -> the callee
     for number, source in enumerate(sources, 1):
         declared, name = _declared_name(source)
         python = "" if declared else shell.transform_cell(source)
@@ -213,26 +235,44 @@ def plan_cells(shell: InteractiveShell, sources: Sequence[str], may_fail: Collec
                     pass  # registering it fails when it runs, as in Run All
             plan = CellPlan(number, source, "step", name)
         else:
-            plan = _plan_cell(scratch, number, source, python, shell.compile.flags)
+            plan = _plan_cell(scratch, number, source, python, shell.compile.flags, lookups)
         if plan.kind == "kernel":
-            scratch = Pipeline({})  # the next segment starts from no steps
+            scratch = Pipeline(shell.user_ns)  # the next segment starts from no steps
         plans.append(plan)
     return plans
 
 
-def _plan_cell(scratch: Pipeline, number: int, source: str, python: str, flags: int) -> CellPlan:
+def _plan_cell(
+    scratch: Pipeline, number: int, source: str, python: str, flags: int, lookups: dict[str, str]
+) -> CellPlan:
     """A cell without a `%%step` line: a `cell_N` step, registered in
-    `scratch`, or a kernel cell and why."""
+    `scratch`, or a kernel cell and why. `lookups`: the names bound by cells
+    that look names up by string, each to the callee (kept up to date)."""
     name = f"cell_{number}"
     try:
         step = scratch.add_step(name, python, first_line=1, flags=flags)
     except GraphError as e:
         return CellPlan(number, source, "kernel", reason=_reason(e, name))
+    names = analyze(python, bool(flags & __future__.annotations.compiler_flag))
+    callee = looks_up(names.calls.union(*(f.calls for f in names.functions.values())))
+    through = sorted(step.inputs & lookups.keys())
+    for var in step.writes:
+        lookups.pop(var, None)
+    if callee is not None:  # its functions and classes that may look names up by string, called later
+        for var in _defined(python):
+            function = names.functions.get(var)  # (a class: its methods' code is the cell's)
+            found = callee if function is None else looks_up(function.calls)
+            if found is not None:
+                lookups[var] = found
     why = ""
     if step.uses_ipython:
         why = f"uses IPython ({_ipython_use(python)})"
+    elif callee is not None:
+        why = f"looks names up by string ({callee}), which nbpar cannot see"
+    elif through:
+        why = f"uses {through[0]}, which looks names up by string ({lookups[through[0]]}), which nbpar cannot see"
     elif not step.writes:
-        why = "binds no names (it shows something or changes a value in place)"
+        why = "binds no names and changes none in place (it shows something)"
     if why:
         scratch.forget(name)
         return CellPlan(number, source, "kernel", reason=why)
@@ -313,7 +353,10 @@ def _run_segment(
                 return False
         report.steps[plan.number] = plan.name or ""
     names = " ".join(plan.name or "" for plan in segment)
-    if run_cell(shell, f"%parrun {names}{options}", report.runs, store_history=False):
+    while not run_cell(shell, f"%parrun {names}{options}", report.runs, store_history=False):
+        if not _in_the_kernel_again(shell, pipeline, segment, report):
+            break
+    else:
         return True
     run = last_run()
     failed = [
@@ -323,6 +366,30 @@ def _run_segment(
     ]
     report.failed = failed[0] if failed else segment[0].number
     return False
+
+
+def _in_the_kernel_again(
+    shell: InteractiveShell, pipeline: Pipeline, segment: list[CellPlan], report: CellsReport
+) -> bool:
+    """After a failed run of `segment`: if every step that failed made a
+    value a worker process cannot send back (a generator, an `nditer`), make
+    those steps run in the kernel and say so; True if the run is worth
+    running again (the steps it did are up to date)."""
+    run = last_run()
+    if run is None:
+        return False
+    failed = [plan for plan in segment if plan.name in run.steps and run.steps[plan.name].status == "failed"]
+    if not failed or any(UNSENDABLE not in (run.steps[p.name or ""].error or "") for p in failed):
+        return False
+    for plan in failed:
+        assert plan.name is not None
+        if plan.declared or pipeline.steps[plan.name].backend == "inline":
+            return False  # (its own `%%step` line says where it runs)
+        reason = "what it makes cannot be sent back from a worker process: it ran again, in the kernel"
+        print(f"nbpar: cell {plan.number} runs in the kernel: {reason}")
+        report.in_kernel.append((plan.number, reason))
+        pipeline.add_step(plan.name, plan.python, backend="inline", first_line=1, flags=shell.compile.flags)
+    return True
 
 
 def run_cell(shell: InteractiveShell, source: str, runs: list[RunResult], store_history: bool = True) -> bool:

@@ -1,14 +1,28 @@
 """Steps and the dependency graph between them. Pure: no IPython, no loky.
 
 Responsibilities:
-- hold the registered steps in registration order (`Graph.steps`);
-- refuse a step that would make the graph invalid (a name written by two
-  steps, `--after` naming an unknown step, a cycle), leaving the graph as it
-  was;
-- derive edges: B depends on A when B reads a name A writes, or names A in
-  `after`. Several steps may import the same module under the same name
-  (each needs its imports where it runs); a step reading that name waits
-  for all of them;
+- hold the registered steps in notebook order (`Graph.steps`: the order
+  their cells were first registered; replacing a step keeps its place);
+- refuse a step that would make the graph invalid (`--after` naming an
+  unknown step, a cycle through `--after`), leaving the graph as it was;
+- bind each read to the version it sees, as a top-to-bottom run would:
+  a step reading `x` reads the value of the nearest step above it that
+  writes `x` (several steps may write one name: each writes a version), or
+  the notebook's `x` when no step above writes it (`sources`);
+- find what each step needs (`inputs`): the names its code reads and, for
+  each function it reads that a step defines, that function's free names,
+  again and again through the functions those are. A function looks its
+  globals up where it is called, so each is resolved from the caller's
+  place: functions in different cells may call each other, and only their
+  callers wait for what they read (the defining step needs none of it);
+- derive edges: B depends on the steps whose version of a name it needs
+  (the nearest writer above it, and the writers above that one while each
+  might leave the name as it found it without reading it: a write in an
+  `if` or a loop), on the nearest step above it with each global effect it has
+  (`Step.effects`: two steps that write files, or use a module's global
+  random state, keep their notebook order), and on the steps it names in
+  `after`. Every edge but `after` points up the notebook, so only `after`
+  can close a cycle;
 - select what a run needs (named steps and their ancestors) and hand out a
   topological order.
 
@@ -21,15 +35,27 @@ import collections
 import functools
 import graphlib
 import itertools
-from collections.abc import Container, Iterable, Mapping, Set
+from collections.abc import Callable, Container, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .analysis import is_builtin
+from .analysis import Function, is_builtin
+from .effects import Effect
 from .partition import MERGES
 
 BackendName = Literal["process", "thread", "inline"]
 BACKENDS: tuple[BackendName, ...] = ("process", "thread", "inline")
+# each global effect (effects.EFFECTS) as a step's summary line says it
+EFFECT_LABELS: Mapping[Effect, str] = {
+    "random": "uses a global random state",
+    "pyplot": "draws with pyplot",
+    "files": "writes files",
+    "process": "changes interpreter-wide state",
+}
+# effects on state only the kernel's process keeps, and later cells see
+# (pyplot's figures too, and pyplot is not thread-safe): a step with one
+# runs in the kernel unless it names a backend
+IN_KERNEL: frozenset[Effect] = frozenset({"random", "pyplot", "process"})
 
 
 class GraphError(ValueError):
@@ -48,7 +74,6 @@ class Step:
     backend: BackendName | None = None  # None: the run's backend
     first_line: int = 2  # line number of the body's first line in the cell
     header: str = ""  # the cell's first line as the user wrote it (for tracebacks)
-    imports: Mapping[str, str] = field(default_factory=dict)  # writes made by `import` only
     # fanned out (--over): run once per slice of input `over`, outputs merged
     over: str | None = None
     slices: int | None = None  # None and slice_size None: the run's worker count
@@ -59,6 +84,16 @@ class Step:
     retries: int | None = None  # attempts after the first that fails; None: the run's
     flags: int = 0  # the notebook's `__future__` compiler flags when it was registered
     deletes: frozenset[str] = frozenset()  # writes the step makes by `del` (it removes them)
+    functions: Mapping[str, Function] = field(default_factory=dict)  # its top-level plain `def`s, by name
+    # the inputs it may change in place (`df['c'] = 1`, `items.append(2)`):
+    # in reads and writes, so it writes a new version of each (effects.changed)
+    changes: frozenset[str] = frozenset()
+    # those of `changes` its own code changes (not a function of another step
+    # through its own globals): on threads and inline it changes a copy
+    copies: frozenset[str] = frozenset()
+    effects: frozenset[Effect] = frozenset()  # its global effects (effects.EFFECTS): kept in notebook order
+    imports: Mapping[str, str] = field(default_factory=dict)  # the writes it binds by import (CellNames.imports)
+    always: frozenset[str] = frozenset()  # writes it binds or deletes whenever it succeeds (not in an `if`, a loop)
 
     @functools.cached_property
     def inputs(self) -> frozenset[str]:
@@ -68,6 +103,12 @@ class Step:
         if self.filter:
             functions.add(self.filter)
         return self.reads | functions
+
+    def sent(self, inputs: Iterable[str]) -> list[str]:
+        """Of `inputs` (what the step needs, `Graph.inputs`), the names a
+        unit of it is given: all but the functions only its --filter and
+        --merge name (the kernel calls those)."""
+        return [v for v in inputs if v in self.reads or v not in self.inputs]
 
     @functools.cached_property
     def outputs(self) -> tuple[str, ...]:
@@ -79,6 +120,12 @@ class Step:
         """Whether the step calls IPython (`%magic`, `!cmd` and `get_ipython()`
         all become `get_ipython()` calls), which only the kernel has."""
         return "get_ipython" in self.reads
+
+    @property
+    def in_kernel(self) -> bool:
+        """Whether the step runs in the kernel unless it names a backend: it
+        uses IPython, or has an effect of `IN_KERNEL`."""
+        return self.uses_ipython or bool(self.effects & IN_KERNEL)
 
     def shown_reads(self, written: Container[str]) -> list[str]:
         """The reads worth showing a user: builtins (`print`, `len`) only
@@ -98,68 +145,63 @@ class Graph:
     """The registered steps; every mutation keeps the graph valid.
 
     Registering is incremental, so a notebook of thousands of steps registers
-    in linear time: indexes of who writes and who reads each name are kept
-    up to date, and a step is checked only for the cycles it could close
-    (those through it), and only when something already waits for it."""
+    in linear time: an index of who writes each name is kept up to date,
+    and a step is checked for cycles only when steps name others in
+    `--after` (the only edges that can point down the notebook)."""
 
     steps: dict[str, Step] = field(default_factory=dict)
-    _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> the steps writing it
-    _readers: dict[str, set[str]] = field(default_factory=dict, repr=False)  # name -> the steps needing it
+    _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> its writers, in no order
+    _effecters: dict[str, list[str]] = field(default_factory=dict, repr=False)  # effect -> its steps, in no order
+    _afters: int = field(default=0, repr=False)  # steps with an --after
+    _position: dict[str, int] | None = field(default=None, repr=False)  # each step's place, until a change
     _deps: dict[str, frozenset[str]] | None = field(default=None, repr=False)  # dependencies(), until a change
+    _inputs: dict[str, dict[str, str | None]] = field(default_factory=dict, repr=False)  # inputs(), until a change
     _order: list[str] | None = field(default=None, repr=False)  # topological_order(), until a change
 
     # -- mutation -------------------------------------------------------
     def add(self, step: Step) -> None:
-        """Register `step`, replacing a step of the same name. Raises
-        GraphError (and changes nothing) if the result would be invalid."""
+        """Register `step`, replacing a step of the same name (in its place).
+        Raises GraphError (and changes nothing) if the result would be invalid."""
         old = self.steps.get(step.name)
-        candidate = collections.ChainMap({step.name: step}, self.steps)
-        writer = collections.ChainMap(_index_change(self._writers, old, step), self._writers)
-        check_writers(candidate, writer, step.name)
-        unknown = [a for a in step.after if a not in candidate]
-        if unknown:
+        unknown = [a for a in step.after if a not in self.steps and a != step.name]
+        if unknown or step.name in step.after:
             known = [n for n in self.steps if n != step.name]  # not the step itself: it cannot wait for itself
             raise GraphError(
-                f"step '{step.name}': --after names {_names(unknown)}, which "
-                f"{'is not a step' if len(unknown) == 1 else 'are not steps'}. "
-                f"Known steps: {', '.join(known) or '(none)'}. Register "
-                "that step first, or fix the name."
+                f"step '{step.name}': --after names {_names(unknown or [step.name])}, which "
+                f"{'is not a step' if len(unknown) <= 1 else 'are not steps'}"
+                f"{' it can wait for' if not unknown else ''}. Known steps: {', '.join(known) or '(none)'}. "
+                "Register that step first, or fix the name."
             )
-        awaited = old is not None or any(self._readers.get(var) for var in step.writes)
-        if awaited and _waits_for_itself(candidate, writer, step.name):
-            check_acyclic(dict(candidate))  # raises, listing the cycle
-        for var, names in writer.maps[0].items():
-            if names:
-                self._writers[var] = names
-            else:
-                del self._writers[var]
-        self._index_inputs(old, step)
+        afters = self._afters - bool(old and old.after) + bool(step.after)
+        writes = _index_change(self._writers, old, step, _written)
+        kinds = _index_change(self._effecters, old, step, _effects_of)
+        if afters:
+            candidate = collections.ChainMap({step.name: step}, self.steps)
+            writer = collections.ChainMap(writes, self._writers)
+            effecter = collections.ChainMap(kinds, self._effecters)
+            placed = self._placed()
+            position = collections.ChainMap({step.name: placed.get(step.name, len(placed))}, placed)
+            if _waits_for_itself(candidate, writer, effecter, position, step.name):
+                check_acyclic(dict(candidate))  # raises, listing the cycle
+        _apply(self._writers, writes)
+        _apply(self._effecters, kinds)
+        self._afters = afters
+        if old is None:
+            self._position = None
         self.steps[step.name] = step
         self._deps = self._order = None
+        self._inputs.clear()
 
     def remove(self, name: str) -> Step:
         """Forget step `name`; raises GraphError if unknown."""
         self.require([name])
         removed = self.steps.pop(name)
-        self._deps = self._order = None
-        for var, names in _index_change(self._writers, removed, None).items():
-            if names:
-                self._writers[var] = names
-            else:
-                del self._writers[var]
-        self._index_inputs(removed, None)
+        self._afters -= bool(removed.after)
+        self._deps = self._order = self._position = None
+        _apply(self._writers, _index_change(self._writers, removed, None, _written))
+        _apply(self._effecters, _index_change(self._effecters, removed, None, _effects_of))
+        self._inputs.clear()
         return removed
-
-    def _index_inputs(self, old: Step | None, new: Step | None) -> None:
-        if old is not None:
-            for var in old.inputs:
-                readers = self._readers[var]
-                readers.discard(old.name)
-                if not readers:  # (a name no step reads any more is not kept: forgetting frees the index)
-                    del self._readers[var]
-        if new is not None:
-            for var in new.inputs:
-                self._readers.setdefault(var, set()).add(new.name)
 
     # -- queries --------------------------------------------------------
     def require(self, names: Iterable[str]) -> None:
@@ -172,9 +214,57 @@ class Graph:
             )
 
     def writers(self) -> Mapping[str, list[str]]:
-        """Map each written name to the steps that write it (one, but for
-        shared imports). Read only."""
+        """Map each written name to the steps that write it, in no order. Read only."""
         return self._writers
+
+    def position(self) -> Mapping[str, int]:
+        """Each step's place in the notebook, 0 for the first. Read only."""
+        return self._placed()
+
+    def _placed(self) -> dict[str, int]:
+        if self._position is None:
+            self._position = {name: i for i, name in enumerate(self.steps)}
+        return self._position
+
+    def sources(self, name: str, var: str) -> tuple[str, ...]:
+        """The steps whose version of `var` step `name` may read, nearest
+        first (empty: the notebook's `var`). See the module docstring."""
+        return _sources(self.steps, self._writers, self.position(), self.steps[name], var)
+
+    def inputs(self, name: str) -> Mapping[str, str | None]:
+        """What step `name` needs (see the module docstring), each name to
+        the function it calls that needs it (None: the step's own code or
+        options). Kept until the graph changes. Read only."""
+        found = self._inputs.get(name)
+        if found is None:
+            found = self._inputs[name] = _inputs(self.steps, self._writers, self.position(), self.steps[name])
+        return found
+
+    def read_labels(self, name: str) -> list[str]:
+        """What step `name` reads, for a user: builtins only when a step
+        rebinds them; for a name only a function it calls needs, which
+        (`scale (through f)`); for a name several steps write, whose version
+        (`df (from clean)`, `df (from the notebook)`)."""
+        inputs = self.inputs(name)
+        through = sorted(v for v, f in inputs.items() if f is not None and (v in self._writers or not is_builtin(v)))
+        labels = []
+        for var in [*self.steps[name].shown_reads(self._writers), *through]:
+            notes = [] if inputs[var] is None else [f"through {inputs[var]}"]
+            if len(self._writers.get(var, ())) > 1:
+                sources = self.sources(name, var)
+                notes.append(f"from {' or '.join(sources) if sources else 'the notebook'}")
+            labels.append(f"{var} ({', '.join(notes)})" if notes else var)
+        return labels
+
+    def last_writers(self, names: Iterable[str]) -> dict[str, str]:
+        """For each name the steps `names` write, the one of them lowest in
+        the notebook: whose version a top-to-bottom run of them leaves."""
+        position = self.position()
+        last: dict[str, str] = {}
+        for name in sorted(names, key=position.__getitem__):
+            for var in self.steps[name].writes:
+                last[var] = name
+        return last
 
     def dependencies(self) -> dict[str, frozenset[str]]:
         """For every step, the steps it waits for (kept until the graph
@@ -185,12 +275,16 @@ class Graph:
 
     def dependencies_of(self, name: str) -> set[str]:
         """The steps step `name` waits for."""
-        return _waits_for(self.steps, self._writers, self.steps[name])
+        return _waits_for(
+            self.steps, self._writers, self._effecters, self.position(), self.steps[name], self.inputs(name)
+        )
 
     def validate(self) -> None:
         """Check at run start what registering could not: --after targets
         still exist (a step may have been forgotten since). Cycles cannot
         appear: `add` refuses them and removing a step makes none."""
+        if not self._afters:
+            return
         for step in self.steps.values():
             if not step.after:
                 continue
@@ -205,7 +299,7 @@ class Graph:
     def select(self, targets: Iterable[str] = ()) -> list[str]:
         """The steps a run of `targets` needs (all steps when empty): the
         targets and their ancestors, in a topological order that follows
-        registration order among ready steps."""
+        notebook order among ready steps."""
         targets = list(targets)
         self.require(targets)
         deps = self.dependencies()
@@ -231,73 +325,146 @@ def writers(steps: Mapping[str, Step]) -> dict[str, list[str]]:
     return found
 
 
-def dependencies(steps: Mapping[str, Step]) -> dict[str, set[str]]:
-    writer = writers(steps)
-    return {s.name: _waits_for(steps, writer, s) for s in steps.values()}
-
-
-def _waits_for(steps: Mapping[str, Step], writer: Mapping[str, list[str]], step: Step) -> set[str]:
-    found = {w for r in step.inputs for w in writer.get(r, ()) if w != step.name}
-    found.update(a for a in step.after if a in steps)
+def effecters(steps: Mapping[str, Step]) -> dict[str, list[str]]:
+    """Each global effect (`Step.effects`) to the steps that have it."""
+    found: dict[str, list[str]] = {}
+    for s in steps.values():
+        for kind in s.effects:
+            found.setdefault(kind, []).append(s.name)
     return found
 
 
-def _index_change(writer: Mapping[str, list[str]], old: Step | None, new: Step | None) -> dict[str, list[str]]:
-    """The entries of `writer` (name -> writers) that change when step `old`
-    is taken out and `new` put in (an empty list: no writer left)."""
+def dependencies(steps: Mapping[str, Step]) -> dict[str, set[str]]:
+    writer, effecter = writers(steps), effecters(steps)
+    position = {name: i for i, name in enumerate(steps)}
+    return {
+        s.name: _waits_for(steps, writer, effecter, position, s, _inputs(steps, writer, position, s))
+        for s in steps.values()
+    }
+
+
+def _sources(
+    steps: Mapping[str, Step], writer: Mapping[str, list[str]], position: Mapping[str, int], step: Step, var: str
+) -> tuple[str, ...]:
+    """The writers of `var` above `step` whose version it may read: the
+    nearest, then the next while the one before might not bind `var` (it
+    binds it only on some paths, in an `if` or a loop, and does not read
+    it: its version, if it binds none, is the one above it)."""
+    here = position[step.name]
+    above = [w for w in writer.get(var, ()) if position[w] < here]
+    if not above:
+        return ()
+    above.sort(key=position.__getitem__, reverse=True)
+    found = []
+    for w in above:
+        found.append(w)
+        if var in steps[w].always or var in steps[w].reads:
+            break  # its version replaces the one above, or it waits for the ones above: settled when it is done
+    return tuple(found)
+
+
+def _nearest_above(names: Iterable[str], position: Mapping[str, int], here: int) -> str | None:
+    """Of the steps `names`, the lowest in the notebook above place `here`."""
+    above = [n for n in names if position[n] < here]
+    return max(above, key=position.__getitem__) if above else None
+
+
+def _inputs(
+    steps: Mapping[str, Step], writer: Mapping[str, list[str]], position: Mapping[str, int], step: Step
+) -> dict[str, str | None]:
+    """What `step` needs, each name to the function it calls that needs it
+    (None: its own). A function a source of an input defines needs its free
+    names, resolved from `step`'s place, nearest first (breadth first, in
+    sorted order: the same function is named, run after run). A private
+    free name (`_cache`) is the defining cell's own: it goes with the
+    function (see worker.with_globals), not from a step."""
+    found: dict[str, str | None] = dict.fromkeys(sorted(step.inputs))
+    queue = collections.deque(found)
+    while queue:
+        var = queue.popleft()
+        for w in _sources(steps, writer, position, step, var):
+            function = steps[w].functions.get(var)
+            if function is None:
+                continue
+            for free in sorted(function.free - found.keys()):
+                if not free.startswith("_"):
+                    found[free] = found[var] or var
+                    queue.append(free)
+    return found
+
+
+def _waits_for(
+    steps: Mapping[str, Step],
+    writer: Mapping[str, list[str]],
+    effecter: Mapping[str, list[str]],
+    position: Mapping[str, int],
+    step: Step,
+    inputs: Iterable[str],
+) -> set[str]:
+    """The steps `step` waits for, given what it needs (`inputs`)."""
+    found = {w for r in inputs for w in _sources(steps, writer, position, step, r)}
+    found.update(a for a in step.after if a in steps)
+    here = position[step.name]
+    for kind in step.effects:
+        nearest = _nearest_above(effecter.get(kind, ()), position, here)
+        if nearest is not None:
+            found.add(nearest)
+    return found
+
+
+def _written(step: Step) -> Iterable[str]:
+    return step.writes
+
+
+def _effects_of(step: Step) -> Iterable[str]:
+    return step.effects
+
+
+def _index_change(
+    index: Mapping[str, list[str]], old: Step | None, new: Step | None, keys: Callable[[Step], Iterable[str]]
+) -> dict[str, list[str]]:
+    """The entries of `index` (key -> the steps with it: a name they write,
+    an effect they have) that change when step `old` is taken out and `new`
+    put in (an empty list: no step left)."""
     change: dict[str, list[str]] = {}
     if old is not None:
-        for var in old.writes:
-            change[var] = [w for w in writer.get(var, ()) if w != old.name]
+        for key in keys(old):
+            change[key] = [w for w in index.get(key, ()) if w != old.name]
     if new is not None:
-        for var in new.writes:
-            kept = change[var] if var in change else list(writer.get(var, ()))
-            change[var] = [*kept, new.name]
+        for key in keys(new):
+            kept = change[key] if key in change else list(index.get(key, ()))
+            change[key] = [*kept, new.name]
     return change
 
 
-def _waits_for_itself(steps: Mapping[str, Step], writer: Mapping[str, list[str]], name: str) -> bool:
+def _apply(index: dict[str, list[str]], change: Mapping[str, list[str]]) -> None:
+    for key, names in change.items():
+        if names:
+            index[key] = names
+        else:
+            del index[key]
+
+
+def _waits_for_itself(
+    steps: Mapping[str, Step],
+    writer: Mapping[str, list[str]],
+    effecter: Mapping[str, list[str]],
+    position: Mapping[str, int],
+    name: str,
+) -> bool:
     """Whether step `name` waits, through others, for itself: the only
     cycles a graph that had none can get by adding or replacing `name`."""
     seen: set[str] = set()
-    stack = list(_waits_for(steps, writer, steps[name]))
+    stack = [name]
     while stack:
-        other = stack.pop()
-        if other == name:
-            return True
-        if other not in seen:
-            seen.add(other)
-            stack.extend(_waits_for(steps, writer, steps[other]))
+        step = steps[stack.pop()]
+        for other in _waits_for(steps, writer, effecter, position, step, _inputs(steps, writer, position, step)):
+            if other == name:
+                return True
+            if other not in seen:
+                seen.add(other)
+                stack.append(other)
     return False
-
-
-def check_writers(steps: Mapping[str, Step], writer: Mapping[str, list[str]], newcomer: str) -> None:
-    """Raise if `newcomer` writes a name another step writes (the same
-    import in both is allowed)."""
-    mine = steps[newcomer]
-    others = dict.fromkeys(w for var in sorted(mine.writes) for w in writer.get(var, ()) if w != newcomer)
-    for other in map(steps.__getitem__, others):
-        clash = sorted(
-            var
-            for var in mine.writes & other.writes
-            if var not in mine.imports or mine.imports[var] != other.imports.get(var)
-        )
-        deleted = [var for var in clash if var in mine.deletes or var in other.deletes]
-        if deleted:
-            deleter, maker = (mine, other) if deleted[0] in mine.deletes else (other, mine)
-            raise GraphError(
-                f"step '{deleter.name}' deletes {_names(deleted)}, which step '{maker.name}' "
-                f"{'also deletes' if deleted[0] in maker.deletes else 'makes'}. A name is made or deleted by "
-                f"one step only: delete it in step '{maker.name}' (or in an ordinary cell after the run), or, "
-                "if it is only needed inside the cell that makes it, name it with a leading '_'."
-            )
-        if clash:
-            raise GraphError(
-                f"step '{newcomer}' writes {_names(clash)}, which step "
-                f"'{other.name}' already writes. A name can be written by one "
-                "step only: rename it in one of them, or merge the two cells "
-                "(a name private to a cell can start with '_')."
-            )
 
 
 def check_acyclic(steps: Mapping[str, Step], deps: Mapping[str, Set[str]] | None = None) -> None:
@@ -307,20 +474,31 @@ def check_acyclic(steps: Mapping[str, Step], deps: Mapping[str, Set[str]] | None
     except graphlib.CycleError as e:
         cycle = e.args[1]  # [a, b, ..., a]: each is a dependency of the next
         writer = writers(steps)
+        position = {name: i for i, name in enumerate(steps)}
         lines = []
         for a, b in itertools.pairwise(cycle):
-            why = sorted(r for r in steps[b].inputs if a in writer.get(r, ()))
-            reason = f"reads {', '.join(why)}" if why else "--after"
+            inputs = _inputs(steps, writer, position, steps[b])
+            why = sorted(
+                r if inputs[r] is None else f"{r} through {inputs[r]}"
+                for r in inputs
+                if a in _sources(steps, writer, position, steps[b], r)
+            )
+            if a in steps[b].after:
+                reason = "--after"
+            elif why:
+                reason = f"reads {', '.join(why)}"
+            else:
+                reason = f"{', '.join(sorted(steps[a].effects & steps[b].effects))} effects, in notebook order"
             lines.append(f"  {b}  waits for  {a}  ({reason})")
         raise GraphError(
             "the steps form a cycle:\n" + "\n".join(lines) + "\n"
-            "Break it: a step must not read, directly or through others, a name "
-            "it writes (copy the value under a new name instead)."
+            "Break it: a step reads the values of the steps above it, so an --after naming a step below it "
+            "can close a loop; drop that --after, or move the cell."
         ) from None
 
 
 def topological_order(steps: Mapping[str, Step], deps: Mapping[str, Set[str]] | None = None) -> list[str]:
-    """All steps in dependency order, ties broken by registration order."""
+    """All steps in dependency order, ties broken by notebook order."""
     rank = {name: i for i, name in enumerate(steps)}
     ts = graphlib.TopologicalSorter(dependencies(steps) if deps is None else deps)
     ts.prepare()

@@ -22,7 +22,7 @@ from IPython.display import display
 from .cells import RAISES, NotebookError, cells_above, notebook_path, read_code_cells, run_cells_as_steps
 from .errors import RunError
 from .events import Listener
-from .graph import BACKENDS, BackendName, GraphError, Step
+from .graph import BACKENDS, EFFECT_LABELS, BackendName, GraphError, Step
 from .pipeline import FUTURE_FLAGS, Pipeline, PlanError, RunHandle, _check_limits, last_run, worker_count
 from .records import Status
 from .scheduler import Plan
@@ -430,12 +430,8 @@ class NbparMagics(Magics):
         _parse(self.parsteps, line, "%parsteps")
         from .ui.table import steps_table_html, steps_table_text
 
-        graph = self.pipeline.graph
-        deps, statuses = graph.dependencies(), self._statuses()
-        bundle = {
-            "text/plain": steps_table_text(graph.steps, deps, statuses),
-            "text/html": steps_table_html(graph.steps, deps, statuses),
-        }
+        graph, statuses = self.pipeline.graph, self._statuses()
+        bundle = {"text/plain": steps_table_text(graph, statuses), "text/html": steps_table_html(graph, statuses)}
         display(bundle, raw=True)
 
     def _statuses(self) -> dict[str, Status]:
@@ -579,11 +575,15 @@ class NbparMagics(Magics):
             self._text_shown = len(text)
 
     def _describe(self, step: Step) -> str:
-        reads = step.shown_reads(self.pipeline.graph.writers())
+        reads = self.pipeline.graph.read_labels(step.name)
         deps = sorted(self.pipeline.graph.dependencies_of(step.name))
         fan = f" | over {step.over}" if step.over else ""
-        if step.uses_ipython and step.backend is None:
-            fan += " | runs in the kernel (it uses IPython)"
+        if step.changes:
+            fan += f" | changes {', '.join(sorted(step.changes))} in place"
+        if step.effects:
+            fan += f" | in notebook order: it {', '.join(EFFECT_LABELS[k] for k in sorted(step.effects))}"
+        if step.in_kernel and step.backend is None:
+            fan += " | runs in the kernel" + (" (it uses IPython)" if step.uses_ipython else "")
         return (
             f"step {step.name}: reads {', '.join(reads) or '-'}"
             f" | writes {', '.join(sorted(step.writes)) or '-'}"

@@ -22,23 +22,24 @@ import __future__
 import functools
 import operator
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import loky
 
-from .analysis import CellNames, analyze, is_builtin
+from .analysis import CellNames, Function, analyze, is_builtin
 from .backends import Backend, make_backend
+from .effects import Effect, binding_of, changed, effects, qualnames
 from .errors import RunError
 from .events import Listener, subscribers
 from .fingerprint import Fingerprints
 from .graph import BACKENDS, BackendName, Graph, GraphError, Step
 from .partition import MERGES
 from .records import RunResult
-from .scheduler import Plan, Scheduler, frozen_heap
+from .scheduler import ABOVE, MISSING, Plan, Scheduler, frozen_heap
 from .sharing import end_run, pickle_problem
-from .worker import compile_step, unsendable_input
+from .worker import compile_step, unsendable_input, with_globals
 
 # the compiler flags of `from __future__ import ...`: the only flags a step compiles with
 FUTURE_FLAGS = functools.reduce(
@@ -78,6 +79,15 @@ def _check_fan_out(step: Step) -> None:
         raise GraphError(
             f"step '{name}': --over {step.over}, but the step does not read `{step.over}` (it reads {reads}). "
             "Fan out over an input the cell uses."
+        )
+    others = sorted(step.changes - {step.over})
+    if others:
+        listed = ", ".join(f"`{n}`" for n in others)
+        raise GraphError(
+            f"step '{name}': --over {step.over}, and the step changes {listed} in place: each slice would "
+            f"change a copy of its own, and no merge of those is what one run of the cell leaves. Make "
+            f"{'it' if len(others) == 1 else 'them'} in the step, or change {'it' if len(others) == 1 else 'them'} "
+            "in a step of its own without --over."
         )
     if step.slices is not None and step.slice_size is not None:
         raise GraphError(f"step '{name}': give --slices or --slice-size, not both.")
@@ -171,8 +181,37 @@ def _check_limits(where: str, timeout: float | None, retries: int | None) -> Non
 
 def _backend_of(step: Step, run_backend: BackendName) -> BackendName:
     """Where `step` runs: its own backend, else in the kernel if it uses
-    IPython, else the run's."""
-    return step.backend or ("inline" if step.uses_ipython else run_backend)
+    IPython or changes state only the kernel keeps (`Step.in_kernel`), else
+    the run's."""
+    return step.backend or ("inline" if step.in_kernel else run_backend)
+
+
+class _Bindings(Mapping[str, "str | None"]):
+    """What each root name step `name` uses is bound to when it runs, for
+    `effects.qualnames`: its own imports, else the nearest step above
+    binding it (to what it imports, or None: a value), else the
+    namespace's value (`binding_of`). Looked up lazily: only the roots the
+    analysis asks about."""
+
+    def __init__(self, pipeline: Pipeline, name: str, imports: Mapping[str, str]) -> None:
+        self._pipeline, self._name, self._imports = pipeline, name, imports
+
+    def __getitem__(self, root: str) -> str | None:
+        if root in self._imports:
+            return self._imports[root]
+        writer = self._pipeline._nearest_writer(self._name, root)
+        if writer is not None:
+            return writer.imports.get(root)
+        namespace = self._pipeline.namespace
+        if root in namespace:
+            return binding_of(namespace[root])
+        raise KeyError(root)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._imports, *self._pipeline.graph.writers(), *self._pipeline.namespace})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def worker_count(workers: int | None, backend: BackendName) -> int:
@@ -247,9 +286,7 @@ class _Memo:
     outputs: dict[str, Any]
     digests: dict[str, bytes | None]  # fingerprints of the inputs, as read
     made: dict[str, bytes | None]  # fingerprints of the outputs it also reads (x += 1), as written
-
-
-_MISSING: Any = object()
+    deleted: tuple[str, ...]  # the names it deleted
 
 
 class Pipeline:
@@ -266,6 +303,7 @@ class Pipeline:
         self.namespace: MutableMapping[str, Any] = {} if namespace is None else namespace
         self.graph = Graph()
         self._memos: dict[str, _Memo] = {}
+        self._holders: dict[str, str] = {}  # name -> the step whose version the namespace has (it committed it)
         self._durations: dict[str, float] = {}  # seconds a unit of each step took when it last ran
         self._backends: dict[tuple[str, int], Backend] = {}
         self.active: RunHandle | None = None  # the run going on, if any
@@ -308,16 +346,16 @@ class Pipeline:
         flags &= FUTURE_FLAGS
         names = _names_of(name, source, first_line, flags)
         merges = tuple((merge if isinstance(merge, Mapping) else {"*": merge}).items())
+        changes, copies, kinds = self._in_place(name, names)
         step = Step(
             name,
             source,
-            names.reads,
-            names.writes,
+            (names.reads - names.deferred) | changes,  # (what only its functions' bodies read, their callers need)
+            names.writes | changes,
             tuple(after),
             backend,
             first_line,
             header,
-            names.imports,
             over,
             slices,
             slice_size,
@@ -327,6 +365,12 @@ class Pipeline:
             retries,
             flags,
             names.deletes,
+            names.functions,
+            changes,
+            copies,
+            kinds,
+            names.imports,
+            always=names.always,
         )
         _check_fan_out(step)
         _check_limits(f"step '{name}': ", timeout, retries)
@@ -339,11 +383,50 @@ class Pipeline:
         self.graph.add(step)
         return step
 
+    def _in_place(self, name: str, names: CellNames) -> tuple[frozenset[str], frozenset[str], frozenset[Effect]]:
+        """What step `name` (its code's `names`) may change in place, those
+        of them its own code changes, and its global effects (effects.py).
+        A name the step binds without reading it is its own, not a change.
+
+        The resolvers are those of the notebook as registered now: a root
+        is bound as the nearest step above it binds it (an import, or a
+        value), else as the namespace's value is; a callee is a notebook
+        function if the nearest step above that writes its name defines it
+        there. A function or import registered (or run) later does not
+        change a step registered before it until its cell is run again."""
+        qualname_of = qualnames(_Bindings(self, name, names.imports))
+
+        def function_of(callee: str) -> Function | None:
+            writer = None if "." in callee else self._nearest_writer(name, callee)
+            return writer.functions.get(callee) if writer is not None else None
+
+        @functools.cache  # (one object per callee: the rules count each function once, by identity)
+        def params_only(callee: str) -> Function | None:  # a function's changes of its own globals left out
+            function = function_of(callee)
+            if function is None:
+                return None
+            params = function.receiving("*")
+            return replace(function, changes={k: v for k, v in function.changes.items() if k in params})
+
+        own = names.writes - names.reads
+        changes = changed(names, qualname_of, function_of) - own
+        copies = changed(names, qualname_of, params_only) & changes
+        return changes, copies, effects(names, qualname_of, function_of)
+
+    def _nearest_writer(self, name: str, var: str) -> Step | None:
+        """The step nearest above step `name` (registered or not: at the
+        end) that writes `var`, if any."""
+        position = self.graph.position()
+        here = position.get(name, len(position))
+        above = [w for w in self.graph.writers().get(var, ()) if position[w] < here]
+        return self.steps[max(above, key=position.__getitem__)] if above else None
+
     def forget(self, name: str) -> None:
         """Drop step `name`; its outputs stay in the namespace (a run going
         on still runs it, but keeps no memo of it)."""
         self.graph.remove(name)
         self._memos.pop(name, None)
+        self._holders = {var: step for var, step in self._holders.items() if step != name}
         self._durations.pop(name, None)
 
     @property
@@ -358,6 +441,8 @@ class Pipeline:
         self.graph.validate()
         order = self.graph.select(targets)
         deps = self.graph.dependencies()
+        graph = self.graph
+        sources = {name: {var: graph.sources(name, var) for var in graph.inputs(name)} for name in order}
         reasons: dict[str, str] = {}
         fingerprints = Fingerprints()  # values cannot change during the pass
         for name in order:
@@ -365,34 +450,41 @@ class Pipeline:
                 reasons[name] = "--force"
                 continue
             needed = sorted(d for d in deps[name] if d in reasons)  # (not .intersection(reasons): O(len(reasons)))
-            why = f"needs {needed[0]}, which runs" if needed else self._why_stale(self.steps[name], fingerprints)
+            why = (
+                f"needs {needed[0]}, which runs"
+                if needed
+                else self._why_stale(self.steps[name], sources[name], fingerprints)
+            )
             if why is not None:
                 reasons[name] = why
         if len(order) < len(deps):
             deps = {n: deps[n] for n in order}  # (else the graph's: read only, replaced when the graph changes)
         stale = list(reasons)
-        return Plan(order, stale, deps, self._chains(stale, workers), reasons)
+        last = graph.last_writers(order)
+        return Plan(order, stale, deps, self._chains(stale, sources, workers), reasons, sources, last)
 
-    def _chains(self, stale: list[str], workers: int | None) -> dict[str, str]:
+    def _chains(
+        self, stale: list[str], sources: Mapping[str, Mapping[str, tuple[str, ...]]], workers: int | None
+    ) -> dict[str, str]:
         """Fanned-out steps that follow the slices of another in this run:
-        B over an output X of fanned-out A, reading nothing else of A's, with
-        no slicing of its own or the same as A's."""
-        writers = self.graph.writers()
+        B over the version of X that fanned-out A makes, reading nothing
+        else of A's, with no slicing of its own or the same as A's."""
         chained: dict[str, str] = {}
         for name in stale:
             b = self.steps[name]
-            if b.over is None or b.filter or len(writers.get(b.over, [])) != 1:
+            if b.over is None or b.filter or len(sources[name][b.over]) != 1:
                 continue
-            a = self.steps[writers[b.over][0]]
-            follows = a.over is not None and b.reads & a.writes == {b.over} and _same_slicing(a, b, workers)
+            a = self.steps[sources[name][b.over][0]]
+            reads = set(b.sent(sources[name]))  # (with the free names of the functions it calls)
+            follows = a.over is not None and reads & a.writes == {b.over} and _same_slicing(a, b, workers)
             if a.name in stale and follows:
                 chained[name] = a.name
         return chained
 
-    def _why_stale(self, step: Step, fingerprints: Fingerprints) -> str | None:
+    def _why_stale(self, step: Step, sources: Mapping[str, tuple[str, ...]], fingerprints: Fingerprints) -> str | None:
         """Why `step` must run, or None if it is up to date. An output changed
         since (in place or not) leaves the step up to date: the steps that
-        read it see a changed input."""
+        read it see a changed input. `sources`: where each input comes from."""
         memo = self._memos.get(step.name)
         if memo is None:
             return "no successful run yet"
@@ -400,13 +492,15 @@ class Pipeline:
             return "code changed"
         if memo.flags != step.flags:
             return "compiler flags changed (a `from __future__` import)"
-        deleted = sorted(name for name in memo.outputs if name not in self.namespace)
+        deleted = sorted(
+            name for name in memo.outputs if self._holders.get(name) == step.name and name not in self.namespace
+        )
         if deleted:
             return f"output `{deleted[0]}` was deleted"
         changed: list[str] = []
-        for name in sorted(step.inputs):
-            now = self.namespace.get(name, _MISSING)
-            if now is _MISSING:
+        for name in sorted(sources):  # (with the free names of the functions it calls: their globals)
+            now = self._input(sources[name], name)
+            if now is MISSING:
                 if name in memo.inputs:
                     changed.append(name)  # deleted (the run then says where to define it)
                 continue
@@ -421,26 +515,68 @@ class Pipeline:
         return None
 
     def _external_inputs(self, plan: Plan) -> dict[str, Any]:
-        """Snapshot of the names the stale steps read that no step writes."""
-        writer = self.graph.writers()
+        """Snapshot of the names the stale steps read that no step above
+        them writes (the notebook's)."""
         external: dict[str, Any] = {}
         for name in plan.stale:
-            for var in self.steps[name].inputs:
-                if var in writer or var in external:
+            sources = plan.sources[name]
+            for var in sources:
+                if sources[var] or var in external:
                     continue
                 if var in self.namespace:
                     external[var] = self.namespace[var]
                 elif not is_builtin(var):
                     step = self.steps[name]
-                    undefined = (v for v in step.inputs if v not in writer and v not in self.namespace)
+                    undefined = (v for v in sources if not sources[v] and v not in self.namespace)
                     var = min(v for v in undefined if not is_builtin(v))  # the same one, run after run
-                    how = "reads" if var in step.reads else "--filter" if var == step.filter else "--merge names"
-                    raise PlanError(
-                        f"step '{name}' {how} `{var}`, which no step writes and the "
-                        "notebook has not defined. Define it in a cell run before "
-                        "%parrun, or mark the cell that makes it with %%step."
-                    )
+                    raise PlanError(self._undefined(step, var))
         return external
+
+    def _undefined(self, step: Step, var: str) -> str:
+        """What to say of `var`, which `step` needs and no step above it
+        writes and the notebook has not defined."""
+        through = self.graph.inputs(step.name)[var]
+        if through is not None:
+            how = f"calls `{through}`, which needs"
+        else:
+            how = "reads" if var in step.reads else "--filter" if var == step.filter else "--merge names"
+        below = sorted(self.graph.writers().get(var, ()), key=self.graph.position().__getitem__)
+        if below:
+            return (
+                f"step '{step.name}' {how} `{var}`, which no step above it writes (step '{below[0]}', below it, "
+                "does: a step reads the value of the nearest step above it, as a top-to-bottom run does) and the "
+                f"notebook has not defined. Move the cell of '{step.name}' below that of '{below[0]}' and run it "
+                f"again (a step keeps its place: %parforget {step.name} first), or define `{var}` in a cell run "
+                "before %parrun."
+            )
+        return (
+            f"step '{step.name}' {how} `{var}`, which no step writes and the "
+            "notebook has not defined. Define it in a cell run before "
+            "%parrun, or mark the cell that makes it with %%step."
+        )
+
+    def version(self, step: str, var: str) -> Any:
+        """The version of `var` that step `step` left when it last ran: the
+        namespace's if the namespace has its version, else the one it made
+        (kept with its memo); ABOVE if it bound none (the version above it
+        stands), MISSING if it deleted it or never ran."""
+        memo = self._memos.get(step)
+        if memo is None:
+            return MISSING
+        if self._holders.get(var) == step:
+            return self.namespace.get(var, MISSING)
+        if var in memo.outputs:
+            return memo.outputs[var]
+        return MISSING if var in memo.deleted else ABOVE
+
+    def _input(self, sources: tuple[str, ...], var: str) -> Any:
+        """The version of `var` that a step whose sources of it are
+        `sources` would read now (MISSING: none)."""
+        for source in sources:
+            value = self.version(source, var)
+            if value is not ABOVE:
+                return value
+        return self.namespace.get(var, MISSING)
 
     def _check_sendable(self, plan: Plan, external: dict[str, Any], where: Mapping[str, BackendName]) -> None:
         """Raise PlanError if a notebook input of a stale process step cannot
@@ -453,7 +589,7 @@ class Pipeline:
             step = self.steps[name]
             if where[name] != "process":
                 continue
-            for var in sorted(step.reads & external.keys() - checked):
+            for var in sorted(external.keys() & set(step.sent(plan.sources[name])) - checked):
                 checked.add(var)
                 problem = pickle_problem(external[var])
                 if problem:
@@ -569,6 +705,7 @@ class Pipeline:
         external = self._external_inputs(plan)
         where = {name: _backend_of(self.steps[name], backend) for name in plan.stale}  # where each will run
         self._check_sendable(plan, external, where)
+        self._restore(plan)
         fingerprints = Fingerprints()  # for the run's commits: each object once
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
@@ -583,6 +720,8 @@ class Pipeline:
             retries=retries,
             on_commit=functools.partial(self._remember, fingerprints),
             external=external,
+            versions=self.version,
+            holders=self._holders,
             durations=self._durations,
         )
         for name, place in where.items():  # known from the start (the run's header says it)
@@ -590,16 +729,34 @@ class Pipeline:
         _last_run = scheduler.result
         return scheduler
 
+    def _restore(self, plan: Plan) -> None:
+        """Before a run: the namespace gets, for each name whose last writer
+        in the run is up to date, that writer's version, if it has another's
+        (a run of fewer steps left an earlier writer's there)."""
+        stale = set(plan.stale)
+        for var, name in plan.last.items():
+            if name in stale or self._holders.get(var) == name:
+                continue
+            memo = self._memos.get(name)
+            if memo is not None and var in memo.outputs:
+                self.namespace[var] = with_globals(memo.outputs[var], self.namespace)
+                self._holders[var] = name
+
     def _remember(
-        self, fingerprints: Fingerprints, step: Step, inputs: dict[str, Any], outputs: dict[str, Any]
+        self,
+        fingerprints: Fingerprints,
+        step: Step,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+        deleted: tuple[str, ...],
     ) -> None:
         """Keep what `step` read and made: not for a step forgotten meanwhile
         (`%parforget` during a run), whose values are then freed with the run."""
         if step.name not in self.steps:
             return
         digests = {name: fingerprints(value) for name, value in inputs.items()}
-        made = {name: fingerprints(value) for name, value in outputs.items() if name in step.inputs}
-        self._memos[step.name] = _Memo(step.source, step.flags, inputs, outputs, digests, made)
+        made = {name: fingerprints(value) for name, value in outputs.items() if name in inputs}
+        self._memos[step.name] = _Memo(step.source, step.flags, inputs, outputs, digests, made, deleted)
 
     def backend(self, name: str, workers: int) -> Backend:
         """The backend `name` with `workers` workers, made once and kept."""

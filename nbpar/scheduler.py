@@ -24,9 +24,13 @@ Data flow::
          line of a unit that did not say so, "log" for printed lines; from
          worker processes through channel.py; an inline unit's: handled at once)
       loop: events.get(timeout=0.1)  (short waits: Ctrl-C arrives at once)
-        unit ok      -> whole step: outputs into the namespace, all together
+        unit ok      -> whole step: its outputs are its versions of those
+                        names (kept for the steps below it that read them:
+                        a unit's inputs are the versions of the steps above
+                        it, `plan.sources`); those no later step of the run
+                        writes go into the namespace, all together
                         slice: kept; when every slice is done, the outputs
-                        are merged in slice order and written, all together
+                        are merged in slice order and written the same way
         unit error   -> the step fails (naming the slice), writes nothing;
                         what depends on it is skipped (fail-fast: all stops)
         worker crash -> see below
@@ -89,9 +93,11 @@ from .worker import (
     kernel_home,
     notebook_log_format,
     outside_step,
+    with_globals,
 )
 
-Commit = Callable[[Step, dict[str, Any], dict[str, Any]], None]  # (step, inputs, outputs)
+Commit = Callable[[Step, dict[str, Any], dict[str, Any], tuple[str, ...]], None]  # (step, inputs, outputs, deleted)
+Versions = Callable[[str, str], Any]  # (step, name) -> the version of `name` that step left, or ABOVE
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
 
 
@@ -106,6 +112,11 @@ class Plan:
     deps: dict[str, frozenset[str]]  # for each step in order, the steps it waits for
     chained: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # stale step -> why it runs ("code changed")
+    # for each step in order, for each name it needs (Graph.inputs: with the
+    # free names of the functions it calls), the steps whose version it may
+    # read, nearest first (Graph.sources; empty: the notebook's)
+    sources: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    last: dict[str, str] = field(default_factory=dict)  # each name the steps write -> the last of them to write it
 
 
 @dataclass
@@ -120,11 +131,10 @@ class _Fan:
 
 @dataclass
 class _Flight:
-    """Units submitted as one task: their future and the inputs they got."""
+    """Units submitted as one task, and their future."""
 
     keys: list[Key]
     future: Future[list[Outcome]]
-    inputs: dict[str, Any]
     backend: Backend
     solo: bool = False
     probe: bool = False  # a unit of unknown duration, sent to learn how long units take
@@ -144,7 +154,9 @@ class Scheduler:
     timeout: float | None = None  # for steps that set none
     retries: int = 0  # for steps that set none
     on_commit: Commit | None = None
-    external: dict[str, Any] = field(default_factory=dict)  # inputs no step writes
+    external: dict[str, Any] = field(default_factory=dict)  # inputs no step above their reader writes
+    versions: Versions | None = None  # what the steps that do not run in this run left (Pipeline.version)
+    holders: MutableMapping[str, str] = field(default_factory=dict)  # name -> the step whose version the namespace has
     durations: Mapping[str, float] = field(default_factory=dict)  # seconds a unit of a step took last time
 
     def __post_init__(self) -> None:
@@ -190,6 +202,7 @@ class Scheduler:
         self._step_backends: dict[str, Backend] = {}  # backend_for(step), asked once per step
         self._failed_listeners: set[int] = set()  # those that raised in this run (by position): reported once
         self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
+        self._made: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # step -> (outputs, deleted), this run
         deps = self.plan.deps
         if len(stale) == len(deps):  # (a forced run, or a first one: every step runs)
             self._waiting = {n: set(deps[n]) for n in self.plan.stale}
@@ -247,6 +260,7 @@ class Scheduler:
             self._over = True
             self._events = queue.Queue()
         self.external = {}
+        self._made = {}
         self._fans.clear()
         self._flights.clear()
 
@@ -309,15 +323,15 @@ class Scheduler:
 
     def _split(self, step: Step) -> list[Slice]:
         assert step.over is not None
-        value = self._value(step.over)
+        value = self._input(step.name, step.over)
         keep = self._function(step.filter, step, "--filter") if step.filter else None
         if step.slices is None and step.slice_size is None:
             return split(value, name=step.over, slices=self.workers, keep=keep)
         return split(value, name=step.over, slices=step.slices, slice_size=step.slice_size, keep=keep)
 
     def _function(self, name: str, step: Step, option: str) -> Callable[..., Any]:
-        func = self._value(name)
-        if func is _MISSING or not callable(func):
+        func = self._input(step.name, name)
+        if func is MISSING or not callable(func):
             raise SliceError(
                 f"{option} {name}: `{name}` is not a function in the notebook; define it in a cell run before %parrun"
             )
@@ -459,12 +473,11 @@ class Scheduler:
         chained slices that follow it, or (`batch`) independent small units."""
         backend = self._backend(keys[0])
         tasks: list[Task] = []
-        inputs: dict[str, Any] = {}
-        made: set[str] = set()
+        made: dict[str, str] = {}
         for k in keys:
             task = self._task(k, chained=bool(tasks) and not batch, made=made)
             if not batch:
-                made |= self.steps[k[0]].writes
+                made.update(dict.fromkeys(self.steps[k[0]].writes, k[0]))
             # A small unit does not report its start (the outcome says when), but
             # the later slices of a chain do: if their worker dies, the last one
             # that started is the culprit. (A batch or fused chain that crashes
@@ -474,7 +487,6 @@ class Scheduler:
             ):
                 task.report_start = False
             tasks.append(task)
-            inputs.update(task.inputs)
             self._mark_queued(k, backend)
         try:
             future = backend.submit(tasks, self._report)
@@ -489,7 +501,7 @@ class Scheduler:
             else:
                 self._fail_unit(keys[0], str(e) + "\n")
             return
-        flight = _Flight(keys, future, inputs, backend, solo, probe, batch)
+        flight = _Flight(keys, future, backend, solo, probe, batch)
         self._flights[id(future)] = flight
         future.add_done_callback(self._on_done)
 
@@ -517,19 +529,20 @@ class Scheduler:
                 self._ready.remove((name, index))
         return keys
 
-    def _task(self, key: Key, chained: bool, made: set[str]) -> Task:
+    def _task(self, key: Key, chained: bool, made: Mapping[str, str]) -> Task:
         """The task of unit `key`; `chained`: it follows the unit before it in
-        the same task, and takes what it reads of `made` (the names the units
-        before it write) from them, in the worker."""
+        the same task, and takes the inputs whose nearest source is in `made`
+        (name -> the unit before it that writes it last) from them, in the
+        worker (an input that unit leaves unbound comes from the kernel)."""
         name, index = key
         step = self.steps[name]
-        inherits = tuple(sorted(step.reads & made)) if chained else ()
-        external, namespace = self.external, self.namespace
-        inputs = {
-            r: v
-            for r in step.reads
-            if r not in inherits and (v := external[r] if r in external else namespace.get(r, _MISSING)) is not _MISSING
-        }
+        sources = self.plan.sources[name]
+        needed = step.sent(sources)  # (with the free names of the functions it calls)
+        inherits = (
+            tuple(sorted(r for r in needed if r in made and sources.get(r, ())[:1] == (made[r],))) if chained else ()
+        )
+        inputs = {r: v for r in needed if (v := self._input(name, r, skip=int(r in inherits))) is not MISSING}
+        functions = tuple(r for r in needed if any(r in self.steps[s].functions for s in sources[r]))
         if index is not None and not chained:  # (chained: the slice comes from the unit before, in `inherits`)
             assert step.over is not None
             parent = self.plan.chained.get(name)
@@ -555,8 +568,11 @@ class Scheduler:
             flags=step.flags,
             log_format=self._log_format,
             home=self._home,
-            display="display" in step.reads  # IPython's: a builtin in a kernel, or imported
+            display="display" in needed  # IPython's: a builtin in a kernel, or imported
             and is_ipython_display(inputs.get("display", getattr(builtins, "display", None))),
+            # (a worker process changes its own unpickled copies: nothing to copy)
+            copies=() if self._is_process(key) else tuple(sorted(step.copies)),
+            functions=functions,
         )
 
     def _mark_queued(self, key: Key, backend: Backend) -> None:
@@ -625,10 +641,27 @@ class Scheduler:
     def _retries(self, step: Step) -> int:
         return step.retries if step.retries is not None else self.retries
 
-    def _value(self, name: str) -> Any:
-        if name in self.external:
-            return self.external[name]
-        return self.namespace.get(name, _MISSING)
+    def _input(self, step: str, var: str, skip: int = 0) -> Any:
+        """The version of `var` step `step` reads (MISSING: none), from
+        the steps above it (`plan.sources`, past the first `skip`), what
+        they made in this run or left before (`versions`), else the
+        notebook's."""
+        for source in self.plan.sources[step].get(var, ())[skip:]:
+            made = self._made.get(source)
+            if made is not None:
+                outputs, deleted = made
+                if var in outputs:
+                    return outputs[var]
+                if var in deleted:
+                    return MISSING
+                continue  # (it did not bind `var` this time: the version above it stands)
+            if self.versions is not None:
+                value = self.versions(source, var)
+                if value is not ABOVE:
+                    return value
+        if var in self.external:
+            return self.external[var]
+        return self.namespace.get(var, MISSING)
 
     def _report(self, kind: str, step: str, index: int | None, payload: Any) -> None:
         if threading.get_ident() == self._loop_thread:
@@ -668,19 +701,16 @@ class Scheduler:
                 self._fans[name].submitted.discard(index)
                 self.result.steps[name].slices[index].status = "waiting"
         # What the units made ready is submitted once, as the last one completes.
-        inputs = flight.inputs if flight.batch or len(outcomes) == 1 else dict(flight.inputs)
         steps = self.result.steps
         last = len(outcomes) - 1
         for i, (key, outcome) in enumerate(zip(flight.keys, outcomes, strict=False)):
             self._fused.discard(key[0])
             if steps[key[0]].status in ("queued", "running"):  # else failed or skipped meanwhile
-                self._unit_done(key, outcome, inputs, submit=i == last)
-            if not flight.batch and i < last:
-                inputs.update(outcome.outputs)  # what the units after it in a chain read
+                self._unit_done(key, outcome, submit=i == last)
 
-    def _unit_done(self, key: Key, outcome: Outcome, inputs: dict[str, Any], submit: bool) -> None:
-        """Unit `key` came back; `inputs` holds what it was given. With
-        `submit`, what it made ready is submitted before its commit."""
+    def _unit_done(self, key: Key, outcome: Outcome, submit: bool) -> None:
+        """Unit `key` came back. With `submit`, what it made ready is
+        submitted before its commit."""
         name, index = key
         record = self.result.steps[name]
         self._learn(name, outcome.end - outcome.start)
@@ -699,7 +729,7 @@ class Scheduler:
             if not outcome.ok:
                 self._unit_failed(key, outcome.error or "", outcome.final)
                 return
-            read = {r: inputs[r] for r in self.steps[name].inputs if r in inputs}
+            read = {r: v for r in self.plan.sources[name] if (v := self._input(name, r)) is not MISSING}
             self._complete(name, outcome.outputs, outcome.deleted, read, submit)
             return
         piece = record.slices[index]
@@ -770,15 +800,22 @@ class Scheduler:
         for note in record.notes:  # shown with the step's output (not part of it: record.output is the step's)
             self._emit(StepLog(self.result, name, f"nbpar: {note}\n"))
         deleted = tuple(sorted({d for o in done for d in o.deleted}))
-        inputs = {r: v for r in step.inputs if (v := self._value(r)) is not _MISSING}
+        inputs = {r: v for r in self.plan.sources[name] if (v := self._input(name, r)) is not MISSING}
         self._complete(name, outputs, deleted, inputs)
 
     def _complete(
         self, name: str, outputs: dict[str, Any], deleted: tuple[str, ...], inputs: dict[str, Any], submit: bool = True
     ) -> None:
-        self.namespace.update(outputs)
+        self._made[name] = (outputs, deleted)
+        last = self.plan.last
+        for var, value in outputs.items():
+            if last.get(var) == name:  # (else a version only the steps below it read)
+                self.namespace[var] = with_globals(value, self.namespace)  # a function: called from a cell too
+                self.holders[var] = name
         for gone in deleted:
-            self.namespace.pop(gone, None)
+            if last.get(gone) == name:
+                self.namespace.pop(gone, None)
+                self.holders[gone] = name
         self.result.steps[name].status = "done"
         if self.listeners:
             self._emit(StepFinished(self.result, name))
@@ -790,7 +827,7 @@ class Scheduler:
                 self._submit_ready()  # dependents first: the commit may free big old values
         finally:  # (an inline dependent runs inside _submit_ready, and may be interrupted)
             if self.on_commit is not None:
-                self.on_commit(self.steps[name], inputs, outputs)
+                self.on_commit(self.steps[name], inputs, outputs, deleted)
 
     def _crashed(self, flight: _Flight, crash: WorkerCrash) -> None:
         """A worker died: every unit in flight in the pool failed with it.
@@ -1003,7 +1040,8 @@ class Scheduler:
                     _report_listener_error(listener, event, e)
 
 
-_MISSING: Any = object()
+MISSING: Any = object()  # no value
+ABOVE: Any = object()  # a step's version of a name it did not bind: the version above it
 _LATE = {  # why a step past its timeout could not be stopped, by backend
     "thread": ": a thread cannot be stopped, and C code that holds the GIL (a long call into C) keeps the kernel "
     "from acting on the timeout until it returns",

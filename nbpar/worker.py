@@ -13,7 +13,9 @@ Data flow of one step::
                                                the same steps run again)
                                                exec in a fresh dict holding only
                                                the inputs (and display_text as
-                                               `display`), under capture():
+                                               `display`; the functions steps
+                                               defined get it as their globals:
+                                               with_globals), under capture():
                                                  print, warnings, what it shows
                                                    -> sys.stdout/err
                                                    (_ThreadRouter) -> on_line
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import faulthandler
 import functools
 import glob
@@ -53,8 +56,9 @@ import threading
 import time
 import tokenize
 import traceback
+import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -105,6 +109,10 @@ class Task:
     report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
     flags: int = 0  # the notebook's `__future__` compiler flags, the only ones the step compiles with
     home: Home | None = None  # the kernel's working directory and sys.path, which every step starts with
+    # inputs the step changes in place, which it gets copies of (thread and
+    # inline: the versions it read are other steps' too; see _copy_changed)
+    copies: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()  # inputs a step defines as functions: their globals become the step's names
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return Task, _task_fields(self)  # a tuple of fields pickles fastest (a batch has thousands)
@@ -209,6 +217,12 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     before = _surroundings(home) if _worker_builtins is None else None
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(task.inputs)
+    if task.copies:
+        for note in _copy_changed(task, namespace):
+            on_line(note)
+    for name in task.functions:  # (a chain's inherited inputs too: they are in task.inputs by now)
+        if name in namespace:
+            namespace[name] = with_globals(namespace[name], namespace)
     if task.display:
         namespace["display"] = display_text
     error: str | None = None
@@ -238,6 +252,42 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     outputs = {w: namespace[w] for w in task.writes if w in namespace}
     deleted = tuple(w for w in task.writes if w not in namespace and w in task.inputs)
     return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted, size=size)
+
+
+# types whose values nothing changes in place: deepcopy gives them back as they are
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range)
+
+
+def _copy_changed(task: Task, namespace: dict[str, Any]) -> list[str]:
+    """Give the step copies of the inputs it changes in place (`task.copies`),
+    in `namespace`, so that the versions it read stay as they were: other
+    steps may read them at the same time, and the memo of the step that made
+    each keeps it. One deepcopy memo for all: inputs that share objects
+    still share them. An input that cannot be copied (a deepcopy that
+    raises, or gives back the object itself: a function, a class) stays the
+    original, and the step's output says so: the lines returned."""
+    notes: list[str] = []
+    memo: dict[int, Any] = {}
+    for name in task.copies:
+        if name not in namespace:
+            continue
+        value = namespace[name]
+        try:
+            copied = copy.deepcopy(value, memo)
+        except Exception as e:  # (what a type's __deepcopy__ or __reduce_ex__ raises)
+            why = f"{type(e).__name__}: {e}"
+        else:
+            if copied is not value or isinstance(value, _IMMUTABLE):
+                namespace[name] = copied
+                continue
+            why = "copying gives back the object itself"
+        notes.append(
+            f"nbpar: step '{task.step}' changes `{name}` in place, and `{name}` ({type(value).__name__}) "
+            f"cannot be copied ({why}), so the step changes the object itself, which other steps may be "
+            f"reading at the same time and the version above it was: make `{name}` in this step if it "
+            "changes it.\n"
+        )
+    return notes
 
 
 # -- what a step leaves behind: nothing but its outputs ----------------------
@@ -551,6 +601,52 @@ def _plain_text(value: Any) -> str:
     from IPython.lib.pretty import pretty
 
     return pretty(value, max_width=79, max_seq_length=1000)
+
+
+# what a function keeps of itself when it gets other globals (FunctionType takes the rest)
+_FUNCTION_ATTRIBUTES = ("__kwdefaults__", "__qualname__", "__annotations__", "__doc__", "__module__", "__type_params__")
+
+
+def with_globals(value: Any, namespace: MutableMapping[str, Any]) -> Any:
+    """`value`, or, when it is a function notebook code defined (a plain
+    function of `__main__`, whose globals are not `namespace`), a copy of it
+    with `namespace` as its globals: called, it looks its free names up
+    there, as a function of the notebook looks them up in the notebook's
+    namespace when it is called. A step gives the functions it is given
+    its own namespace (which holds the versions of their free names that
+    the step reads: Graph.inputs); a function committed into the notebook's
+    namespace gets that one (a worker process's copy, or a thread step's
+    scratch namespace, would be stale). The private names it loads
+    (`_cache`: the defining cell's own, never a step's output) go along:
+    copied into `namespace` where it has none of that name. Not rebound:
+    functions inside containers (`{"a": f}`), methods of classes, decorated
+    functions (the wrapper is not a plain function, or not the notebook's)
+    and lambdas: they keep the globals they had; so does every function
+    when `namespace` is not a dict (a Pipeline's own mapping: Python takes
+    only a dict as globals)."""
+    if type(value) is not types.FunctionType or value.__module__ != "__main__" or value.__globals__ is namespace:
+        return value
+    if not isinstance(namespace, dict):
+        return value
+    old = value.__globals__
+    for name in _private_names(value.__code__):
+        if name in old and name not in namespace:
+            namespace[name] = old[name]
+    func = types.FunctionType(value.__code__, namespace, value.__name__, value.__defaults__, value.__closure__)
+    for attribute in _FUNCTION_ATTRIBUTES:
+        if hasattr(value, attribute):
+            setattr(func, attribute, getattr(value, attribute))
+    func.__dict__.update(value.__dict__)
+    return func
+
+
+def _private_names(code: types.CodeType) -> set[str]:
+    """The private names (`_x`, not `__x__`) `code` and the code nested in it may load as globals."""
+    found = {n for n in code.co_names if n.startswith("_") and not n.endswith("__")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _private_names(const)
+    return found
 
 
 def is_ipython_display(value: object) -> bool:
@@ -923,6 +1019,9 @@ def dump_outcomes(outcomes: list[Outcome]) -> bytes:
         return sharing.dumps([_picklable(o) for o in outcomes])
 
 
+UNSENDABLE = "which cannot be sent back from a worker process"  # (nbpar.cells looks for it)
+
+
 def _picklable(outcome: Outcome) -> Outcome:
     whole = sharing.pickle_problem(outcome)
     if whole is None:
@@ -932,7 +1031,7 @@ def _picklable(outcome: Outcome) -> Outcome:
         name, value, problem = bad[0]
         error = (
             f"step '{outcome.step}' writes `{name}` ({type(value).__name__}), "
-            f"which cannot be sent back from a worker process: {problem}.\n"
+            f"{UNSENDABLE}: {problem}.\n"
             f"Make it private to the step (`_{name}`), create it in the step "
             "that uses it, or run the step with --backend thread.\n"
         )

@@ -370,3 +370,240 @@ def test_code_of_a_magic_that_is_not_python_is_a_syntax_error() -> None:
 )
 def test_names_a_magic_would_take_from_the_notebook(cell: str, unseen: dict[str, str]) -> None:
     assert dict(analyze(_IPYTHON.transform_cell(cell)).unseen) == unseen
+
+
+# (id, cell, the ways it may change each read in place)
+CHANGE_CASES = [
+    # -- stores --------------------------------------------------------------
+    ("new-column", "df['c'] = df['a'] * 2", {"df": {"store"}}),
+    ("attribute", "obj.attr = 1", {"obj": {"store"}}),
+    ("augmented-subscript", "counts[k] += 1", {"counts": {"store"}}),
+    ("deep-store", "x.a.b[k] = v", {"x": {"store"}}),
+    ("del-item", "del d[k]", {"d": {"store"}}),
+    ("del-attribute", "del obj.cache", {"obj": {"store"}}),
+    ("store-in-loop", "for i in range(3):\n    if i:\n        a[i] = i", {"a": {"store"}}),
+    ("store-in-with-try", "with lock:\n    try:\n        d['k'] = 1\n    finally:\n        pass", {"d": {"store"}}),
+    ("store-as-for-target", "for row[0] in values:\n    pass", {"row": {"store"}}),
+    (
+        "call-in-comprehension",
+        "[d.__setitem__(k, 1) for k in ks]",
+        {"d": {"call:__setitem__"}, "ks": {"arg:d.__setitem__:0"}},
+    ),
+    ("store-in-comprehension-target", "[0 for d[0] in ks]", {"d": {"store"}}),
+    ("own-object-not-a-change", "df = load()\ndf['c'] = 1", {}),
+    ("rebinding-is-not-a-change", "n = n + 1\nitems = items + [2]", {}),
+    # -- method calls --------------------------------------------------------
+    ("method", "items.append(2)", {"items": {"call:append"}}),
+    ("inplace", "final.dropna(inplace=True)", {"final": {"call:dropna:inplace"}}),
+    (
+        "inplace-variable",
+        "df.fillna(0, inplace=flag)",
+        {"df": {"call:fillna:inplace"}, "flag": {"arg:df.fillna:inplace"}},
+    ),
+    ("inplace-false", "df2 = df.fillna(0, inplace=False)", {"df": {"call:fillna"}}),
+    ("attribute-path", "df['a'].str.lower()", {"df": {"call:str.lower"}}),
+    ("method-on-item", "groups[0].append(x)", {"groups": {"call:append"}, "x": {"arg:?.append:0"}}),
+    ("chain-through-call-is-the-result's", "df.groupby('k').mean()", {"df": {"call:groupby"}}),
+    ("model-fit", "model.fit(X, y)", {"model": {"call:fit"}, "X": {"arg:model.fit:0"}, "y": {"arg:model.fit:1"}}),
+    ("generator-draw", "sample = rng.normal(size=3)", {"rng": {"call:normal"}}),
+    ("module-call", "np.random.seed(0)", {"np": {"call:random.seed"}}),
+    # -- arguments -----------------------------------------------------------
+    ("arg-positional", "f(x, 1, y)", {"x": {"arg:f:0"}, "y": {"arg:f:2"}}),
+    ("arg-keyword", "sns.heatmap(data=corr)", {"corr": {"arg:sns.heatmap:data"}, "sns": {"call:heatmap"}}),
+    ("arg-starred", "f(a, *rest, b)", {"a": {"arg:f:0"}, "rest": {"arg:f:*"}, "b": {"arg:f:*"}}),
+    ("arg-double-starred", "f(**opts)", {"opts": {"arg:f:*"}}),
+    (
+        "arg-out",
+        "np.add(a, b, out=c)",
+        {"np": {"call:add"}, "a": {"arg:np.add:0"}, "b": {"arg:np.add:1"}, "c": {"out:np.add"}},
+    ),
+    ("arg-part-of", "f(df['a'], obj.x)", {"df": {"arg:f:0"}, "obj": {"arg:f:1"}}),
+    (
+        "arg-in-display",
+        "f([a, (b, c)], {'k': d})",
+        {"a": {"arg:f:0"}, "b": {"arg:f:0"}, "c": {"arg:f:0"}, "d": {"arg:f:1"}},
+    ),
+    ("arg-through-call-is-not-held", "f(g(x))", {"x": {"arg:g:0"}}),
+    ("arg-unknown-callee", "fs[0](x)", {"x": {"arg:?:0"}}),
+    ("arg-method-of-result", "df.groupby('k').agg(fn)", {"df": {"call:groupby"}, "fn": {"arg:?.agg:0"}}),
+    ("builtin-call", "print(items)", {"items": {"arg:print:0"}}),
+    # -- aliases -------------------------------------------------------------
+    ("alias-assign", "y = x\ny.append(1)", {"x": {"call:append"}}),
+    ("alias-part", "col = df['a']\ncol[0] = 1", {"df": {"store"}}),
+    ("alias-of-alias", "y = x\nz = y.b\nz.c = 1", {"x": {"store"}}),
+    ("alias-rebound", "y = x\ny = []\ny.append(1)", {}),
+    ("alias-for", "for row in rows:\n    row.append(0)", {"rows": {"call:append"}}),
+    ("alias-for-items", "for k, v in d.items():\n    v.clear()", {"d": {"call:items", "call:clear"}}),
+    ("alias-for-enumerate", "for i, r in enumerate(rows):\n    r[0] = i", {"rows": {"arg:enumerate:0", "store"}}),
+    ("alias-with", "with x as y:\n    y.close()", {"x": {"call:close"}}),
+    ("alias-comprehension", "[r.pop() for r in rows]", {"rows": {"call:pop"}}),
+    ("alias-augmented", "y = x\ny += [1]", {"x": {"store"}}),
+    ("alias-tuple", "a, b = x, z\nb.sort()", {"x": {"call:sort"}, "z": {"call:sort"}}),
+    ("no-alias-through-call", "y = list(x)\ny.append(1)", {"x": {"arg:list:0"}}),
+    # -- function bodies are not the cell's; lambdas are --------------------
+    ("def-body-not-the-cell's", "def f():\n    items.append(1)", {}),
+    (
+        "lambda-body-is-the-cell's",
+        "df.apply(lambda r: items.append(r))",
+        {"df": {"call:apply"}, "items": {"call:append"}},
+    ),
+    ("method-body-is-the-cell's", "class C:\n    def m(self):\n        log.append(self)", {"log": {"call:append"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "changes"),
+    [pytest.param(src, c, id=case_id) for case_id, src, c in CHANGE_CASES],
+)
+def test_changes_in_place(source: str, changes: dict[str, set[str]]) -> None:
+    result = analyze(source)
+    assert {n: set(w) for n, w in result.changes.items() if w} == changes
+    assert set(result.changes) <= result.reads
+
+
+def test_change_case_ids_unique() -> None:
+    ids = [case[0] for case in CHANGE_CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_calls_are_the_cells_own_as_written() -> None:
+    source = "np.random.seed(0)\nplt.plot(x)\ndf.groupby('k').plot()\nfs[0]()\n"
+    source += "def f():\n    os.chdir(p)\ng = lambda: open(q)"
+    assert analyze(source).calls == {"np.random.seed", "plt.plot", "df.groupby", "?.plot", "?", "open"}
+
+
+def test_stores_are_objects_as_written() -> None:
+    source = (
+        "import os\nos.environ['A'] = '1'\npd.options.display.max_rows = 5\nplt.rcParams['figure.dpi'] = 90\nx[0].a = 1"
+    )
+    assert analyze(source).stores == {"os.environ", "pd.options.display", "plt.rcParams", "x"}
+
+
+@pytest.mark.parametrize(
+    ("source", "opens"),
+    [
+        ("open(p)", {("open", "?", None)}),
+        ("open('data.csv')", {("open", "data.csv", None)}),
+        ("open(p, 'w')", {("open", "?", "w")}),
+        ("open(p, mode=m)", {("open", "?", "?")}),
+        ("gzip.open(p, 'rt')", {("gzip.open", "?", "rt")}),
+        ("path.open('a')", {("path.open", "a", None)}),
+    ],
+)
+def test_open_calls_keep_their_possible_modes(source: str, opens: set[tuple[str, str | None, str | None]]) -> None:
+    assert {(o.callee, o.first, o.second) for o in analyze(source).opens} == opens
+
+
+def test_a_function_records_its_free_names_parameters_and_changes() -> None:
+    source = textwrap.dedent(
+        """
+        def add(row, /, total, *rest, scale=SCALE, key, **opts):
+            history.append(row)
+            total[key] = helper(row) * scale
+            local = []
+            local.append(1)
+            for r in rest:
+                r.sort()
+            return {k: opts[k] for k in LIMITS}
+
+        def helper(v):
+            np.random.shuffle(v)
+            with open(OUT, 'w') as fh:
+                fh.write(str(v))
+            return v
+        """
+    )
+    result = analyze(source)
+    add, helper = result.functions["add"], result.functions["helper"]
+    assert add.free == {"history", "helper", "LIMITS", "np", "open", "OUT", "str"}  # through helper
+    assert (add.positional, add.keywords, add.varargs, add.varkw) == (
+        ("row", "total"),
+        {"total", "scale", "key"},
+        "rest",
+        "opts",
+    )
+    assert {n: set(w) for n, w in add.changes.items()} == {
+        "history": {"call:append"},
+        "row": {"arg:history.append:0", "arg:helper:0"},
+        "total": {"store"},
+        "rest": {"call:sort"},
+    }
+    assert helper.changes["v"] == {"arg:np.random.shuffle:0", "arg:str:0"}
+    assert helper.calls == {"np.random.shuffle", "open", "fh.write", "str"}
+    assert {o.second for o in helper.opens} == {"w"}
+    assert result.reads == {"SCALE", "history", "LIMITS", "np", "open", "OUT", "str"}
+    assert result.changes == {} and result.calls == set()  # the bodies run when the functions are called
+    assert result.deferred == {"history", "LIMITS", "np", "open", "OUT", "str"}  # SCALE: a default, read now
+
+
+@pytest.mark.parametrize(
+    ("parameter", "where", "receiving"),
+    [
+        ("f", "0", {"a"}),
+        ("f", "1", {"b"}),
+        ("f", "2", {"more"}),
+        ("f", "b", {"b"}),
+        ("f", "c", {"c"}),
+        ("f", "a", {"kw"}),
+        ("f", "zz", {"kw"}),
+        ("f", "*", {"a", "b", "c", "more", "kw"}),
+        ("g", "5", set()),
+        ("g", "x", set()),
+    ],
+)
+def test_which_parameters_receive_an_argument(parameter: str, where: str, receiving: set[str]) -> None:
+    functions = analyze("def f(a, /, b, *more, c, **kw):\n    pass\ndef g(x, /):\n    pass").functions
+    assert functions[parameter].receiving(where) == receiving
+
+
+@pytest.mark.parametrize(
+    ("source", "functions", "deferred"),
+    [
+        ("def f():\n    return K", {"f"}, {"K"}),
+        ("def f():\n    return K\ny = f()", {"f"}, set()),  # the cell calls f: it needs K now
+        ("def f():\n    return g()\ndef g():\n    return K\nf()", {"f", "g"}, set()),  # through g
+        ("def f():\n    return K\nh = [f]", {"f"}, set()),  # referenced, maybe called
+        ("def f():\n    return K\ncb = lambda: f()", {"f"}, set()),  # a lambda counts as the cell's code
+        ("def f():\n    return K\nz = K", {"f"}, set()),  # the cell loads K itself
+        ("@deco\ndef f():\n    return K", set(), set()),  # decorated: the decorator may call it
+        ("async def f():\n    return K", set(), set()),
+        ("class C:\n    def m(self):\n        return K", set(), set()),
+        ("def f():\n    return K\nf = wrap(f)", set(), set()),  # bound otherwise too: not a Function
+        ("if c:\n    def f():\n        return K\nelse:\n    def f():\n        return L", {"f"}, {"K", "L"}),
+        ("def f():\n    global n\n    n = K", {"f"}, {"K"}),  # n: written by the defining cell, read now
+        ("def f():\n    def inner():\n        return K\n    return inner", {"f"}, {"K"}),
+        ("def f(a=D):\n    return a", {"f"}, set()),
+    ],
+)
+def test_functions_and_the_reads_only_they_need(source: str, functions: set[str], deferred: set[str]) -> None:
+    result = analyze(source)
+    assert (set(result.functions), result.deferred) == (functions, deferred)
+    assert result.deferred <= result.reads
+
+
+def test_a_redefined_function_merges_its_definitions() -> None:
+    source = "if c:\n    def f(a):\n        a.append(1)\nelse:\n    def f(b):\n        b[0] = K"
+    f = analyze(source).functions["f"]
+    assert (f.positional, f.free, dict(f.changes)) == (("b",), {"K"}, {"a": {"call:append"}, "b": {"store"}})
+
+
+def test_analyze_still_caches_its_results() -> None:
+    source = "def f(x):\n    x.append(1)\nf(items)"
+    assert analyze(source) is analyze(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "always"),
+    [
+        ("x = 1\ny, *z = 2, 3", {"x", "y", "z"}),
+        ("import numpy as np\nimport os.path\nfrom a import b as c", {"np", "os", "c"}),
+        ("def f(): pass\nclass C: pass\nx: int = 1\nw: int", {"f", "C", "x"}),
+        ("del x", {"x"}),
+        ("with open(p) as f:\n    data = f.read()", {"f", "data"}),
+        ("if c:\n    x = 1\nfor i in r:\n    y = i\nwhile c:\n    z = 1", set()),
+        ("try:\n    x = 1\nexcept E:\n    pass", set()),
+        ("n = 0\nn += 1\n_private = 2", {"n"}),
+    ],
+)
+def test_always_lists_the_names_bound_on_every_path(source, always):
+    assert analyze(source).always == always

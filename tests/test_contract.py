@@ -335,7 +335,9 @@ patched = 1
 def test_a_step_leaves_nothing_behind_but_its_outputs(backend, tmp_path):
     # the next step, in the same worker (one), gets unpatched builtins, the kernel's cwd and sys.path
     here, path = os.getcwd(), list(sys.path)
-    p = make({"patch": PATCHER}, folder=str(tmp_path))
+    p = Pipeline({"folder": str(tmp_path)})
+    # (its os.chdir is interpreter-wide state, which runs in the kernel unless the step names a backend)
+    p.add_step("patch", PATCHER, backend=backend)
     p.add_step("later", "import os, sys\nseen = (sorted([3, 1, 2]), os.getcwd(), folder in sys.path)", after=["patch"])
     result = p.run(backend=backend, workers=1)
     assert p.namespace["seen"] == ([1, 2, 3], here, False)

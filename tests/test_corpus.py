@@ -54,7 +54,6 @@ def test_run_all_is_reproducible(notebook: Notebook) -> None:
 
 
 @parametrized
-@pytest.mark.xfail(reason="needs versions (issue 12): a notebook's redefined names run in the kernel", strict=False)
 def test_all_steps_equal_run_all(notebook: Notebook) -> None:
     from nbpar.cells import run_cells_as_steps
 

@@ -309,6 +309,17 @@ def test_bad_fan_out_options_name_the_step(options, message):
         Pipeline().add_step("s", "out = list(xs)", **options)
 
 
+def test_a_fanned_out_step_may_change_its_slices_in_place_and_nothing_else():
+    import pandas as pd
+
+    p = Pipeline({"df": pd.DataFrame({"a": [1, 2, 3, 4]}), "seen": []})
+    p.add_step("col", "df['c'] = df['a'] * 2", over="df", slices=2)  # each slice's new column, concatenated
+    p.run(backend="thread")
+    assert list(p.namespace["df"]["c"]) == [2, 4, 6, 8]
+    with pytest.raises(nbpar.GraphError, match="step 'log': --over df, and the step changes `seen` in place"):
+        p.add_step("log", "seen.append(len(df))", over="df")
+
+
 def test_bad_merge_at_run_time_names_step_and_output():
     p = Pipeline({"xs": [1, 2, 3, 4]})
     p.add_step("s", "out = len(xs)", over="xs", slices=2, merge="concat")

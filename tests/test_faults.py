@@ -92,6 +92,7 @@ FAULTS = [
         ("running step 'faulty' died", "exited with code 1", "replaced something of a module the worker needs"),
         backends=("process",),
         pool="rebuilt",
+        options={"backend": "process"},  # (a store into a module is a process-wide effect: else it runs in the kernel)
     ),
     Fault(
         "sigkill",

@@ -179,17 +179,23 @@ def kernel(kernel_name: str) -> Iterator[Kernel]:
 
 SLOW = """%%step {name}{options}
 import os, time
-with open(os.path.join(MARKS, "{name}"), "w") as _f:
-    _f.write(str(os.getpid()))
+mark("{name}")
 for _ in range(int(SLEEP / 0.05)):
     time.sleep(0.05)
 {name} = {value}
 """
 
+# The steps mark through a function of an ordinary cell: a step that writes a
+# file itself is kept in notebook order with the others that do (and these
+# run side by side).
+MARK = (
+    "def mark(name):\n    import os\n    with open(os.path.join(MARKS, name), 'w') as f:\n"
+    "        f.write(str(os.getpid()))"
+)
+
 BUSY = """%%step {name}
 import os, time
-with open(os.path.join(MARKS, "{name}"), "w") as _f:
-    _f.write(str(os.getpid()))
+mark("{name}")
 _end = time.time() + SLEEP
 while time.time() < _end:
     pass
@@ -200,7 +206,7 @@ while time.time() < _end:
 def set_up(kernel: Kernel, marks: Path) -> None:
     """quick, then slow_a and slow_b side by side on the two workers, tail after slow_a."""
     kernel.ok("%load_ext nbpar")
-    kernel.ok(f"SLEEP = 30\nMARKS = {str(marks)!r}")
+    kernel.ok(f"SLEEP = 30\nMARKS = {str(marks)!r}\n{MARK}")
     register_steps(kernel)
 
 
@@ -365,7 +371,7 @@ def test_workers_busy_in_a_step_exit_when_the_kernel_is_killed(kernel: Kernel, t
     runs, the workers must notice by themselves. (`shutdown_kernel(now=True)`
     would signal the whole process group, workers included.)"""
     kernel.ok("%load_ext nbpar")
-    kernel.ok(f"SLEEP = 60\nMARKS = {str(tmp_path)!r}")
+    kernel.ok(f"SLEEP = 60\nMARKS = {str(tmp_path)!r}\n{MARK}")
     kernel.ok(SLOW.format(name="sleeper", options="", value="1"))
     kernel.ok(BUSY.format(name="spinner"))
     kernel.send("%parrun --no-widget")  # blocking: the kernel is busy in the run

@@ -58,25 +58,35 @@ def test_workers_must_be_positive(shell):
     assert "x" not in shell.user_ns
 
 
-def test_two_writers_name_both_steps_and_the_name(shell):
-    run_cells(shell, "%%step a\nx = 1")
-    with pytest.raises(UsageError, match=r"step 'b' writes 'x', which step 'a' already writes"):
-        shell.run_cell_magic("step", "b", "x = 2")
-    pipeline = shell.magics_manager.registry["NbparMagics"].pipeline
-    assert list(pipeline.steps) == ["a"]
+def test_two_writers_of_a_name_each_write_a_version(shell, capsys):
+    run_cells(shell, "%%step a\nx = 1", "%%step r\nr = x + 1", "%%step b\nx = 2", "%%step s\ns = x + 1")
+    out = capsys.readouterr().out
+    assert "step r: reads x | writes r | after a" in out  # (one writer of x when it registered)
+    assert "step s: reads x (from b) | writes s | after b" in out
+    run_cells(shell, "%parrun --no-widget --backend thread")
+    assert (shell.user_ns["r"], shell.user_ns["s"], shell.user_ns["x"]) == (2, 3, 2)
+
+
+def test_a_read_of_a_name_only_a_step_below_writes_says_what_to_do(shell):
+    run_cells(shell, "%%step use\ny = later + 1", "%%step make\nlater = 1")
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("parrun", "--no-widget")
+    message = str(info.value)
+    assert "step 'use' reads `later`, which no step above it writes (step 'make', below it, does" in message
+    assert "%parforget use" in message
+    assert "y" not in shell.user_ns and "later" not in shell.user_ns
 
 
 def test_cycle_lists_each_step_on_its_own_line(shell):
-    run_cells(shell, "%%step a\nx = y + 1", "%%step b\nz = x + 1")
+    run_cells(shell, "%%step a\nx = 1", "%%step b\nz = x + 1")
     with pytest.raises(UsageError) as info:
-        shell.run_cell_magic("step", "c", "y = z + 1")
+        shell.run_cell_magic("step", "a --after b", "x = 1")
     message = str(info.value)
     assert "cycle" in message
     lines = [line.strip() for line in message.splitlines() if "waits for" in line]
-    assert sorted(lines) == sorted(
-        ["a  waits for  c  (reads y)", "b  waits for  a  (reads x)", "c  waits for  b  (reads z)"]
-    )
-    assert list(shell.magics_manager.registry["NbparMagics"].pipeline.steps) == ["a", "b"]
+    assert sorted(lines) == sorted(["a  waits for  b  (--after)", "b  waits for  a  (reads x)"])
+    pipeline = shell.magics_manager.registry["NbparMagics"].pipeline
+    assert list(pipeline.steps) == ["a", "b"] and pipeline.steps["a"].after == ()
 
 
 def test_after_unknown_step(shell):
@@ -619,15 +629,10 @@ def test_a_future_import_in_a_step_applies_to_it_and_to_later_cells(shell):
         shell.compile.flags = saved
 
 
-def test_deleting_what_another_step_makes_says_what_to_do(shell):
-    run_cells(shell, "%%step train\nmodel = 1")
-    with pytest.raises(UsageError) as info:
-        shell.run_cell_magic("step", "clean", "del model")
-    assert str(info.value) == (
-        "step 'clean' deletes 'model', which step 'train' makes. A name is made or deleted by one step only: "
-        "delete it in step 'train' (or in an ordinary cell after the run), or, if it is only needed inside the "
-        "cell that makes it, name it with a leading '_'."
-    )
+def test_deleting_what_a_step_above_makes_deletes_its_version(shell):
+    run_cells(shell, "%%step train\nmodel = 1", "%%step keep\nkept = model", "%%step clean\ndel model")
+    run_cells(shell, "%parrun --no-widget --backend thread")
+    assert shell.user_ns["kept"] == 1 and "model" not in shell.user_ns
 
 
 def test_a_function_reading_a_global_does_not_write_it(shell, capsys):
@@ -679,3 +684,74 @@ def test_editing_a_step_during_a_background_run_says_the_run_keeps_the_old_versi
     assert "slow (code changed)" in capsys.readouterr().out and shell.user_ns["slow"] == "new"
     run_cells(shell, "%%step slow\nslow = 'newer'")  # no run going on: nothing to say
     assert "previous version" not in capsys.readouterr().out
+
+
+# Functions in different steps that call each other, and a step calling one (issue 12).
+MUTUAL = [
+    "%%step evens\ndef is_even(n):\n    return True if n == 0 else is_odd(n - 1)\n",
+    "%%step odds\ndef is_odd(n):\n    return False if n == 0 else is_even(n - 1)\n",
+    "%%step use\nparity = [is_even(n) for n in range(6)], is_odd(7)",
+]
+
+
+def _top_to_bottom(shell, *cells: str) -> dict:
+    """The namespace running the bodies of `cells` as plain cells leaves."""
+    shell.reset(new_session=False)
+    run_cells(shell, *(cell.split("\n", 1)[1] for cell in cells))
+    return dict(shell.user_ns)
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "inline"])
+@pytest.mark.parametrize("cells", [MUTUAL, [MUTUAL[1], MUTUAL[0], MUTUAL[2]]], ids=["even-first", "odd-first"])
+def test_functions_in_different_steps_may_call_each_other(shell, capsys, backend, cells):
+    expected = _top_to_bottom(shell, *cells)["parity"]
+    shell.reset(new_session=False)
+    run_cells(shell, *cells)  # no cycle: defining a function needs nothing it calls
+    out = capsys.readouterr().out
+    assert "step evens: reads - | writes is_even | after -" in out
+    assert "step use: reads is_even, is_odd | writes parity | after evens, odds" in out
+    run_cells(shell, f"%parrun --backend {backend} --workers 2")
+    assert shell.user_ns["parity"] == expected == ([True, False, True, False, True, False], True)
+    run_cells(shell, "later = is_even(10), is_odd(10)")  # the committed functions, called from a cell
+    assert shell.user_ns["later"] == (True, False)
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "inline"])
+def test_a_function_reads_its_globals_where_it_is_called(shell, capsys, backend):
+    # `scale` is bound in a cell below the function's: a top-to-bottom run
+    # looks it up when `f` is called, so the caller reads it, not `define`
+    cells = [
+        "%%step define\n_offset = 1\ndef f():\n    return scale * 2 + _offset\n",
+        "%%step setting\nscale = 3",
+        "%%step call\ny = f()",
+    ]
+    assert _top_to_bottom(shell, *cells)["y"] == 7
+    shell.reset(new_session=False)
+    run_cells(shell, *cells)
+    out = capsys.readouterr().out
+    assert "step define: reads - | writes f | after -" in out
+    assert "step call: reads f, scale (through f) | writes y | after define, setting" in out
+    run = f"%parrun --backend {backend} --workers 2"
+    run_cells(shell, run)
+    assert shell.user_ns["y"] == 7
+    run_cells(shell, "from_a_cell = f()")  # its globals are the notebook's: its `_offset` went along
+    assert shell.user_ns["from_a_cell"] == 7
+    run_cells(shell, run)  # nothing changed: the caller is up to date too
+    assert {s.status for s in nbpar.last_run().steps.values()} == {"up-to-date"}
+
+    run_cells(shell, "scale = 5")  # in an ordinary cell: `call` is stale, `define` is not
+    capsys.readouterr()
+    run_cells(shell, run)
+    assert "call (input `scale` changed)" in capsys.readouterr().out
+    assert shell.user_ns["y"] == 11
+    steps = nbpar.last_run().steps
+    assert (steps["define"].status, steps["setting"].status, steps["call"].status) == ("up-to-date",) * 2 + ("done",)
+
+    run_cells(shell, "%%step setting\nscale = 10", run)  # the step that binds it changed
+    assert shell.user_ns["y"] == 21 and shell.user_ns["f"]() == 21
+
+
+def test_a_name_only_a_called_function_needs_is_named_with_it_when_missing(shell):
+    run_cells(shell, "%%step define\ndef f():\n    return nowhere + 1\n", "%%step call\ny = f()")
+    with pytest.raises(UsageError, match=r"step 'call' calls `f`, which needs `nowhere`, which no step writes"):
+        shell.run_line_magic("parrun", "")

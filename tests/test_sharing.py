@@ -105,7 +105,7 @@ def test_slices_of_a_shared_array_go_by_reference():
     assert counts["written"] == 0 and counts["forwarded"] == ns["a"].nbytes  # each slice: a piece of a's file
 
 
-def test_changes_in_place_stay_private_to_each_step():
+def test_changes_in_place_are_new_versions_and_leave_the_ones_they_changed():
     n = 2 * MB  # 16 MB
     p = Pipeline({"np": np, "n": n, "x": np.ones(n)})  # x: a kernel array
     p.add_step("make", "y = np.ones(n)")  # y: made in a worker, on a shared file
@@ -114,10 +114,10 @@ def test_changes_in_place_stay_private_to_each_step():
     assert p.run(workers=WORKERS).ok
     ns = p.namespace
     assert ns["mutated"] == -2 * n
-    assert ns["seen"] == (n, n)  # the sibling got the original values
-    assert float(ns["x"].sum()) == n and float(ns["y"].sum()) == n  # the kernel's too
-    assert float(ns["z"].sum()) == -n  # a changed input sent back is the changed one
-    assert sharing.backing_file(ns["z"]) != sharing.backing_file(ns["y"])
+    assert ns["seen"] == (-n, -n)  # the step below reads mutate's versions, as top to bottom
+    assert float(ns["x"].sum()) == -n and float(ns["y"].sum()) == -n and float(ns["z"].sum()) == -n  # mutate's
+    assert float(p.version("make", "y").sum()) == n  # make's version, on its file, is untouched
+    assert sharing.backing_file(ns["y"]) != sharing.backing_file(p.version("make", "y"))
 
     # changed in the kernel: the next step sees the change, not the file's old bytes
     ns["y"][5] = 7.0

@@ -244,11 +244,11 @@ def test_wide_graph_wraps_and_stays_valid() -> None:
 def test_steps_table(finished: tuple[Pipeline, Monitor, RunResult]) -> None:
     p, _, result = finished
     statuses = {n: r.status for n, r in result.steps.items()}
-    table = steps_table_html(p.steps, p.graph.dependencies(), statuses)
+    table = steps_table_html(p.graph, statuses)
     ET.fromstring(table)
     for text in ("<th", "reads", "writes", "after", "over", "backend", "last status", "xs, 4 slices", "failed"):
         assert text in table
-    lines = steps_table_text(p.steps, p.graph.dependencies(), statuses).splitlines()
+    lines = steps_table_text(p.graph, statuses).splitlines()
     assert lines[0].split() == ["step", "reads", "writes", "after", "over", "backend", "last", "status"]
     assert set(lines[1]) == {"-", " "}
     row = next(line for line in lines if line.startswith("bad"))

@@ -19,7 +19,7 @@ import pytest
 import nbpar
 from nbpar import Pipeline, RunError
 from nbpar.events import Event, StepLog
-from nbpar.worker import capture, routing
+from nbpar.worker import capture, routing, with_globals
 
 from .conftest import run_cell, run_cells
 
@@ -410,3 +410,20 @@ def test_a_hard_limit_a_step_lowers_for_good_is_said():
     output = result.steps["hard"].output
     assert "nbpar: step 'hard' lowered the hard limit RLIMIT_CORE of its worker process" in output
     assert "Lower only the soft limit" in output
+
+
+def test_with_globals_gives_a_notebook_function_other_globals_and_keeps_the_rest():
+    old = {"__name__": "__main__", "scale": 2, "_offset": 1}
+    exec(
+        "def make():\n    k = 10\n    def f(x: int, y=1, *, z=2) -> int:\n        'doc'\n"
+        "        return (x + y + z + k) * scale + _offset\n    return f\nf = make()\nf.tag = 'kept'\n",
+        old,
+    )
+    new = {"scale": 3}
+    f = with_globals(old["f"], new)
+    assert f.__globals__ is new and f(1) == (1 + 1 + 2 + 10) * 3 + 1  # `_offset` went along
+    assert new["_offset"] == 1 and "make" not in new
+    kept = ("__defaults__", "__kwdefaults__", "__qualname__", "__annotations__", "__doc__", "__module__", "__dict__")
+    assert all(getattr(f, a) == getattr(old["f"], a) for a in kept) and f.__closure__ == old["f"].__closure__
+    assert with_globals(len, new) is len and with_globals(pytest.raises, new) is pytest.raises  # not the notebook's
+    assert with_globals(f, new) is f  # already

@@ -31,6 +31,7 @@ equal when nothing is different or missing.
 
 from __future__ import annotations
 
+import dis
 import math
 import types
 from collections.abc import Mapping
@@ -239,9 +240,15 @@ def _own_functions(cls: type) -> dict[str, object]:
 
 
 def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
-    """Same bytecode, names and constants (nested code alike); not the file
-    or line the code came from, which differ between a cell and a step."""
-    if (a.co_code, a.co_names, a.co_varnames, a.co_freevars) != (b.co_code, b.co_names, b.co_varnames, b.co_freevars):
+    """Same instructions, names and constants (nested code alike); not the
+    file or line the code came from, which differ between a cell and a step,
+    nor how a call of an imported module's function compiles: IPython
+    compiles a cell's statements one by one, a step compiles the cell whole,
+    and Python 3.11 compiles `np.empty(n)` as a method call only when `np`
+    is not imported in the code compiled with it (LOAD_METHOD vs LOAD_ATTR)."""
+    if (a.co_names, a.co_varnames, a.co_freevars) != (b.co_names, b.co_varnames, b.co_freevars):
+        return False
+    if _instructions(a) != _instructions(b):
         return False
     if len(a.co_consts) != len(b.co_consts):
         return False
@@ -252,6 +259,26 @@ def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
         elif type(x) is not type(y) or (x != y and not (isinstance(x, float) and _isnan(x) and _isnan(y))):
             return False
     return True
+
+
+_SAME_OP = {"LOAD_METHOD": "LOAD_ATTR"}
+
+
+def _instructions(code: types.CodeType) -> list[tuple[str, object]]:
+    """The code's instructions as (operation, argument), jumps by the index
+    of their target, nested code left to the constants' comparison."""
+    instructions = list(dis.get_instructions(code))
+    index = {instruction.offset: n for n, instruction in enumerate(instructions)}
+    jumps = set(dis.hasjrel) | set(dis.hasjabs)
+    found: list[tuple[str, object]] = []
+    for instruction in instructions:
+        arg = instruction.argval
+        if instruction.opcode in jumps:
+            arg = index.get(arg, arg)
+        elif isinstance(arg, types.CodeType):
+            arg = None
+        found.append((_SAME_OP.get(instruction.opname, instruction.opname), arg))
+    return found
 
 
 def _random_states(a: object, b: object, where: str) -> object:
