@@ -318,19 +318,20 @@ class Graph:
 
 
 def writers(steps: Mapping[str, Step]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for s in steps.values():
-        for var in s.writes:
-            found.setdefault(var, []).append(s.name)
-    return found
+    """Each written name to the steps that write it."""
+    return _index(steps, _written)
 
 
 def effecters(steps: Mapping[str, Step]) -> dict[str, list[str]]:
     """Each global effect (`Step.effects`) to the steps that have it."""
+    return _index(steps, _effects_of)
+
+
+def _index(steps: Mapping[str, Step], keys: Callable[[Step], Iterable[str]]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for s in steps.values():
-        for kind in s.effects:
-            found.setdefault(kind, []).append(s.name)
+        for key in keys(s):
+            found.setdefault(key, []).append(s.name)
     return found
 
 
