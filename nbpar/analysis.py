@@ -177,8 +177,8 @@ class CellNames:
     # never loads, directly or through a function it loads
     deferred: frozenset[str] = frozenset()
     # the writes the cell binds or deletes whenever it runs to its end: by a
-    # statement at its top level (or in a top-level `with`), not in an `if`,
-    # loop, `try` or `match`; a version it makes always replaces the one above
+    # statement at its top level (or a top-level `with ... as` target), not in
+    # an `if`, loop, `try`, `with` body or `match`; its version always replaces the one above
     always: frozenset[str] = frozenset()
 
 
@@ -205,7 +205,8 @@ def analyze(source: str, future_annotations: bool = False) -> CellNames:
 
 def _always_bound(body: list[ast.stmt]) -> frozenset[str]:
     """The names statements `body` bind or delete on every path that ends
-    normally: their own targets, and those of `with` blocks among them."""
+    normally: their own targets, and the `as` targets of `with` statements
+    among them (a context manager may swallow an exception of its body)."""
     found: set[str] = set()
     for stmt in body:
         if isinstance(stmt, ast.Assign):
@@ -222,11 +223,10 @@ def _always_bound(body: list[ast.stmt]) -> frozenset[str]:
         elif isinstance(stmt, ast.Delete):
             for target in stmt.targets:
                 found.update(_names_bound(target))
-        elif isinstance(stmt, ast.With | ast.AsyncWith):
+        elif isinstance(stmt, ast.With | ast.AsyncWith):  # (not its body: `with suppress(E):` may skip the rest)
             for item in stmt.items:
                 if item.optional_vars is not None:
                     found.update(_names_bound(item.optional_vars))
-            found |= _always_bound(stmt.body)
     return frozenset(found)
 
 

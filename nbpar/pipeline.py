@@ -461,7 +461,8 @@ class Pipeline:
             deps = {n: deps[n] for n in order}  # (else the graph's: read only, replaced when the graph changes)
         stale = list(reasons)
         last = graph.last_writers(order)
-        return Plan(order, stale, deps, self._chains(stale, sources, workers), reasons, sources, last)
+        above = {var: graph.sources(name, var) for var, name in last.items() if var not in self.steps[name].always}
+        return Plan(order, stale, deps, self._chains(stale, sources, workers), reasons, sources, last, above)
 
     def _chains(
         self, stale: list[str], sources: Mapping[str, Mapping[str, tuple[str, ...]]], workers: int | None

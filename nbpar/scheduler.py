@@ -117,6 +117,9 @@ class Plan:
     # read, nearest first (Graph.sources; empty: the notebook's)
     sources: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     last: dict[str, str] = field(default_factory=dict)  # each name the steps write -> the last of them to write it
+    # the names whose last writer may not bind them (in an `if`, a loop, a
+    # `with` body) -> the steps above it whose version then stands (Graph.sources)
+    above: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,6 +231,7 @@ class Scheduler:
             for name in self.plan.stale:
                 self._open_if_ready(name)
             self._loop()
+            self._settle_unbound()
         except KeyboardInterrupt:
             self.result.interrupted = True
             self._stop_all("the run was interrupted")
@@ -643,25 +647,51 @@ class Scheduler:
 
     def _input(self, step: str, var: str, skip: int = 0) -> Any:
         """The version of `var` step `step` reads (MISSING: none), from
-        the steps above it (`plan.sources`, past the first `skip`), what
-        they made in this run or left before (`versions`), else the
-        notebook's."""
-        for source in self.plan.sources[step].get(var, ())[skip:]:
+        the steps above it (`plan.sources`, past the first `skip`)."""
+        return self._version(self.plan.sources[step].get(var, ())[skip:], var)[0]
+
+    def _version(self, sources: Iterable[str], var: str) -> tuple[Any, str | None]:
+        """The version of `var` the first of `sources` that binds or deletes
+        it made, in this run or before (`versions`), and that step; else
+        the notebook's, and None. MISSING: no value."""
+        for source in sources:
             made = self._made.get(source)
             if made is not None:
                 outputs, deleted = made
                 if var in outputs:
-                    return outputs[var]
+                    return outputs[var], source
                 if var in deleted:
-                    return MISSING
+                    return MISSING, source
                 continue  # (it did not bind `var` this time: the version above it stands)
             if self.versions is not None:
                 value = self.versions(source, var)
                 if value is not ABOVE:
-                    return value
+                    return value, source
         if var in self.external:
-            return self.external[var]
-        return self.namespace.get(var, MISSING)
+            return self.external[var], None
+        return self.namespace.get(var, MISSING), None
+
+    def _settle_unbound(self) -> None:
+        """After every step: a name whose last writer left it unbound (an
+        `if` not taken) has, as after a top-to-bottom run, the version of
+        the steps above that writer (`plan.above`); not when one of them
+        that ran did not finish (its version is not known)."""
+        ran = set(self.plan.stale)
+        for var, sources in self.plan.above.items():
+            last = self.plan.last[var]
+            made = self._made.get(last)
+            if made is None or var in made[0] or var in made[1]:
+                continue  # (it bound or deleted it, or did not finish: _complete did what there is to do)
+            if any(s in ran and s not in self._made for s in sources):
+                continue
+            value, source = self._version(sources, var)
+            if source is None:
+                continue  # the notebook's own value stands
+            if value is MISSING:
+                self.namespace.pop(var, None)
+            else:
+                self.namespace[var] = with_globals(value, self.namespace)
+            self.holders[var] = source
 
     def _report(self, kind: str, step: str, index: int | None, payload: Any) -> None:
         if threading.get_ident() == self._loop_thread:

@@ -755,3 +755,26 @@ def test_a_name_only_a_called_function_needs_is_named_with_it_when_missing(shell
     run_cells(shell, "%%step define\ndef f():\n    return nowhere + 1\n", "%%step call\ny = f()")
     with pytest.raises(UsageError, match=r"step 'call' calls `f`, which needs `nowhere`, which no step writes"):
         shell.run_line_magic("parrun", "")
+
+
+def test_a_name_bound_in_a_with_body_may_leave_the_version_above(shell):
+    # `suppress` swallows the KeyError: `x` keeps the version of the step above, as top to bottom
+    run_cells(
+        shell,
+        "%%step first\nx = 1",
+        "%%step maybe\nfrom contextlib import suppress\nwith suppress(KeyError):\n    x = {}['k']",
+        "%%step use\ny = x + 1",
+    )
+    run_cells(shell, "%parrun --no-widget --backend thread")
+    assert shell.user_ns["y"] == 2 and shell.user_ns["x"] == 1
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "inline"])
+def test_a_last_writer_that_binds_nothing_leaves_the_version_above_it(shell, backend):
+    cells = ["%%step first\nx = 1", "%%step maybe\nif x > 5:\n    x = 2\nflag = x > 5"]
+    run_cells(shell, *cells, f"%parrun --no-widget --backend {backend}")
+    assert shell.user_ns["x"] == 1 and shell.user_ns["flag"] is False
+    run_cells(shell, "%%step first\nx = 10", f"%parrun --no-widget --backend {backend}")
+    assert shell.user_ns["x"] == 2
+    run_cells(shell, "%%step first\nx = 3", f"%parrun --no-widget --backend {backend}")
+    assert shell.user_ns["x"] == 3  # (not the 2 of the run before)
