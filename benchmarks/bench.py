@@ -13,7 +13,7 @@ Each workload is one task graph, built natively for each tool:
   `%load_ext nbpar`, run by `%parrun --no-widget --force --workers N` (its
   printed lines captured).
 * nbpar thread: the Pipeline with backend="thread" (only on workloads whose
-  steps can overlap in threads or are too small to matter: tiny, chain, array).
+  steps can overlap in threads or are too small to matter: tiny, chain, array, frames).
 * kedro ParallelRunner / ThreadRunner: a Kedro `Pipeline` of `node`s over
   `MemoryDataset`s (constants are catalog entries), `runner.run(pipeline,
   catalog)` with a fresh `SharedMemoryDataCatalog` (ParallelRunner) or
@@ -41,6 +41,9 @@ sizes (--quick: smaller, one round):
 * chain:       200 (quick: 50) dependent steps `c_k = link(c_{k-1}, k)`, then a join
 * wide-narrow: 16 steps of ~0.1 s, 4 steps of ~0.2 s each reading 4 of them,
                then a join
+* frames:      one step makes a 1M-row (quick: 200k) pandas DataFrame with numeric,
+               `str` (object), categorical and datetime columns, 4 steps read it
+               (a groupby each), then a join
 
 Cold and warm, per tool. cold: the tool's first run from a fresh state,
 pool start included: nbpar after `nbpar.backends.process.stop_pool()` (thread:
@@ -190,6 +193,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "chain": 200,
         "wide": 0.1,
         "narrow": 0.2,
+        "frames": 1_000_000,
     },
     "quick": {
         "cpu": 0.2,
@@ -199,6 +203,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "chain": 50,
         "wide": 0.02,
         "narrow": 0.04,
+        "frames": 200_000,
     },
 }
 CPU_STEPS, SLICES, WIDE, NARROW = 8, 16, 16, 4
@@ -241,6 +246,17 @@ def workloads(size: dict[str, Any], rate: float) -> list[Workload]:
             thread=True,
             memory=True,
             size_bytes=n * 8,
+        )
+    )
+    rows = size["frames"]
+    groups = [Task(f"g{k}", f, (Ref("df"),)) for k, f in enumerate(work.FRAME_GROUPS)]
+    out.append(
+        Workload(
+            "frames",
+            f"one {rows:,}-row pandas frame with numeric, str (object), categorical and datetime columns "
+            f"(df = make_frame({rows:,})) read by {len(groups)} steps (a groupby each), then a join",
+            [Task("df", "make_frame", (rows,)), *groups, join("total", (t.name for t in groups))],
+            thread=True,
         )
     )
     items = [(k + 1, loops(size["slice"])) for k in range(SLICES)]
@@ -1356,7 +1372,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="+",
         metavar="WORKLOAD",
-        help="cpu, tiny (or tiny-1000, ...), array, slices, chain, wide-narrow, registration",
+        help="cpu, tiny (or tiny-1000, ...), array, frames, slices, chain, wide-narrow, registration",
     )
     parser.add_argument(
         "--tools",
@@ -1386,7 +1402,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import nbpar  # noqa: F401  (imports before any timing, for every tool)
 
-    for module in ("kedro.runner", "kedro.io", "dask", "dask.multiprocessing", "distributed", "joblib", "psutil"):
+    for module in (
+        "kedro.runner",
+        "kedro.io",
+        "dask",
+        "dask.multiprocessing",
+        "distributed",
+        "joblib",
+        "psutil",
+        "pandas",
+    ):
         with contextlib.suppress(ImportError):
             __import__(module)
 

@@ -86,6 +86,46 @@ def sum_exp(a: Any) -> float:
 REDUCTIONS = ["sum_plain", "sum_square", "sum_sqrt", "sum_exp"]
 
 
+def make_frame(n: int) -> Any:
+    """A pandas frame of n rows as a notebook has them without pyarrow: numeric
+    columns, a text column of Python `str` objects (dtype object, ~n/25 distinct
+    customers, each row its own object as when read from a file), a categorical
+    and a datetime column."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    customers = rng.integers(0, max(1, n // 25), n)
+    return pd.DataFrame(
+        {
+            "amount": rng.random(n),
+            "count": rng.integers(0, 100, n),
+            "customer": [f"cust-{k:06d}" for k in customers.tolist()],
+            "segment": pd.Categorical.from_codes(rng.integers(0, 8, n), [f"seg-{k}" for k in range(8)]),
+            "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365 * 86400, n), unit="s"),
+        }
+    )
+
+
+def frame_by_customer(df: Any) -> float:
+    return float(df.groupby("customer")["amount"].mean().sum())
+
+
+def frame_by_segment(df: Any) -> float:
+    return float(df.groupby("segment", observed=True)["count"].mean().sum())
+
+
+def frame_by_month(df: Any) -> float:
+    return float(df.groupby(df["when"].dt.month)["amount"].max().sum())
+
+
+def frame_by_weekday(df: Any) -> float:
+    return float(df.groupby(["segment", df["when"].dt.dayofweek], observed=True)["amount"].std().sum())
+
+
+FRAME_GROUPS = ["frame_by_customer", "frame_by_segment", "frame_by_month", "frame_by_weekday"]
+
+
 def identity(x: Any) -> Any:
     """What kedro-partitioned hands a slice: a partition's loader (here it returns the item itself)."""
     return x

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .errors import RunError
+    from .errors import PlanError, RunError
     from .events import (
         Event,
         RunFinished,
@@ -30,12 +30,15 @@ if TYPE_CHECKING:
         subscribe,
     )
     from .graph import GraphError
-    from .partition import MergeError, Partition, SliceError, partitions
-    from .pipeline import Pipeline, PlanError, last_run
+    from .options import RunOptions, run_defaults
+    from .partition import MergeError, SliceError
+    from .partitioned import Partition, partitions
+    from .pipeline import Pipeline, last_run
     from .pmap import pmap
     from .records import RunResult, SliceRecord, StepRecord
 
 _HOMES = {
+    "PlanError": "errors",
     "RunError": "errors",
     "Event": "events",
     "RunFinished": "events",
@@ -48,12 +51,13 @@ _HOMES = {
     "Subscription": "events",
     "subscribe": "events",
     "GraphError": "graph",
+    "RunOptions": "options",
+    "run_defaults": "options",
     "MergeError": "partition",
-    "Partition": "partition",
     "SliceError": "partition",
-    "partitions": "partition",
+    "Partition": "partitioned",
+    "partitions": "partitioned",
     "Pipeline": "pipeline",
-    "PlanError": "pipeline",
     "last_run": "pipeline",
     "pmap": "pmap",
     "RunResult": "records",
@@ -79,6 +83,7 @@ __all__ = [
     "PlanError",
     "RunError",
     "RunFinished",
+    "RunOptions",
     "RunResult",
     "RunStarted",
     "SliceError",
@@ -93,6 +98,7 @@ __all__ = [
     "last_run",
     "partitions",
     "pmap",
+    "run_defaults",
     "subscribe",
 ]
 

@@ -336,7 +336,7 @@ def _run_segment(
     (and the failed cell in `report`) if a cell or a step failed."""
     if not segment:
         return True
-    for name in list(pipeline.steps):
+    for name in reversed(list(pipeline.steps)):  # the last first: no other step's inputs change
         pipeline.forget(name)
     for plan in segment:
         if plan.declared:

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from .cells import RAISES, NotebookError, read_code_cells, run_cell, run_cells_as_steps
-from .graph import BACKENDS, BackendName
+from .graph import BackendName
+from .options import BACKENDS, Defaults, OptionError, RunOptions
 from .records import RunResult
 from .ui.report import write_report
 
@@ -38,8 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "their place (see README: A whole notebook as steps)",
     )
     args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be at least 1")
+    try:
+        RunOptions(workers=args.workers)  # (checked before anything runs)
+    except OptionError as e:
+        parser.error(str(e))
     return run_notebook(
         args.notebook, workers=args.workers, backend=args.backend, report=args.report, all_steps=args.steps == "all"
     )
@@ -79,12 +82,7 @@ def _run_cells(
 
     from .headless import headless_shell
 
-    # %parrun reads its defaults from these (see magics.run_defaults).
-    if workers is not None:
-        os.environ["NBPAR_WORKERS"] = str(workers)
-    if backend is not None:
-        os.environ["NBPAR_BACKEND"] = backend
-    shell = headless_shell(path)
+    shell = headless_shell(path, Defaults(workers, backend))  # %parrun's defaults
     # Relative paths in the notebook mean the notebook's folder, as in Jupyter.
     os.chdir(os.path.dirname(os.path.abspath(path)))
     if all_steps:

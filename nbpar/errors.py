@@ -1,10 +1,15 @@
-"""The error a failed run raises, shown as the users' tracebacks only."""
+"""The errors of a run: one that cannot start (`PlanError`), and one that
+failed (`RunError`), shown as the users' tracebacks only."""
 
 from __future__ import annotations
 
 from .records import RunResult
 
 SHOWN = 5  # failed steps shown in full; the rest are counted
+
+
+class PlanError(ValueError):
+    """A run cannot start: the message names the step and the variable (or the option)."""
 
 
 class RunError(Exception):

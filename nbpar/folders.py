@@ -34,14 +34,23 @@ FOLDER...``: the standard library only, no site, no nbpar: a few MiB). The
 kernel starts it as its child, in a process group of its own: a kill of the
 kernel's process group spares it, as do Ctrl-C in a terminal and
 ipykernel's shutdown, which signals only the children in the kernel's
-process group. It looks at its parent every half second; once the kernel is
-gone, it waits (at most `PATIENCE` seconds) for loky's resource tracker to
-unlink the kernel's semaphores, which it does when the last worker has
-exited (a worker exits within a second of its kernel,
-worker._exit_with_parent), so that no worker writes in the folders any
-more; then it removes the folders and what is left of the semaphores, and
-exits: about a second after the kernel alone was killed, PATIENCE seconds
-after its process group was.
+process group. It looks at its parent every half second and at nothing
+else. Once the kernel is gone:
+
+1. it kills the kernel's workers that still run, each with its process
+   group (the processes its steps started): a worker is named by its fault
+   file in the private folder, which it holds open while it lives, and a
+   process is killed only if it holds that file open (never one that got
+   the pid of a dead worker). A worker exits by itself within a second of
+   its kernel (worker._exit_with_parent), but that is a Python thread,
+   which cannot run while the worker's step is in C code that holds the
+   GIL (`sum(range(10**12))`): the watchdog stops that one;
+2. it waits (at most `PATIENCE` seconds) for loky's resource tracker to
+   unlink the kernel's semaphores, which it does when the last worker has
+   exited, so that no worker writes in the folders any more;
+3. it removes the folders and what is left of the semaphores, and exits:
+   about a second after the kernel alone was killed, PATIENCE seconds after
+   its process group was.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -63,6 +73,7 @@ _POLL = 0.5  # seconds between the watchdog's looks at its parent
 _SEMAPHORES = "/dev/shm"  # where Linux keeps named semaphores, as sem.NAME
 _PRIVATE = "nbpar-{pid}-"  # the names of a process's folders: mkdtemp adds 8 random characters
 _SHARED = "nbpar-share-{pid}-"
+_FAULTS = re.compile(r"faults-(\d+)\.txt")  # a worker's fault file (backends/process.py)
 _NAMES = {_PRIVATE: re.compile(r"nbpar-(\d+)-\w+"), _SHARED: re.compile(r"nbpar-share-(\d+)-\w+")}
 
 _lock = threading.Lock()  # guards _made
@@ -226,18 +237,72 @@ def _sweep_dead(private_base: str, shared_base: str) -> None:
 
 
 def _watch(kernel: int, folders: list[str]) -> None:
-    """The watchdog: wait for `kernel` (the parent) to end, then remove its files."""
+    """The watchdog: wait for `kernel` (the parent) to end, kill its workers
+    that still run, then remove its files. folders[0] is its private folder."""
     os.chdir("/")
     # One inherited (loky's tracker pipe, left inheritable) would keep its reader waiting.
     os.closerange(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
     while os.getppid() == kernel:
         time.sleep(_POLL)
+    _kill_workers(folders[0])
     deadline = time.monotonic() + PATIENCE
     while _semaphores(kernel) and time.monotonic() < deadline:
         time.sleep(0.1)  # the resource tracker unlinks them once the last worker is gone
     for folder in folders:
         _remove(folder)
     _unlink_semaphores(kernel)
+
+
+def _kill_workers(private: str) -> None:
+    """Kill the dead kernel's workers that still run, each with its process
+    group (worker.init_worker made it one: the processes its steps started
+    are in it). Its workers are named by the fault files in its `private`
+    folder: each worker makes its own, faults-PID.txt, and holds it open
+    while it lives (worker.init_worker); a process is killed only if it
+    holds that file open, so never one that got the pid of a worker that
+    died. A worker exits by itself once its kernel is gone
+    (worker._exit_with_parent), but that is a Python thread: it cannot run
+    while the worker's step is in C code that holds the GIL."""
+    try:
+        names = os.listdir(private)
+    except OSError:
+        return
+    for name in names:
+        match = _FAULTS.fullmatch(name)
+        if match and _holds(int(match[1]), os.path.join(private, name)):
+            kill_worker(int(match[1]))
+
+
+def kill_worker(pid: int) -> None:
+    """Kill worker process `pid` and the processes its steps started: its
+    process group (worker.init_worker made it one), or the process alone
+    while it is not a group's leader yet. Nothing if it ended meanwhile.
+    (Here, the standard library only, so that the watchdog has it too; the
+    process backend stops a worker with it.)"""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass  # it ended meanwhile
+
+
+def _holds(pid: int, path: str) -> bool:
+    """Whether process `pid` has the file `path` open (one stat per open file)."""
+    try:
+        info = os.lstat(path)
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            held = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (info.st_dev, info.st_ino):
+            return True
+    return False
 
 
 if __name__ == "__main__":

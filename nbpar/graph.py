@@ -31,20 +31,19 @@ Errors are `GraphError`s whose message names the steps and the variable.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import graphlib
 import itertools
-from collections.abc import Callable, Container, Iterable, Mapping, Set
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence, Set
+from dataclasses import KW_ONLY, dataclass, field
 
 from .analysis import Function, is_builtin
 from .effects import Effect
+from .options import BackendName, backend_problem, limits_problem
 from .partition import MERGES
 
-BackendName = Literal["process", "thread", "inline"]
-BACKENDS: tuple[BackendName, ...] = ("process", "thread", "inline")
 # each global effect (effects.EFFECTS) as a step's summary line says it
 EFFECT_LABELS: Mapping[Effect, str] = {
     "random": "uses a global random state",
@@ -64,12 +63,15 @@ class GraphError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    """One registered cell: its code and what it reads and writes."""
+    """One registered cell: its code and what it reads and writes, and its
+    options (keywords), checked as it is made: GraphError naming the step
+    for options that cannot work (`_check_options`)."""
 
     name: str
     source: str  # Python source of the body, after IPython's transform_cell
     reads: frozenset[str]
     writes: frozenset[str]
+    _: KW_ONLY
     after: tuple[str, ...] = ()
     backend: BackendName | None = None  # None: the run's backend
     first_line: int = 2  # line number of the body's first line in the cell
@@ -79,7 +81,7 @@ class Step:
     slices: int | None = None  # None and slice_size None: the run's worker count
     slice_size: int | None = None
     filter: str | None = None  # a function in the namespace, on the keys of a dict input
-    merge: tuple[tuple[str, str], ...] = ()  # (output or "*", how), the first match wins
+    merge: tuple[tuple[str, str], ...] = (("*", "auto"),)  # (output or "*", how), the first match wins
     timeout: float | None = None  # seconds an attempt may take; None: the run's
     retries: int | None = None  # attempts after the first that fails; None: the run's
     flags: int = 0  # the notebook's `__future__` compiler flags when it was registered
@@ -94,6 +96,9 @@ class Step:
     effects: frozenset[Effect] = frozenset()  # its global effects (effects.EFFECTS): kept in notebook order
     imports: Mapping[str, str] = field(default_factory=dict)  # the writes it binds by import (CellNames.imports)
     always: frozenset[str] = frozenset()  # writes it binds or deletes whenever it succeeds (not in an `if`, a loop)
+
+    def __post_init__(self) -> None:
+        _check_options(self)
 
     @functools.cached_property
     def inputs(self) -> frozenset[str]:
@@ -140,18 +145,84 @@ class Step:
         return "auto"
 
 
+def _check_options(step: Step) -> None:
+    """Raise GraphError, naming the step, for options of `step` that cannot
+    work: its backend, its timeout and retries, its fan-out, or the process
+    backend for a step that uses IPython."""
+    name = step.name
+    if step.backend is not None:
+        problem = backend_problem(step.backend)
+        if problem:
+            raise GraphError(f"step '{name}': {problem}")
+    _check_fan_out(step)
+    problem = limits_problem(step.timeout, step.retries)
+    if problem:
+        raise GraphError(f"step '{name}': {problem}")
+    if step.uses_ipython and step.backend == "process":
+        raise GraphError(
+            f"step '{name}' uses IPython (a %magic, !command or get_ipython()), which a worker process does "
+            "not have: drop --backend process (such a step runs in the kernel), or move that line to an "
+            "ordinary cell."
+        )
+
+
+def _check_fan_out(step: Step) -> None:
+    """Raise GraphError for fan-out options that cannot work."""
+    name = step.name
+    if step.over is None:
+        options = (("--slices", step.slices), ("--slice-size", step.slice_size), ("--filter", step.filter))
+        given = [option for option, value in options if value is not None]
+        if step.merge != (("*", "auto"),):
+            given.append("--merge")
+        if given:
+            raise GraphError(f"step '{name}': {', '.join(given)} needs --over VAR, the input to fan out over.")
+        return
+    if step.over not in step.reads:
+        reads = ", ".join(sorted(step.reads)) or "nothing"
+        raise GraphError(
+            f"step '{name}': --over {step.over}, but the step does not read `{step.over}` (it reads {reads}). "
+            "Fan out over an input the cell uses."
+        )
+    others = sorted(step.changes - {step.over})
+    if others:
+        listed = ", ".join(f"`{n}`" for n in others)
+        raise GraphError(
+            f"step '{name}': --over {step.over}, and the step changes {listed} in place: each slice would "
+            f"change a copy of its own, and no merge of those is what one run of the cell leaves. Make "
+            f"{'it' if len(others) == 1 else 'them'} in the step, or change {'it' if len(others) == 1 else 'them'} "
+            "in a step of its own without --over."
+        )
+    if step.slices is not None and step.slice_size is not None:
+        raise GraphError(f"step '{name}': give --slices or --slice-size, not both.")
+    for option, value in (("--slices", step.slices), ("--slice-size", step.slice_size)):
+        if value is not None and value < 1:
+            raise GraphError(f"step '{name}': {option} must be at least 1, not {value}.")
+    if step.filter is not None and not step.filter.isidentifier():
+        raise GraphError(f"step '{name}': --filter {step.filter!r}: name a function defined in the notebook.")
+    for output, how in step.merge:
+        if how not in MERGES and not how.isidentifier():
+            raise GraphError(
+                f"step '{name}': --merge {how!r}: choose {', '.join(MERGES)}, or name a function in the notebook."
+            )
+        if output != "*" and output not in step.writes:
+            raise GraphError(f"step '{name}': --merge {output}={how}, but the step does not write `{output}`.")
+
+
 @dataclass
 class Graph:
     """The registered steps; every mutation keeps the graph valid.
 
     Registering is incremental, so a notebook of thousands of steps registers
     in linear time: an index of who writes each name is kept up to date,
-    and a step is checked for cycles only when steps name others in
-    `--after` (the only edges that can point down the notebook)."""
+    and cycles are checked for only when steps name others in `--after`
+    (the only edges that can point down the notebook): a new step's, from
+    it alone (the last step: no other step's inputs change); a replacement
+    or removal, over the whole graph (the steps below it may now read
+    names of another writer, one that waits for them)."""
 
     steps: dict[str, Step] = field(default_factory=dict)
-    _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> its writers, in no order
-    _effecters: dict[str, list[str]] = field(default_factory=dict, repr=False)  # effect -> its steps, in no order
+    _writers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> its writers, in notebook order
+    _effecters: dict[str, list[str]] = field(default_factory=dict, repr=False)  # effect -> its steps, in notebook order
     _afters: int = field(default=0, repr=False)  # steps with an --after
     _position: dict[str, int] | None = field(default=None, repr=False)  # each step's place, until a change
     _deps: dict[str, frozenset[str]] | None = field(default=None, repr=False)  # dependencies(), until a change
@@ -173,33 +244,46 @@ class Graph:
                 "Register that step first, or fix the name."
             )
         afters = self._afters - bool(old and old.after) + bool(step.after)
-        writes = _index_change(self._writers, old, step, _written)
-        kinds = _index_change(self._effecters, old, step, _effects_of)
+        placed = self._placed()
+        writes = _index_change(self._writers, old, step, _written, placed)
+        kinds = _index_change(self._effecters, old, step, _effects_of, placed)
         if afters:
             candidate = collections.ChainMap({step.name: step}, self.steps)
-            writer = collections.ChainMap(writes, self._writers)
-            effecter = collections.ChainMap(kinds, self._effecters)
-            placed = self._placed()
-            position = collections.ChainMap({step.name: placed.get(step.name, len(placed))}, placed)
-            if _waits_for_itself(candidate, writer, effecter, position, step.name):
+            if old is not None or self._new_step_waits_for_itself(step, candidate, writes, kinds):
+                # (in its place: steps below it may now read another writer's names)
                 check_acyclic(dict(candidate))  # raises, listing the cycle
         _apply(self._writers, writes)
         _apply(self._effecters, kinds)
         self._afters = afters
-        if old is None:
-            self._position = None
+        if old is None and self._position is not None:  # the last step: every other keeps its place
+            self._position[step.name] = len(self._position)
         self.steps[step.name] = step
         self._deps = self._order = None
         self._inputs.clear()
 
+    def _new_step_waits_for_itself(
+        self, step: Step, candidate: Mapping[str, Step], writes: dict[str, list[str]], kinds: dict[str, list[str]]
+    ) -> bool:
+        """Whether `step`, added as the last step (its index changes `writes`
+        and `kinds`), would wait for itself: the only cycle it can make."""
+        placed = self._placed()
+        position = collections.ChainMap({step.name: len(placed)}, placed)
+        writer = collections.ChainMap(writes, self._writers)
+        effecter = collections.ChainMap(kinds, self._effecters)
+        return _waits_for_itself(candidate, writer, effecter, position, step.name)
+
     def remove(self, name: str) -> Step:
-        """Forget step `name`; raises GraphError if unknown."""
+        """Forget step `name`; raises GraphError (and changes nothing) if
+        unknown, or if the steps left would form a cycle (a step below it
+        then reads another step's names, one that waits for it by --after)."""
         self.require([name])
+        if self._afters:
+            check_acyclic({n: s for n, s in self.steps.items() if n != name})
         removed = self.steps.pop(name)
         self._afters -= bool(removed.after)
         self._deps = self._order = self._position = None
-        _apply(self._writers, _index_change(self._writers, removed, None, _written))
-        _apply(self._effecters, _index_change(self._effecters, removed, None, _effects_of))
+        _apply(self._writers, _index_change(self._writers, removed, None, _written, {}))
+        _apply(self._effecters, _index_change(self._effecters, removed, None, _effects_of, {}))
         self._inputs.clear()
         return removed
 
@@ -214,7 +298,7 @@ class Graph:
             )
 
     def writers(self) -> Mapping[str, list[str]]:
-        """Map each written name to the steps that write it, in no order. Read only."""
+        """Map each written name to the steps that write it, in notebook order. Read only."""
         return self._writers
 
     def position(self) -> Mapping[str, int]:
@@ -350,24 +434,28 @@ def _sources(
     """The writers of `var` above `step` whose version it may read: the
     nearest, then the next while the one before might not bind `var` (it
     binds it only on some paths, in an `if` or a loop, and does not read
-    it: its version, if it binds none, is the one above it)."""
-    here = position[step.name]
-    above = [w for w in writer.get(var, ()) if position[w] < here]
-    if not above:
-        return ()
-    above.sort(key=position.__getitem__, reverse=True)
+    it: its version, if it binds none, is the one above it). `writer`'s
+    lists are in notebook order: the writers above are found by bisection,
+    nearest first, without looking at the others."""
+    writers = writer.get(var, ())
     found = []
-    for w in above:
+    for i in range(_count_above(writers, position, position[step.name]) - 1, -1, -1):
+        w = writers[i]
         found.append(w)
         if var in steps[w].always or var in steps[w].reads:
             break  # its version replaces the one above, or it waits for the ones above: settled when it is done
     return tuple(found)
 
 
-def _nearest_above(names: Iterable[str], position: Mapping[str, int], here: int) -> str | None:
-    """Of the steps `names`, the lowest in the notebook above place `here`."""
-    above = [n for n in names if position[n] < here]
-    return max(above, key=position.__getitem__) if above else None
+def _count_above(names: Sequence[str], position: Mapping[str, int], here: int) -> int:
+    """How many of the steps `names` (in notebook order) are above place `here`."""
+    return bisect.bisect_left(names, here, key=position.__getitem__)
+
+
+def nearest_above(names: Sequence[str], position: Mapping[str, int], here: int) -> str | None:
+    """Of the steps `names` (in notebook order), the lowest in the notebook above place `here`."""
+    above = _count_above(names, position, here)
+    return names[above - 1] if above else None
 
 
 def _inputs(
@@ -407,7 +495,7 @@ def _waits_for(
     found.update(a for a in step.after if a in steps)
     here = position[step.name]
     for kind in step.effects:
-        nearest = _nearest_above(effecter.get(kind, ()), position, here)
+        nearest = nearest_above(effecter.get(kind, ()), position, here)
         if nearest is not None:
             found.add(nearest)
     return found
@@ -422,19 +510,30 @@ def _effects_of(step: Step) -> Iterable[str]:
 
 
 def _index_change(
-    index: Mapping[str, list[str]], old: Step | None, new: Step | None, keys: Callable[[Step], Iterable[str]]
+    index: Mapping[str, list[str]],
+    old: Step | None,
+    new: Step | None,
+    keys: Callable[[Step], Iterable[str]],
+    position: Mapping[str, int],
 ) -> dict[str, list[str]]:
-    """The entries of `index` (key -> the steps with it: a name they write,
-    an effect they have) that change when step `old` is taken out and `new`
-    put in (an empty list: no step left)."""
+    """The entries of `index` (key -> the steps with it, in notebook order:
+    a name they write, an effect they have) that change when step `old` is
+    taken out and `new` put in: a new step at the end, a replacement in
+    `old`'s place (`position`: each step's place). An empty list: no step left."""
+    before = set(keys(old)) if old is not None else set()
+    after = set(keys(new)) if new is not None else set()
     change: dict[str, list[str]] = {}
-    if old is not None:
-        for key in keys(old):
-            change[key] = [w for w in index.get(key, ()) if w != old.name]
-    if new is not None:
-        for key in keys(new):
-            kept = change[key] if key in change else list(index.get(key, ()))
-            change[key] = [*kept, new.name]
+    assert old is not None or new is not None
+    name = old.name if old is not None else new.name  # type: ignore[union-attr]
+    for key in before - after:
+        change[key] = [w for w in index.get(key, ()) if w != name]
+    for key in after - before:
+        names = list(index.get(key, ()))
+        if old is None:
+            names.append(name)  # the last step
+        else:
+            names.insert(_count_above(names, position, position[name]), name)
+        change[key] = names
     return change
 
 
@@ -454,7 +553,7 @@ def _waits_for_itself(
     name: str,
 ) -> bool:
     """Whether step `name` waits, through others, for itself: the only
-    cycles a graph that had none can get by adding or replacing `name`."""
+    cycles a graph that had none can get by adding `name` as its last step."""
     seen: set[str] = set()
     stack = [name]
     while stack:

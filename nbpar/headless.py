@@ -20,6 +20,9 @@ makes sense headless, and the headless equivalent where it does not:
 - `sys.argv` is `[the notebook's path]`, as for a script: `argparse` in a
   notebook sees none of `nbpar run`'s own options.
 
+`nbpar_defaults` holds the defaults of `%parrun`'s --workers and --backend
+that the magics loaded in it take (`nbpar run --workers/--backend`).
+
 It has no `kernel` attribute: code that looks for a kernel finds none (and
 `%parrun` shows its text display, not the widgets).
 """
@@ -33,6 +36,8 @@ from typing import Any
 from IPython.core import pylabtools
 from IPython.core.interactiveshell import InteractiveShell
 
+from .options import Defaults
+
 INLINE = "module://matplotlib_inline.backend_inline"
 FRONT_ENDS = frozenset({"widget", "ipympl", "notebook", "nbagg"})  # need a Jupyter front end; ipympl may be missing
 
@@ -43,6 +48,7 @@ class HeadlessShell(InteractiveShell):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._said: set[str] = set()
+        self.nbpar_defaults = Defaults()  # of %parrun's --workers and --backend (NbparMagics.defaults)
 
     def enable_gui(self, gui: str | None = None) -> None:
         """Start no event loop: there is no window to serve."""
@@ -63,11 +69,13 @@ class HeadlessShell(InteractiveShell):
             print(f"nbpar: {note}", file=sys.stderr)
 
 
-def headless_shell(notebook: str) -> HeadlessShell:
+def headless_shell(notebook: str, defaults: Defaults | None = None) -> HeadlessShell:
     """The shell for running `notebook`, with the process set up as a
-    kernel's would be (see the module's docstring)."""
+    kernel's would be (see the module's docstring); `defaults`: of the
+    magics' --workers and --backend."""
     if not os.environ.get("MPLBACKEND"):  # ipykernel's test; also seen by worker processes started later
         os.environ["MPLBACKEND"] = INLINE
     sys.argv = [os.path.abspath(notebook)]
     shell: HeadlessShell = HeadlessShell.instance(colors="nocolor")
+    shell.nbpar_defaults = defaults or Defaults()
     return shell

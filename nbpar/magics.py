@@ -7,13 +7,11 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import loky
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -22,30 +20,15 @@ from IPython.display import display
 from .cells import RAISES, NotebookError, cells_above, notebook_path, read_code_cells, run_cells_as_steps
 from .errors import RunError
 from .events import Listener
-from .graph import BACKENDS, EFFECT_LABELS, BackendName, GraphError, Step
-from .pipeline import FUTURE_FLAGS, Pipeline, PlanError, RunHandle, _check_limits, last_run, worker_count
+from .graph import BackendName, GraphError, Step
+from .options import BACKENDS, Defaults, OptionError, RunOptions, default_workers, defaults_of
+from .pipeline import FUTURE_FLAGS, Pipeline, PlanError, RunHandle, last_run
 from .records import Status
-from .scheduler import Plan
-from .ui.text import TextDisplay
+from .ui.text import TextDisplay, announce, cancelled_text, describe_plan, describe_step, run_status
 from .worker import compile_step
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
-
-
-def run_defaults() -> dict[str, Any]:  # {"workers": int | None, "backend": BackendName}
-    """Defaults of %parrun's options, from NBPAR_WORKERS and NBPAR_BACKEND
-    (set by `nbpar run --workers/--backend`, or by the user)."""
-    workers = os.environ.get("NBPAR_WORKERS")
-    backend = os.environ.get("NBPAR_BACKEND") or "process"
-    if backend not in BACKENDS:
-        raise UsageError(f"NBPAR_BACKEND is {backend!r}; choose {', '.join(BACKENDS)}.")
-    if workers is not None and not workers.isdigit():
-        raise UsageError(f"NBPAR_WORKERS is {workers!r}; it must be a whole number.")
-    return {"workers": int(workers) if workers else None, "backend": backend}
-
-
-SHOWN_NAMES = 8  # step names listed in one line before "and N more"
 
 
 class _Once(argparse.Action):
@@ -87,16 +70,6 @@ def _parse(magic: Callable[..., Any], line: str, name: str) -> Any:
         raise UsageError(f"{name}: {e}. {name}? shows the options.") from None
 
 
-def _check_run_args(args: argparse.Namespace, where: str) -> None:
-    """Raise UsageError for a --workers, --timeout or --retries that cannot work."""
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"{where}--workers must be at least 1, not {args.workers}.")
-    try:
-        _check_limits(where, args.timeout, args.retries)
-    except GraphError as e:
-        raise UsageError(str(e)) from None
-
-
 # %parrun's options that --cells does not take: (option, dest)
 _CELLS_IGNORE = (
     ("--force", "force"),
@@ -122,7 +95,6 @@ def _check_step_args(args: argparse.Namespace) -> None:
     """Raise UsageError for options of %%step that cannot work, before
     anything is registered."""
     where = f"step '{args.name}': "
-    _check_run_args(args, where)
     if args.name in args.after:
         raise UsageError(f"{where}--after {args.name} names the step itself: drop it.")
     given = [option for option, dest in _RUN_ONLY if getattr(args, dest) not in (None, False)]
@@ -131,44 +103,8 @@ def _check_step_args(args: argparse.Namespace) -> None:
 
 
 def _no_limit(timeout: float | None) -> float | None:
-    """None (no limit) for an infinite timeout."""
+    """None (no limit) for an infinite wait."""
     return None if timeout is not None and math.isinf(timeout) else timeout
-
-
-def _listed(names: list[str]) -> str:
-    """`a, b, c`, at most SHOWN_NAMES of them, then "and N more"."""
-    shown = ", ".join(names[:SHOWN_NAMES])
-    more = len(names) - SHOWN_NAMES
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-_UNEXPLAINED = ("no successful run yet", "--force")  # too plain to announce when every step runs for one
-
-
-def _announce(plan: Plan) -> str | None:
-    """The line said before a run: which steps are kept, and which run and
-    why (None when every step runs because it never ran, or --force)."""
-    stale = set(plan.stale)
-    fresh = [n for n in plan.order if n not in stale]
-    if not fresh:
-        if all(plan.reasons.get(n) in _UNEXPLAINED for n in plan.stale):
-            return None
-        return f"nbpar: running {len(plan.stale)}: {_why(plan)}."
-    if not stale:
-        steps = "the only step is" if len(fresh) == 1 else f"all {len(fresh)} steps are"
-        return f"nbpar: {steps} up to date ({_listed(fresh)}); nothing to run (--force reruns them)."
-    are = "is" if len(fresh) == 1 else "are"
-    return (
-        f"nbpar: {len(fresh)} of {len(plan.order)} steps {are} up to date ({_listed(fresh)}); "
-        f"running {len(plan.stale)}: {_why(plan)}."
-    )
-
-
-def _why(plan: Plan) -> str:
-    """`a (code changed), b (needs a, which runs)`: the stale steps with their
-    reasons, at most SHOWN_NAMES of them."""
-    shown = [f"{n} ({plan.reasons[n]})" if n in plan.reasons else n for n in plan.stale]
-    return _listed(shown)
 
 
 def _merges(specs: list[str]) -> dict[str, str]:
@@ -206,11 +142,18 @@ class NbparMagics(Magics):
         # Start the worker processes now, while the user registers steps.
         threading.Thread(target=self._warm_up, name="nbpar-warm-up", daemon=True).start()
 
+    @property
+    def defaults(self) -> Defaults:
+        """The defaults of --workers and --backend that the program running
+        the shell set as its `nbpar_defaults` (`nbpar run --workers/--backend`
+        on its HeadlessShell), read at each run; else the environment's."""
+        return defaults_of(self.shell)
+
     def _warm_up(self) -> None:
         try:
-            defaults = run_defaults()
-            if defaults["backend"] == "process":
-                self.pipeline.backend("process", defaults["workers"] or loky.cpu_count()).warm_up()
+            defaults = self.defaults.resolved()
+            if defaults.backend == "process":
+                self.pipeline.backend("process", defaults.workers or default_workers()).warm_up()
         except Exception:
             pass  # the first %parrun starts the pool and reports what fails
 
@@ -251,19 +194,21 @@ class NbparMagics(Magics):
             raise UsageError("%%step needs a name: write `%%step NAME` on the cell's first line, NAME an identifier.")
         args = _parse(self.step, line, "%%step")
         _check_step_args(args)
+        # (its own --timeout and --retries are the step's, checked as it is registered)
+        options = self._options(args, f"step '{args.name}': ", backend=None) if args.run else None
         source = self._transform(args.name, cell)
         previous = self.pipeline.steps.get(args.name)
         step = self._register(args, line, source)
         self._carry_future_imports(step)
-        print(self._describe(step))
+        print(describe_step(self.pipeline.graph, step))
         if previous is not None and step != previous and self._runs_now(step.name) and not args.run:
             print(
                 f"nbpar: a run is going on with the previous version of step '{step.name}', and keeps it; "
                 "the next %parrun runs this one."
             )
-        if args.run:  # (a run going on refuses it)
+        if options is not None:  # (a run going on refuses it)
             try:
-                self._run([step.name], args, backend=None)
+                self._run([step.name], args, options)
             except UsageError as e:
                 # The run could not start: a %%step that fails changes nothing.
                 self._restore(step.name, previous)
@@ -324,7 +269,7 @@ class NbparMagics(Magics):
     @magic_arguments()
     @argument("steps", nargs="*", metavar="STEP", help="steps to run, with what they need (default: all)")
     @_option("--backend", choices=BACKENDS, help="where steps run (default: process)")
-    @_flag("--dry-run", help="print the plan and run nothing")
+    @_flag("--dry-run", help="check as a run would, print the plan, run nothing")
     @_option(
         "--timeout",
         type=float,
@@ -348,20 +293,13 @@ class NbparMagics(Magics):
         Steps that are up to date (same code, same inputs, outputs untouched
         since their last run) are kept, and said so before the run starts."""
         args = _parse(self.parrun, line, "%parrun")
-        _check_run_args(args, "%parrun: ")
+        options = self._options(args, "%parrun: ", args.backend, args.timeout, args.retries)
         if args.cells is not None:
-            self._run_cells_above(args)
+            self._run_cells_above(args)  # (its --workers and --backend checked in `options`)
             return
         if not self.pipeline.steps:
             raise UsageError("there are no steps to run: mark cells with %%step NAME and run them first.")
-        if args.dry_run:
-            try:
-                plan = self.pipeline.plan(args.steps, args.force)
-            except GraphError as e:
-                raise UsageError(str(e)) from None
-            print(self._describe_plan(plan))
-            return
-        self._run(args.steps, args, backend=args.backend, timeout=_no_limit(args.timeout), retries=args.retries)
+        self._run(args.steps, args, options)
 
     def _run_cells_above(self, args: argparse.Namespace) -> None:
         """%parrun --cells: the cells above this one, as saved, as steps (cells.py)."""
@@ -421,7 +359,7 @@ class NbparMagics(Magics):
 
             display(Monitor.for_graph(order, deps, self._statuses()).widget)
         else:
-            print(self._describe_plan(self.pipeline.plan()))
+            print(describe_plan(self.pipeline.plan()))
 
     @magic_arguments()
     @line_magic
@@ -451,16 +389,7 @@ class NbparMagics(Magics):
             print("nbpar: no run yet: %parrun starts one.")
             return
         self._print_new_text()
-        state = "going on" if result.end is None else "finished"
-        counts: dict[str, int] = {}
-        for record in result.steps.values():
-            counts[record.status] = counts.get(record.status, 0) + 1
-        print(f"nbpar: run {state}, {result.wall:.1f}s: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-        for record in result.steps.values():
-            if record.status == "running":
-                slices = record.slices
-                progress = f" ({sum(s.status == 'done' for s in slices)}/{len(slices)} slices)" if slices else ""
-                print(f"  running  {record.name}{progress}")
+        print(run_status(result))
 
     @magic_arguments()
     @_option(
@@ -510,39 +439,53 @@ class NbparMagics(Magics):
             return
         finally:
             self._print_new_text()
-        cancelled = run.result.by_status("cancelled")
-        print(
-            f"nbpar: run cancelled; {len(cancelled)} steps cancelled"
-            + (f": {', '.join(cancelled)}" if cancelled else "")
-        )
+        print(cancelled_text(run.result))
 
     # -- helpers --------------------------------------------------------------
-    def _run(
-        self, targets: list[str], args: Any, backend: BackendName | None, timeout: float | None = None, retries: int = 0
-    ) -> None:
-        """Run `targets` with the run options in `args`; `timeout` and
-        `retries` apply to the steps that set none."""
-        defaults = run_defaults()
-        options: dict[str, Any] = {
-            "workers": defaults["workers"] if args.workers is None else args.workers,
-            "backend": backend or defaults["backend"],
-            "force": args.force,
-            "fail_fast": args.fail_fast,
-            "timeout": timeout,
-            "retries": retries,
-        }
+    def _options(
+        self,
+        args: argparse.Namespace,
+        where: str,
+        backend: BackendName | None,
+        timeout: float | None = None,
+        retries: int = 0,
+    ) -> RunOptions:
+        """The run options of a magic's `args` (--workers, --force,
+        --fail-fast), `backend`, `timeout` and `retries` (given, or None),
+        the magics' defaults for the others, checked (RunOptions): an error
+        becomes a UsageError saying `where` it was given."""
         try:
+            defaults = self.defaults.resolved()
+            return RunOptions(
+                workers=defaults.workers if args.workers is None else args.workers,
+                backend=backend or defaults.backend or "process",
+                force=args.force,
+                fail_fast=args.fail_fast,
+                timeout=timeout,
+                retries=retries,
+            )
+        except OptionError as e:
+            raise UsageError(f"{where}{e}") from None
+
+    def _run(self, targets: list[str], args: Any, options: RunOptions) -> None:
+        """Run `targets` with `options`; `args` says how it is shown (a dry
+        run, in the background, without the widget)."""
+        keywords = options.keywords()
+        try:
+            if getattr(args, "dry_run", False):  # the checks of a real run, then the plan: nothing runs
+                print(describe_plan(self.pipeline.check(targets, **keywords)))
+                return
             self.pipeline.require_idle()  # refuse before showing anything
-            plan = self.pipeline.plan(targets, args.force, worker_count(options["workers"], options["backend"]))
-            announcement = _announce(plan)
+            plan = self.pipeline.plan(targets, options.force, options.worker_count)
+            announcement = announce(plan)
             if announcement:
                 print(announcement)
             listener = self._display(background=args.background, text_only=args.no_widget)
             if args.background:
-                self._background = self.pipeline.start(targets, listeners=[listener], plan=plan, **options)
+                self._background = self.pipeline.start(targets, listeners=[listener], plan=plan, **keywords)
                 print("nbpar: running in the background: %parstatus, %parwait, %parcancel.")
             else:
-                self.pipeline.run(targets, listeners=[listener], plan=plan, **options)
+                self.pipeline.run(targets, listeners=[listener], plan=plan, **keywords)
         except (GraphError, PlanError) as e:
             raise UsageError(str(e)) from None
 
@@ -573,29 +516,3 @@ class NbparMagics(Magics):
         if len(text) > self._text_shown:
             print(text[self._text_shown :], end="")
             self._text_shown = len(text)
-
-    def _describe(self, step: Step) -> str:
-        reads = self.pipeline.graph.read_labels(step.name)
-        deps = sorted(self.pipeline.graph.dependencies_of(step.name))
-        fan = f" | over {step.over}" if step.over else ""
-        if step.changes:
-            fan += f" | changes {', '.join(sorted(step.changes))} in place"
-        if step.effects:
-            fan += f" | in notebook order: it {', '.join(EFFECT_LABELS[k] for k in sorted(step.effects))}"
-        if step.in_kernel and step.backend is None:
-            fan += " | runs in the kernel" + (" (it uses IPython)" if step.uses_ipython else "")
-        return (
-            f"step {step.name}: reads {', '.join(reads) or '-'}"
-            f" | writes {', '.join(sorted(step.writes)) or '-'}"
-            f" | after {', '.join(deps) or '-'}{fan}"
-        )
-
-    def _describe_plan(self, plan: Plan) -> str:
-        stale = set(plan.stale)
-        lines = [f"nbpar plan: {len(stale)} of {len(plan.order)} steps to run"]
-        for name in plan.order:
-            state = "run       " if name in stale else "up to date"
-            deps = sorted(plan.deps[name])
-            why = f": {plan.reasons[name]}" if name in plan.reasons else ""
-            lines.append(f"  {state}  {name}" + (f"  (after {', '.join(deps)})" if deps else "") + why)
-        return "\n".join(lines)

@@ -19,26 +19,27 @@ in a pass, only for steps that still look up to date).
 from __future__ import annotations
 import __future__
 
+import contextlib
 import functools
+import math
 import operator
 import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import loky
-
+from . import auto
 from .analysis import CellNames, Function, analyze, is_builtin
 from .backends import Backend, make_backend
 from .effects import Effect, binding_of, changed, effects, qualnames
-from .errors import RunError
+from .errors import PlanError, RunError
 from .events import Listener, subscribers
 from .fingerprint import Fingerprints
-from .graph import BACKENDS, BackendName, Graph, GraphError, Step
-from .partition import MERGES
+from .graph import BackendName, Graph, GraphError, Step, nearest_above
+from .options import RunOptions
 from .records import RunResult
 from .scheduler import ABOVE, MISSING, Plan, Scheduler, frozen_heap
-from .sharing import end_run, pickle_problem
+from .sharing import pickle_problem
 from .worker import compile_step, unsendable_input, with_globals
 
 # the compiler flags of `from __future__ import ...`: the only flags a step compiles with
@@ -49,10 +50,6 @@ FUTURE_FLAGS = functools.reduce(
 _last_run: RunResult | None = None
 
 
-class PlanError(ValueError):
-    """A run cannot start: the message names the step and the variable."""
-
-
 def _check_step_name(name: object) -> None:
     """Raise GraphError unless `name` is a Python identifier: it is written
     bare in `%parrun NAME` and `--after NAME`, and shown in `<step NAME>`."""
@@ -61,48 +58,6 @@ def _check_step_name(name: object) -> None:
             f"{name!r} is not a valid step name: a step name is a Python identifier "
             "(letters, digits and '_', not starting with a digit), such as load_data."
         )
-
-
-def _check_fan_out(step: Step) -> None:
-    """Raise GraphError for fan-out options that cannot work."""
-    name = step.name
-    if step.over is None:
-        options = (("--slices", step.slices), ("--slice-size", step.slice_size), ("--filter", step.filter))
-        given = [option for option, value in options if value is not None]
-        if step.merge != (("*", "auto"),):
-            given.append("--merge")
-        if given:
-            raise GraphError(f"step '{name}': {', '.join(given)} needs --over VAR, the input to fan out over.")
-        return
-    if step.over not in step.reads:
-        reads = ", ".join(sorted(step.reads)) or "nothing"
-        raise GraphError(
-            f"step '{name}': --over {step.over}, but the step does not read `{step.over}` (it reads {reads}). "
-            "Fan out over an input the cell uses."
-        )
-    others = sorted(step.changes - {step.over})
-    if others:
-        listed = ", ".join(f"`{n}`" for n in others)
-        raise GraphError(
-            f"step '{name}': --over {step.over}, and the step changes {listed} in place: each slice would "
-            f"change a copy of its own, and no merge of those is what one run of the cell leaves. Make "
-            f"{'it' if len(others) == 1 else 'them'} in the step, or change {'it' if len(others) == 1 else 'them'} "
-            "in a step of its own without --over."
-        )
-    if step.slices is not None and step.slice_size is not None:
-        raise GraphError(f"step '{name}': give --slices or --slice-size, not both.")
-    for option, value in (("--slices", step.slices), ("--slice-size", step.slice_size)):
-        if value is not None and value < 1:
-            raise GraphError(f"step '{name}': {option} must be at least 1, not {value}.")
-    if step.filter is not None and not step.filter.isidentifier():
-        raise GraphError(f"step '{name}': --filter {step.filter!r}: name a function defined in the notebook.")
-    for output, how in step.merge:
-        if how not in MERGES and not how.isidentifier():
-            raise GraphError(
-                f"step '{name}': --merge {how!r}: choose {', '.join(MERGES)}, or name a function in the notebook."
-            )
-        if output != "*" and output not in step.writes:
-            raise GraphError(f"step '{name}': --merge {output}={how}, but the step does not write `{output}`.")
 
 
 # what to do instead of a magic that binds names in the notebook's namespace
@@ -170,20 +125,18 @@ def _names_of(name: str, source: str, first_line: int, flags: int) -> CellNames:
     return names
 
 
-def _check_limits(where: str, timeout: float | None, retries: int | None) -> None:
-    """Raise GraphError for a timeout or retry count that cannot work. An
-    infinite timeout is no limit (on a step: even if the run sets one)."""
-    if timeout is not None and not timeout > 0:  # NaN too
-        raise GraphError(f"{where}--timeout must be a number of seconds above 0 (inf: no limit), not {timeout}.")
-    if retries is not None and retries < 0:
-        raise GraphError(f"{where}--retries must be 0 or more, not {retries}.")
-
-
 def _backend_of(step: Step, run_backend: BackendName) -> BackendName:
     """Where `step` runs: its own backend, else in the kernel if it uses
     IPython or changes state only the kernel keeps (`Step.in_kernel`), else
     the run's."""
     return step.backend or ("inline" if step.in_kernel else run_backend)
+
+
+def _measured(steps: Mapping[str, Step], result: RunResult) -> Iterator[tuple[str, auto.Measure]]:
+    """What `result` measured of its steps that ran on a process (and succeeded), for --backend auto."""
+    for name, record in result.steps.items():
+        if record.backend == "process" and record.status == "done" and record.duration is not None:
+            yield name, auto.Measure(steps[name].source, record.duration, record.gil)
 
 
 class _Bindings(Mapping[str, "str | None"]):
@@ -212,12 +165,6 @@ class _Bindings(Mapping[str, "str | None"]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-def worker_count(workers: int | None, backend: BackendName) -> int:
-    """The workers a run has: `workers`, else one inline, else the CPU count
-    (also the default number of slices of a fanned-out step)."""
-    return workers or (1 if backend == "inline" else loky.cpu_count())
 
 
 def _same_slicing(a: Step, b: Step, workers: int | None) -> bool:
@@ -305,6 +252,7 @@ class Pipeline:
         self._memos: dict[str, _Memo] = {}
         self._holders: dict[str, str] = {}  # name -> the step whose version the namespace has (it committed it)
         self._durations: dict[str, float] = {}  # seconds a unit of each step took when it last ran
+        self._measures: dict[str, auto.Measure] = {}  # each step's last run on a process (--backend auto)
         self._backends: dict[tuple[str, int], Backend] = {}
         self.active: RunHandle | None = None  # the run going on, if any
 
@@ -341,45 +289,35 @@ class Pipeline:
         and nothing else, as an ordinary cell would.
         """
         _check_step_name(name)
-        if backend is not None and backend not in BACKENDS:
-            raise GraphError(f"step '{name}': unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
         flags &= FUTURE_FLAGS
         names = _names_of(name, source, first_line, flags)
         merges = tuple((merge if isinstance(merge, Mapping) else {"*": merge}).items())
         changes, copies, kinds = self._in_place(name, names)
-        step = Step(
+        step = Step(  # (checks its options: GraphError)
             name,
             source,
             (names.reads - names.deferred) | changes,  # (what only its functions' bodies read, their callers need)
             names.writes | changes,
-            tuple(after),
-            backend,
-            first_line,
-            header,
-            over,
-            slices,
-            slice_size,
-            filter,
-            merges,
-            timeout,
-            retries,
-            flags,
-            names.deletes,
-            names.functions,
-            changes,
-            copies,
-            kinds,
-            names.imports,
+            after=tuple(after),
+            backend=backend,
+            first_line=first_line,
+            header=header,
+            over=over,
+            slices=slices,
+            slice_size=slice_size,
+            filter=filter,
+            merge=merges,
+            timeout=timeout,
+            retries=retries,
+            flags=flags,
+            deletes=names.deletes,
+            functions=names.functions,
+            changes=changes,
+            copies=copies,
+            effects=kinds,
+            imports=names.imports,
             always=names.always,
         )
-        _check_fan_out(step)
-        _check_limits(f"step '{name}': ", timeout, retries)
-        if step.uses_ipython and backend == "process":
-            raise GraphError(
-                f"step '{name}' uses IPython (a %magic, !command or get_ipython()), which a worker process does "
-                "not have: drop --backend process (such a step runs in the kernel), or move that line to an "
-                "ordinary cell."
-            )
         self.graph.add(step)
         return step
 
@@ -417,9 +355,8 @@ class Pipeline:
         """The step nearest above step `name` (registered or not: at the
         end) that writes `var`, if any."""
         position = self.graph.position()
-        here = position.get(name, len(position))
-        above = [w for w in self.graph.writers().get(var, ()) if position[w] < here]
-        return self.steps[max(above, key=position.__getitem__)] if above else None
+        nearest = nearest_above(self.graph.writers().get(var, ()), position, position.get(name, len(position)))
+        return self.steps[nearest] if nearest is not None else None
 
     def forget(self, name: str) -> None:
         """Drop step `name`; its outputs stay in the namespace (a run going
@@ -428,6 +365,7 @@ class Pipeline:
         self._memos.pop(name, None)
         self._holders = {var: step for var, step in self._holders.items() if step != name}
         self._durations.pop(name, None)
+        self._measures.pop(name, None)
 
     @property
     def steps(self) -> dict[str, Step]:
@@ -436,7 +374,7 @@ class Pipeline:
     # -- planning -----------------------------------------------------------
     def plan(self, targets: Iterable[str] = (), force: bool = False, workers: int | None = None) -> Plan:
         """Which steps a run of `targets` involves, which of them are stale,
-        and why each stale one runs; `workers`: the run's (`worker_count`),
+        and why each stale one runs; `workers`: the run's (`RunOptions.worker_count`),
         if known, to chain fanned-out steps that spell out the default."""
         self.graph.validate()
         order = self.graph.select(targets)
@@ -579,20 +517,28 @@ class Pipeline:
                 return value
         return self.namespace.get(var, MISSING)
 
-    def _check_sendable(self, plan: Plan, external: dict[str, Any], where: Mapping[str, BackendName]) -> None:
+    def _check_sendable(
+        self, plan: Plan, external: dict[str, Any], where: dict[str, BackendName], placed: dict[str, str]
+    ) -> None:
         """Raise PlanError if a notebook input of a stale process step cannot
         be pickled, before anything runs (not when the step is dispatched,
-        after its upstream steps ran). Each value is pickled once, its large
-        buffers (NumPy's, pandas') left out: the cost is that of its Python
-        objects (see sharing.pickle_problem)."""
-        checked: set[str] = set()
+        after its upstream steps ran); a step `--backend auto` placed on a
+        process goes to a thread instead (`where` and `placed` say so). Each
+        value is pickled once, its large buffers (NumPy's, pandas') left out:
+        the cost is that of its Python objects (see sharing.pickle_problem)."""
+        problems: dict[str, str | None] = {}
         for name in plan.stale:
             step = self.steps[name]
             if where[name] != "process":
                 continue
-            for var in sorted(external.keys() & set(step.sent(plan.sources[name])) - checked):
-                checked.add(var)
-                problem = pickle_problem(external[var])
+            for var in sorted(external.keys() & set(step.sent(plan.sources[name]))):
+                if var not in problems:
+                    problems[var] = pickle_problem(external[var])
+                problem = problems[var]
+                if problem and name in placed:
+                    where[name] = "thread"
+                    placed[name] = f"it reads `{var}`, which cannot be sent to a process ({problem})"
+                    break
                 if problem:
                     raise PlanError(unsendable_input(name, var, external[var], problem))
 
@@ -620,13 +566,10 @@ class Pipeline:
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
-        with frozen_heap():
-            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
-            self.active = handle = RunHandle(scheduler)
-            try:
-                result = scheduler.run()
-            finally:
-                self._end_run(handle)
+        options = RunOptions(workers, backend, force, fail_fast, timeout, retries)
+        run = self._open(targets, options, listeners, plan)
+        with self._running(run):
+            result = run._scheduler.run()
         if check and not result.ok:
             raise RunError(result)
         return result
@@ -646,9 +589,8 @@ class Pipeline:
     ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
-        with frozen_heap():
-            scheduler = self._scheduler(targets, workers, backend, force, fail_fast, timeout, retries, listeners, plan)
-        self.active = run = RunHandle(scheduler)
+        options = RunOptions(workers, backend, force, fail_fast, timeout, retries)
+        run = self._open(targets, options, listeners, plan)
         threading.Thread(target=self._run_in_background, args=(run,), name="nbpar-run", daemon=True).start()
         return run  # not self.active: a quick run may have ended and cleared it already
 
@@ -656,69 +598,111 @@ class Pipeline:
         """Raise PlanError if a run is going on: one run at a time."""
         if self.active is not None:
             r = self.active.result
-            done = sum(1 for s in r.steps.values() if s.status in ("done", "up-to-date"))
             raise PlanError(
-                f"a run is going on ({done} of {len(r.steps)} steps done, for {r.wall:.0f}s): "
+                f"a run is going on ({r.succeeded} of {len(r.steps)} steps done, for {r.wall:.0f}s): "
                 "wait for it with %parwait (Pipeline.active.wait()), or stop it with %parcancel."
             )
 
-    def _run_in_background(self, run: RunHandle) -> None:
+    def _open(
+        self, targets: Iterable[str], options: RunOptions, listeners: Iterable[Listener], plan: Plan | None
+    ) -> RunHandle:
+        """Check and set up a run (PlanError, GraphError: nothing started);
+        it is this pipeline's active run from now until `_running` ends it."""
+        with frozen_heap():
+            scheduler = self._scheduler(targets, options, listeners, plan)
+        self.active = run = RunHandle(scheduler)
+        return run
+
+    @contextlib.contextmanager
+    def _running(self, run: RunHandle) -> Iterator[None]:
+        """The life of `run` once opened, blocking or in the background: the
+        heap frozen while its scheduler runs (frozen_heap), then, however it
+        ended, its end (`_end_run`)."""
         try:
             with frozen_heap():
-                run._scheduler.run()
+                yield
         finally:
             self._end_run(run)
 
+    def _run_in_background(self, run: RunHandle) -> None:
+        with self._running(run):
+            run._scheduler.run()
+
     def _end_run(self, run: RunHandle) -> None:
-        """After `run`'s scheduler returned: its shared files go, its records
-        are final, then waiters wake (whatever fails before)."""
+        """After `run`'s scheduler returned (its backends closed their runs:
+        the shared files written for its tasks are gone), its records are
+        final, then waiters wake (whatever fails before)."""
         try:
-            end_run(run._scheduler)  # the shared files written for its tasks go (sharing.py)
             self._durations.update((n, t) for n, t in run._scheduler.took.items() if n in self.steps)  # (not forgotten)
+            self._measures.update(_measured(run._scheduler.steps, run.result))
         finally:
             self.active = None
             run._end()
 
-    def _scheduler(
+    def check(
         self,
-        targets: Iterable[str],
-        workers: int | None,
-        backend: BackendName,
-        force: bool,
-        fail_fast: bool,
-        timeout: float | None,
-        retries: int,
-        listeners: Iterable[Listener],
-        plan: Plan | None,
+        targets: Iterable[str] = (),
+        *,
+        workers: int | None = None,
+        backend: BackendName = "process",
+        force: bool = False,
+        fail_fast: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+    ) -> Plan:
+        """What `run` with these arguments would do, checked as `run` checks
+        before it starts anything (the same errors: PlanError, GraphError);
+        runs nothing and changes nothing (`%parrun --dry-run`)."""
+        options = RunOptions(workers, backend, force, fail_fast, timeout, retries)
+        return self._checked(targets, options, None)[0]
+
+    def _checked(
+        self, targets: Iterable[str], options: RunOptions, plan: Plan | None
+    ) -> tuple[Plan, int, dict[str, Any], dict[str, BackendName], dict[str, str]]:
+        """Every check a run makes before it starts, in one place (its
+        options were checked when made): the run's plan, worker count,
+        notebook inputs, where each stale step runs and, for those `--backend
+        auto` placed, why."""
+        self.require_idle()
+        n = options.worker_count
+        plan = plan or self.plan(targets, options.force, n)
+        external = self._external_inputs(plan)
+        where = {name: _backend_of(self.steps[name], options.backend) for name in plan.stale}  # where each will run
+        placed = self._place(where, options)
+        self._check_sendable(plan, external, where, placed)
+        return plan, n, external, where, placed
+
+    def _place(self, where: dict[str, BackendName], options: RunOptions) -> dict[str, str]:
+        """Where each step `where` says is `auto` runs (auto.choose): changes
+        `where`; returns why, by step."""
+        placed: dict[str, str] = {}
+        for name, backend in where.items():
+            if backend == "auto":
+                step = self.steps[name]
+                limit = step.timeout if step.timeout is not None else options.timeout
+                limit = None if limit == math.inf else limit
+                where[name], placed[name] = auto.choose(step.source, self._measures.get(name), limit)
+        return placed
+
+    def _scheduler(
+        self, targets: Iterable[str], options: RunOptions, listeners: Iterable[Listener], plan: Plan | None
     ) -> Scheduler:
         global _last_run
-        self.require_idle()
-        if backend not in BACKENDS:
-            raise PlanError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
-        if workers is not None and workers < 1:
-            raise PlanError(f"--workers must be at least 1, not {workers}.")
-        try:
-            _check_limits("", timeout, retries)
-        except GraphError as e:
-            raise PlanError(str(e)) from None
-        n = worker_count(workers, backend)
-        plan = plan or self.plan(targets, force, n)
-        external = self._external_inputs(plan)
-        where = {name: _backend_of(self.steps[name], backend) for name in plan.stale}  # where each will run
-        self._check_sendable(plan, external, where)
+        plan, n, external, where, placed = self._checked(targets, options, plan)
         self._restore(plan)
         fingerprints = Fingerprints()  # for the run's commits: each object once
+        backend = options.backend
         scheduler = Scheduler(
             steps=dict(self.steps),  # a run keeps the steps it started with
             plan=plan,
             namespace=self.namespace,
-            backend_for=lambda step: self.backend(_backend_of(step, backend), n),
+            backend_for=lambda step: self.backend(where.get(step.name) or _backend_of(step, backend), n),
             backend_name=backend,
             workers=n,
             listeners=[*listeners, *subscribers()],  # nbpar.subscribe's, for every run
-            fail_fast=fail_fast,
-            timeout=timeout,
-            retries=retries,
+            fail_fast=options.fail_fast,
+            timeout=options.timeout,
+            retries=options.retries,
             on_commit=functools.partial(self._remember, fingerprints),
             external=external,
             versions=self.version,
@@ -727,6 +711,7 @@ class Pipeline:
         )
         for name, place in where.items():  # known from the start (the run's header says it)
             scheduler.result.steps[name].backend = place
+            scheduler.result.steps[name].placed = placed.get(name)
         _last_run = scheduler.result
         return scheduler
 
@@ -767,7 +752,10 @@ class Pipeline:
         return self._backends[key]
 
     def shutdown(self) -> None:
-        """Stop every worker this pipeline started."""
+        """This pipeline is done: its threads are let go, a run of its own
+        still going is stopped, and the shared process pool is stopped only
+        if no other pipeline uses processes (ProcessBackend.shutdown): a
+        pipeline's shutdown never stops another's workers."""
         for backend in self._backends.values():
             backend.shutdown()
         self._backends.clear()

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import loky
-
 from .graph import BackendName
+from .options import default_workers
 from .pipeline import Pipeline
 
 T = TypeVar("T")
@@ -33,7 +32,7 @@ def pmap(
     and last item) with the traceback of `func`.
     """
     values = list(items)
-    n = workers or loky.cpu_count()
+    n = workers or default_workers()
     pipeline = Pipeline({"func": func, "items": values})
     pipeline.add_step(
         "pmap",

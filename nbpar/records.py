@@ -11,6 +11,7 @@ from typing import Literal
 
 Status = Literal["waiting", "queued", "running", "done", "failed", "skipped", "cancelled", "up-to-date"]
 FINAL: frozenset[str] = frozenset({"done", "failed", "skipped", "cancelled", "up-to-date"})
+SUCCEEDED: frozenset[str] = frozenset({"done", "up-to-date"})  # what a successful run leaves every step
 
 
 @dataclass(slots=True)
@@ -34,6 +35,8 @@ class StepRecord:
     end: float | None = None
     worker: str | None = None  # "pid 1234", "thread nbpar_0" or "kernel"; fanned out: all its slices' workers
     backend: str | None = None
+    placed: str | None = None  # why --backend auto put it on its backend (auto.choose)
+    gil: float | None = None  # on a process: the share of its time it held the GIL (gil.py); fanned out: the mean
     # times it was handed to a worker: retries, and reruns after another
     # step's crash count; fanned out: the most of any of its slices
     attempts: int = 0
@@ -48,6 +51,11 @@ class StepRecord:
         if self.start is None or self.end is None:
             return None
         return self.end - self.start
+
+    @property
+    def slices_done(self) -> int:
+        """How many of its slices are done (fanned out; else 0)."""
+        return sum(1 for piece in self.slices if piece.status == "done")
 
 
 @dataclass
@@ -70,14 +78,28 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.status in ("done", "up-to-date") for r in self.steps.values())
+        return all(r.status in SUCCEEDED for r in self.steps.values())
 
     def by_status(self, status: Status) -> list[str]:
         return [n for n, r in self.steps.items() if r.status == status]
 
-    def __repr__(self) -> str:
-        counts: dict[str, int] = {}
+    def counts(self) -> dict[Status, int]:
+        """How many steps are in each status (the statuses no step is in left
+        out), in the order of the first step in each: the one place steps
+        are counted by status."""
+        counts: dict[Status, int] = {}
         for r in self.steps.values():
             counts[r.status] = counts.get(r.status, 0) + 1
-        summary = ", ".join(f"{v} {k}" for k, v in counts.items())
-        return f"<RunResult {self.wall:.2f}s on {self.workers} {self.backend} workers: {summary}>"
+        return counts
+
+    @property
+    def succeeded(self) -> int:
+        """How many steps are done or up to date (`SUCCEEDED`)."""
+        return sum(n for status, n in self.counts().items() if status in SUCCEEDED)
+
+    def summary(self) -> str:
+        """`3 done, 1 failed`: the counts, as the text display and `%parstatus` say them."""
+        return ", ".join(f"{n} {status}" for status, n in self.counts().items())
+
+    def __repr__(self) -> str:
+        return f"<RunResult {self.wall:.2f}s on {self.workers} {self.backend} workers: {self.summary()}>"

@@ -1,7 +1,12 @@
-"""The run loop: one ready queue of units, one owner of run state.
+"""The run loop: it opens steps, submits their units, settles what comes
+back and completes steps, and it alone owns the run's state.
 
 A *unit* is what a worker runs: a whole step, or one slice of a step fanned
-out with `--over` (key `(step, index)`, index None for a whole step).
+out with `--over` (key `(step, index)`, index None for a whole step). What
+the loop decides with, it asks pure modules: packing.py (which tasks to
+submit: batches, fused chains, probes), crashes.py (whom a crash is blamed
+on), fanout.py (slices, chains of slices, merging); what it submits to is a
+backend behind contract.py, whose name it never asks.
 
 Data flow::
 
@@ -12,7 +17,8 @@ Data flow::
         chained fan-out    -> (over an output of a fanned-out step A, same
                               slicing) unit i is ready as soon as A's slice i
                               is done; no merge and re-split in between
-      ready units --backend.submit([Task, ...])--> Future --done--> events queue
+      ready units --packing.pack--> tasks --backend.submit([Task, ...], run)
+        --> Future --done--> events queue
         (a slice of A and the open chained slices after it go as one task:
          one worker runs them back to back, nothing crosses to the kernel
          between them; so do batches of small units, those that took less
@@ -23,7 +29,8 @@ Data flow::
         ("start" when a worker takes the unit, "printing" before the first
          line of a unit that did not say so, "log" for printed lines; from
          worker processes through channel.py; an inline unit's: handled at once)
-      loop: events.get(timeout=0.1)  (short waits: Ctrl-C arrives at once)
+      loop: clock.next_event(events)  (waits POLL = 0.1 s at most: Ctrl-C
+            arrives at once, and deadlines are checked)
         unit ok      -> whole step: its outputs are its versions of those
                         names (kept for the steps below it that read them:
                         a unit's inputs are the versions of the steps above
@@ -31,24 +38,91 @@ Data flow::
                         writes go into the namespace, all together
                         slice: kept; when every slice is done, the outputs
                         are merged in slice order and written the same way
-        unit error   -> the step fails (naming the slice), writes nothing;
-                        what depends on it is skipped (fail-fast: all stops)
-        worker crash -> see below
+        unit error   -> retried (--retries), else the step fails (naming
+                        the slice), writes nothing; what depends on it is
+                        skipped (fail-fast: all stops)
+        worker crash -> crashes.isolate: culprits fail (or retry), suspects
+                        run again alone, the innocent run again
+        past timeout -> the worker is stopped (backend.stop_worker), or, if
+                        it cannot be (a thread), the unit is abandoned
       a step *completes* when its outputs are written: dependents may open.
 
-Only `run()`'s loop (in one thread) changes the `RunResult` and the
-namespace; backends and their threads only put items on the events queue.
-An inline unit runs in the loop's thread, inside its submit: its reports are
-handled at once, there (so its start and lines are shown live), outside the
-unit's output capture. Listeners get an event after each change.
+Ready units wait in one of four lists, not one queue: `_ready` (to submit
+at the next chance), `_held` (on a backend with shared fate, while a
+suspect runs alone there), `_suspects` (run one at a time, alone) and
+`_deferred` (of unknown duration, while the probes are out). A step still
+starts the moment its last dependency finishes, never layer by layer.
 
-A dead worker process fails every unit in flight in the pool with
-`WorkerCrash`, the innocent with the culprit. Of each task, only the last
-unit its worker took can be the culprit. When only one is, it is the
-culprit. Otherwise all of them become suspects and are run again one at a
-time, alone in the pool (other process units wait; thread and inline units
-go on): a suspect that crashes alone is the culprit. The units of a crashed
-batch are run again one per task, so the next crash names its unit.
+Only `run()`'s loop (in one thread) changes the run's state, the
+`RunResult` and the namespace; backends and their threads only put items on
+the events queue (`_put`). An inline unit runs in the loop's thread, inside
+its submit: its reports are handled at once, there (so its start and lines
+are shown live), outside the unit's output capture. Listeners get an event
+after each change.
+
+State (every container of a Scheduler; "loop" is its thread; no other
+thread changes any of them but `_events`, through `_put`):
+
+    container          holds                                      changed by
+    ---------          -----                                      ----------
+    result             the RunResult: a record per step, slices   the loop
+    namespace          the notebook's names: outputs go in         _complete,
+                                                                  _settle_unbound
+    holders            name -> the step whose version the          _complete,
+                       namespace has (the pipeline's)              _settle_unbound
+    _events            ("report", ...), ("done", future),         any thread (_put);
+                       ("cancel",): what the loop waits for        the loop takes
+    _over              the run ended: _put drops what comes late   _release
+    _runs              backend -> its BackendRun (open_run)        _submit opens,
+                                                                  _close_runs closes
+    _step_backends     step -> backend_for(step), asked once        _backend
+    _flights           id(future) -> _Flight: a task in flight     _submit adds;
+                                                                  _loop, _drop,
+                                                                  _stop_all remove
+    _ready             units to submit at the next _submit_ready   _open_if_ready,
+                                                                  _unit_done,
+                                                                  _unit_failed,
+                                                                  _crashed, _expire
+    _held              units of a shared-fate backend waiting      _submit_ready
+                       while a suspect runs alone there
+    _suspects          units a crash could not clear: run alone    _crashed adds,
+                                                                  _submit_ready takes
+    _deferred          units of unknown duration, waiting for      _submit_ready
+                       the probes (packing.pack)
+    _probes            probes in flight                            _submit, _settle,
+                                                                  _drop, _stop_all
+    _queued            units submitted and not yet given back      _mark_queued adds;
+                                                                  _settle, _crashed,
+                                                                  _expire, _submit
+    _started           of those, the ones a worker took ("start")  _reported adds;
+                                                                  _settle, _crashed,
+                                                                  _expire
+    _received          unit -> characters of output shown live     _reported, _unit_done
+    _opened            steps opened (fused ones too)               _open_if_ready,
+                                                                  _fuse, _unfuse
+    _waiting           step -> the steps it still waits for        _complete
+    _children          step -> the steps waiting for it (fixed)    __post_init__
+    _followers         step -> the steps chained to it (fixed)     __post_init__
+    _fans              fanned-out step -> fanout.Fan: its slices   _open_if_ready,
+                                                                  _unit_done, _mark_queued
+                                                                  (and resubmissions)
+    _made              step -> (outputs, deleted) in this run      _complete
+    _estimates         packing.Estimates: how long units take      _unit_done (learn)
+                       (`took` is its dict: the pipeline keeps it)
+    _unbatched         steps whose batch or fused chain crashed    _crashed
+    _fused             steps fused behind the one they wait for,   _fuse, _settle,
+                       not back yet                                _unfuse
+    _failures          unit -> failed attempts (--retries)         _unit_failed
+    _fail_count        steps failed so far (see _submit_ready)     _fail
+    _deadlines         unit -> when the loop stops it (timeout)    _reported adds;
+                                                                  _settle, _crashed,
+                                                                  _expire, _stop_all
+    _killed            unit -> its error: its worker was stopped   _expire adds,
+                       past its timeout                            _crashed takes
+    _took_last         worker -> the unit it took last ("start",   _reported
+                       "printing"): when it takes the next, that
+                       one's deadline goes
+    _failed_listeners  listeners that raised (reported once)       _emit
 """
 
 from __future__ import annotations
@@ -57,9 +131,7 @@ import builtins
 import collections
 import gc
 import logging
-import math
 import queue
-import statistics
 import sys
 import threading
 import time
@@ -70,7 +142,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .backends import Backend, WorkerCrash, kill_worker
+from . import crashes, fanout, packing
+from .capture import notebook_log_format, outside_step
+from .contract import Backend, BackendRun, Outcome, PicklingProblem, Task, WorkerCrash
 from .events import (
     Event,
     Listener,
@@ -82,23 +156,18 @@ from .events import (
     StepLog,
     StepStarted,
 )
+from .fanout import Fan, FanError
 from .graph import Step
-from .partition import MERGES, MergeError, Slice, SliceError, listed_note, merge, split
+from .packing import SMALL
+from .partition import SliceError
 from .records import RunResult, SliceRecord, StepRecord
-from .worker import (
-    Outcome,
-    PicklingProblem,
-    Task,
-    is_ipython_display,
-    kernel_home,
-    notebook_log_format,
-    outside_step,
-    with_globals,
-)
+from .worker import is_ipython_display, kernel_home, with_globals
 
 Commit = Callable[[Step, dict[str, Any], dict[str, Any], tuple[str, ...]], None]  # (step, inputs, outputs, deleted)
 Versions = Callable[[str, str], Any]  # (step, name) -> the version of `name` that step left, or ABOVE
 Key = tuple[str, int | None]  # (step, slice index or None for a whole step)
+
+POLL = 0.1  # seconds the loop waits for an event before it looks at the deadlines
 
 
 @dataclass
@@ -122,14 +191,24 @@ class Plan:
     above: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-@dataclass
-class _Fan:
-    """The slices of a fanned-out step in this run."""
+class Clock:
+    """The loop's sense of time: `now()` (monotonic seconds) for timeouts'
+    deadlines, and `next_event(events)`, the next item on the events queue,
+    or None after POLL seconds without one. A test gives the loop a virtual
+    clock (tests/fake_backend.py), so that durations and timeouts need no
+    waiting."""
 
-    count: int | None = None  # known when the step (or its chain parent) opens
-    slices: dict[int, Slice] = field(default_factory=dict)  # split here (not chained)
-    done: dict[int, Outcome] = field(default_factory=dict)
-    submitted: set[int] = field(default_factory=set)
+    def now(self) -> float:
+        return time.monotonic()
+
+    def next_event(self, events: queue.Queue[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+        try:
+            return events.get(timeout=POLL)
+        except queue.Empty:
+            return None
+
+
+WALL_CLOCK = Clock()
 
 
 @dataclass
@@ -139,7 +218,7 @@ class _Flight:
     keys: list[Key]
     future: Future[list[Outcome]]
     backend: Backend
-    solo: bool = False
+    solo: bool = False  # a suspect, alone on its backend
     probe: bool = False  # a unit of unknown duration, sent to learn how long units take
     batch: bool = False  # independent small units (else one unit and the chained slices after it)
 
@@ -161,6 +240,7 @@ class Scheduler:
     versions: Versions | None = None  # what the steps that do not run in this run left (Pipeline.version)
     holders: MutableMapping[str, str] = field(default_factory=dict)  # name -> the step whose version the namespace has
     durations: Mapping[str, float] = field(default_factory=dict)  # seconds a unit of a step took last time
+    clock: Clock = WALL_CLOCK
 
     def __post_init__(self) -> None:
         self.listeners = tuple(self.listeners)
@@ -179,33 +259,35 @@ class Scheduler:
         self._log_level = logging.getLogger().getEffectiveLevel()  # the kernel's, for steps' `logging` calls
         self._log_format = notebook_log_format()  # and how the kernel formats them
         self._home = kernel_home()  # the working directory and sys.path every step starts with
+        # The state: see the table at the top of this module.
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._over = False  # the run has ended: what comes late is dropped
+        self._over = False
         self._over_lock = threading.Lock()  # guards _over, and puts on _events against the last drain
-        self._loop_thread: int | None = None  # the thread running run()'s loop
-        self._flights: dict[int, _Flight] = {}  # by id of the flight
+        self._runs: dict[Backend, BackendRun] = {}
+        self._step_backends: dict[str, Backend] = {}
+        self._flights: dict[int, _Flight] = {}
         self._ready: list[Key] = []
-        self._held: list[Key] = []  # ready process units waiting for a solo suspect
+        self._held: list[Key] = []
         self._suspects: list[Key] = []
-        self._queued: set[Key] = set()  # units submitted and not yet given back
-        self._started: set[Key] = set()  # those of them a worker has taken
-        self._received: dict[Key, int] = {}  # characters of output reported live, per unit
-        self._opened: set[str] = set()
-        self.took: dict[str, float] = {}  # seconds a unit of each step took in this run
-        self._typical: float | None = None  # a typical unit's seconds in this run, once known
-        self._finished: list[float] = []  # the first units' seconds, to learn _typical
-        self._probes = 0  # units of unknown duration in flight
+        self._deferred: collections.deque[Key] = collections.deque()
+        self._probes = 0
         self._probe_limit = 2 * self.workers
-        self._deferred: collections.deque[Key] = collections.deque()  # waiting for _typical
-        self._unbatched: set[str] = set()  # steps whose batch crashed: one task per unit from then on
-        self._fused: set[str] = set()  # small steps sent in the task of the step they wait for, not back yet
-        self._failures: dict[Key, int] = {}  # failed attempts per unit (what --retries counts)
-        self._deadlines: dict[Key, float] = {}  # units started with a timeout: when the kernel steps in
-        self._killed: dict[Key, str] = {}  # timed-out units whose worker process was killed: their error
-        self._step_backends: dict[str, Backend] = {}  # backend_for(step), asked once per step
-        self._failed_listeners: set[int] = set()  # those that raised in this run (by position): reported once
-        self._fans = {n: _Fan() for n in self.plan.stale if self.steps[n].over}
-        self._made: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # step -> (outputs, deleted), this run
+        self._queued: set[Key] = set()
+        self._started: set[Key] = set()
+        self._received: dict[Key, int] = {}
+        self._opened: set[str] = set()
+        self._fans = {n: Fan() for n in self.plan.stale if self.steps[n].over}
+        self._made: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
+        self._estimates = packing.Estimates(self.durations, self._probe_limit)
+        self.took = self._estimates.took  # seconds a unit of each step took in this run
+        self._unbatched: set[str] = set()
+        self._fused: set[str] = set()
+        self._failures: dict[Key, int] = {}
+        self._fail_count = 0
+        self._deadlines: dict[Key, float] = {}
+        self._took_last: dict[str, Key] = {}
+        self._killed: dict[Key, str] = {}
+        self._failed_listeners: set[int] = set()
         deps = self.plan.deps
         if len(stale) == len(deps):  # (a forced run, or a first one: every step runs)
             self._waiting = {n: set(deps[n]) for n in self.plan.stale}
@@ -225,7 +307,6 @@ class Scheduler:
         """Run the plan to its end (or Ctrl-C, or `cancel()`); return the
         records. Mutates the namespace (outputs) and nothing else outside
         itself. Runs in the calling thread."""
-        self._loop_thread = threading.get_ident()
         self._emit(RunStarted(self.result, tuple(self.plan.order), self.result.deps))
         try:
             for name in self.plan.stale:
@@ -236,8 +317,7 @@ class Scheduler:
             self.result.interrupted = True
             self._stop_all("the run was interrupted")
         finally:
-            for backend in {id(b): b for b in self._step_backends.values()}.values():
-                backend.release()  # (a process pool held for the run: others may use it now)
+            self._close_runs()  # (a process pool held for the run: others may use it now)
             self.result.end = time.time()
             self._emit(RunFinished(self.result))
             self._release()
@@ -252,6 +332,13 @@ class Scheduler:
         with self._over_lock:
             if not self._over:
                 self._events.put(item)
+
+    def _close_runs(self) -> None:
+        """The run is over on every backend it used: each lets go of what it
+        held for it (and the runs, which hold this scheduler's report, go)."""
+        runs, self._runs = self._runs, {}
+        for backend, run in runs.items():
+            backend.close_run(run)
 
     def _release(self) -> None:
         """The run is over: drop what it held for its units (the notebook's
@@ -270,13 +357,13 @@ class Scheduler:
 
     # -- the loop ---------------------------------------------------------
     def _loop(self) -> None:
+        next_event, events = self.clock.next_event, self._events
         while True:
             self._submit_ready()
             if not self._flights:
                 return
-            try:
-                item = self._events.get(timeout=0.1)
-            except queue.Empty:
+            item = next_event(events)
+            if item is None:
                 self._check_deadlines()
                 continue
             if item[0] == "report":
@@ -307,13 +394,11 @@ class Scheduler:
             fan.count = self._fans[parent].count
             self._ready.extend((name, i) for i in self._fans[parent].done)
         else:
+            assert step.over is not None
             try:
-                fan.slices = {s.index: s for s in self._split(step)}
-            except SliceError as e:
-                self._fail(name, f"step '{name}': {e}\n")
-                return
-            except Exception as e:  # the --filter function raised
-                self._fail(name, f"step '{name}': --filter {step.filter} raised {type(e).__name__}: {e}\n")
+                fan.slices = fanout.split_input(step, self._input(name, step.over), self.workers, self._functions(step))
+            except FanError as e:
+                self._fail(name, str(e))
                 return
             fan.count = len(fan.slices)
             self._ready.extend((name, i) for i in fan.slices)
@@ -325,13 +410,10 @@ class Scheduler:
         for follower in self._followers.get(name, ()):
             self._open_if_ready(follower)
 
-    def _split(self, step: Step) -> list[Slice]:
-        assert step.over is not None
-        value = self._input(step.name, step.over)
-        keep = self._function(step.filter, step, "--filter") if step.filter else None
-        if step.slices is None and step.slice_size is None:
-            return split(value, name=step.over, slices=self.workers, keep=keep)
-        return split(value, name=step.over, slices=step.slices, slice_size=step.slice_size, keep=keep)
+    def _functions(self, step: Step) -> Callable[[str, str], Callable[..., Any]]:
+        """The notebook's functions `step` names (--filter, --merge), by name
+        and option: for fanout.py."""
+        return lambda name, option: self._function(name, step, option)
 
     def _function(self, name: str, step: Step, option: str) -> Callable[..., Any]:
         func = self._input(step.name, name)
@@ -341,112 +423,91 @@ class Scheduler:
             )
         return func  # type: ignore[no-any-return]
 
+    # -- submitting ---------------------------------------------------------
     def _submit_ready(self) -> None:
-        if self._deferred and (self._probes < self._probe_limit or self._typical is not None):
-            self._ready.extend(self._undefer())
-        if not (self._held or self._ready or self._suspects):
-            return  # the common case, once per event: keep it O(1)
+        """Submit what is ready: suspects alone first, then the ready units,
+        packed into tasks (packing.pack)."""
+        while True:
+            deferred = self._deferred
+            if deferred and (self._probes < self._probe_limit or self._estimates.typical is not None):
+                for _ in range(packing.undeferred(len(deferred), self._estimates, self._probe_limit - self._probes)):
+                    self._ready.append(deferred.popleft())
+            if not (self._held or self._ready or self._suspects):
+                return  # the common case, once per event: keep it O(1)
+            self._submit_pass()
+            # Deferred units wait for probes in flight; if a probe could not
+            # be sent after all (PicklingProblem), there may be none left.
+            if not (self._deferred and self._probes < self._probe_limit):
+                return
+
+    def _submit_pass(self) -> None:
         waiting = self._held + self._ready
         self._held, self._ready = [], []
-        while self._suspects and not self._process_in_flight():
+        while self._suspects and not self._shared_fate_in_flight():
             suspect = self._suspects.pop(0)
             if self._wanted(suspect):
-                self._submit(self._chain_from(suspect), solo=True)
+                backend = self._backend(suspect)
+                self._submit(self._chain_from(suspect, backend), backend, solo=True)
         isolating = bool(self._suspects) or any(f.solo for f in self._flights.values())
-        small: dict[int, list[Key]] = {}  # by backend
+        units: list[tuple[list[Key], Backend]] = []
         for key in waiting:
-            if not self._wanted(key):
+            # (a chained slice whose slice upstream is not done comes back
+            # when that is: in its chain, or ready after it)
+            if not self._wanted(key) or (key[1] is not None and self._needs_upstream(key)):
                 continue
-            if isolating and self._is_process(key):
+            backend = self._backend(key)
+            if isolating and backend.shared_fate:
                 self._held.append(key)
                 continue
-            keys = self._chain_from(key)
-            guess = self._estimate(key)
-            backend = self._backend(key)
-            if guess is None and backend.name != "inline":
-                if self._probes >= self._probe_limit:
-                    self._deferred.append(key)  # until the first units say how long units take
+            units.append((self._chain_from(key, backend) if key[1] is not None else [key], backend))
+        parcels, deferred = packing.pack(units, self._estimates, self._unbatched, self._probe_limit - self._probes)
+        self._deferred.extend(deferred)
+        failed = self._fail_count
+        for kind, keys, backend in parcels:
+            if self._fail_count != failed:  # a step failed as this pass submitted: what it skips is not wanted
+                keys = self._still_wanted(keys, batch=kind == packing.BATCH_OF_SMALL)
+                if not keys:
                     continue
-                self._probes += 1
-                self._submit(keys, probe=True)
-            elif len(keys) == 1 and guess is not None and guess < SMALL and key[0] not in self._unbatched:
-                small.setdefault(id(backend), []).append(key)
-            else:
-                self._submit(keys)
-        for keys in small.values():
-            self._submit_small(keys)
+            if kind == packing.FUSE:
+                keys = self._fuse(keys[0], backend)
+            self._submit(keys, backend, batch=kind == packing.BATCH_OF_SMALL, probe=kind == packing.PROBE)
 
-    def _undefer(self) -> list[Key]:
-        """Deferred units to submit now: all of them once units of this run
-        have said how long they take, else as many as may probe."""
-        if self._typical is not None:
-            keys, self._deferred = list(self._deferred), collections.deque()
-            return keys
-        free = max(0, self._probe_limit - self._probes)
-        return [self._deferred.popleft() for _ in range(min(free, len(self._deferred)))]
-
-    def _estimate(self, key: Key) -> float | None:
-        """How long unit `key` will take: its step's, from this run or the
-        last; or the typical unit of this run; None if nothing is known yet."""
-        name = key[0]
-        known = self.took.get(name, self.durations.get(name))
-        return known if known is not None else self._typical
-
-    def _submit_small(self, keys: list[Key]) -> None:
-        """Submit units that take less than SMALL each: in batches when there
-        are more than workers, each batch one task for one worker (as joblib
-        batches small tasks), small enough to keep every worker busy."""
-        workers = self._backend(keys[0]).workers
-        if len(keys) <= workers:
-            for key in keys:
-                self._submit(self._fused_after(key))
-            return
-        known: list[Key] = []
-        guessed: list[Key] = []  # only this run's typical unit says they are small
-        for k in keys:
-            (known if self._known(k[0]) else guessed).append(k)
-        for group, most in ((known, len(keys)), (guessed, GUESSED_BATCH)):
-            if not group:
-                continue
-            each = max(sum(self._estimate(k) or 0.0 for k in group) / len(group), 1e-6)
-            size = max(1, min(math.ceil(len(group) / (2 * workers)), int(BATCH / each), most))
-            for start in range(0, len(group), size):
-                self._submit(group[start : start + size], batch=True)
-
-    def _fused_after(self, key: Key) -> list[Key]:
-        """`key` and the small steps after it that wait for nothing else
-        (a chain of small steps: one task, one worker, no round trip to the
-        kernel between them). A step is fused behind the one before only if
-        it is the one step that the one before alone holds back: two such
-        steps could run side by side. (Others that wait for more, like a
-        join at the end of the chain, open when the task is back.)"""
-        keys = [key]
-        name, index = key
-        total = self._estimate(key) or 0.0
-        while index is None and len(keys) < FUSED_MAX:
-            held = [c for c in self._children.get(name, ()) if self._waiting[c] == {name}]
-            if len(held) != 1:
-                break
-            child = held[0]
-            guess = self._estimate((child, None)) if self._known(child) else None
-            if (
-                guess is None
-                or guess >= SMALL
-                or child in self._opened
-                or child in self._unbatched
-                or self.steps[child].over is not None
-                or self._waiting[child] != {name}
-                or self.result.steps[child].status != "waiting"
-                or self._backend((child, None)) is not self._backend(key)
-                or total + guess > BATCH
-            ):
-                break
-            total += guess
-            self._opened.add(child)  # it opens here, in the task of the step it waits for
-            self._fused.add(child)
-            keys.append((child, None))
-            name = child
+    def _still_wanted(self, keys: list[Key], batch: bool) -> list[Key]:
+        """Of `keys` (a batch, else a chain), those still to submit (a chain
+        stops at its first unit that is not)."""
+        if batch:
+            return [k for k in keys if self._wanted(k)]
+        for i, k in enumerate(keys):
+            if not self._wanted(k):
+                return keys[:i]
         return keys
+
+    def _fuse(self, key: Key, backend: Backend) -> list[Key]:
+        """`key` and the small steps fused behind it (packing.fuse), which
+        open here, in the task of the step they wait for."""
+        keys = packing.fuse(key, self._estimates, self._unbatched, lambda name: self._next_link(name, backend))
+        for child, _ in keys[1:]:
+            self._opened.add(child)
+            self._fused.add(child)
+        return keys
+
+    def _next_link(self, name: str, backend: Backend) -> str | None:
+        """The one step that `name` alone holds back, if it could go in the
+        same task after it: not open, not fanned out, waiting, on `backend`.
+        (Two such steps could run side by side; others that wait for more,
+        like a join at the end of a chain, open when the task is back.)"""
+        held = [c for c in self._children.get(name, ()) if self._waiting[c] == {name}]
+        if len(held) != 1:
+            return None
+        child = held[0]
+        if (
+            child in self._opened
+            or self.steps[child].over is not None
+            or self.result.steps[child].status != "waiting"
+            or self._backend((child, None)) is not backend
+        ):
+            return None
+        return child
 
     def _unfuse(self, key: Key) -> bool:
         """If `key` was fused behind the step it waits for, close it again (it
@@ -460,9 +521,6 @@ class Scheduler:
             self.result.steps[name].status = "waiting"
         return True
 
-    def _known(self, name: str) -> bool:
-        return name in self.took or name in self.durations
-
     def _wanted(self, key: Key) -> bool:
         """Whether `key` still has to be submitted: its step has not failed or
         been cancelled meanwhile, and the unit is neither in flight (say, in a
@@ -472,68 +530,66 @@ class Scheduler:
             return False
         return index is None or index not in self._fans[name].done
 
-    def _submit(self, keys: list[Key], solo: bool = False, batch: bool = False, probe: bool = False) -> None:
-        """Submit `keys` as one task for one worker: a unit and the open
-        chained slices that follow it, or (`batch`) independent small units."""
-        backend = self._backend(keys[0])
+    def _submit(
+        self, keys: list[Key], backend: Backend, solo: bool = False, batch: bool = False, probe: bool = False
+    ) -> None:
+        """Submit `keys` as one task for one worker of `backend`: a unit and
+        the open chained slices or fused steps that follow it, or (`batch`)
+        independent small units."""
+        run = self._runs.get(backend)
+        if run is None:
+            run = self._runs[backend] = backend.open_run(self._report_here if backend.inline else self._report)
         tasks: list[Task] = []
         made: dict[str, str] = {}
         for k in keys:
-            task = self._task(k, chained=bool(tasks) and not batch, made=made)
+            task = self._task(k, backend, chained=bool(tasks) and not batch, made=made)
             if not batch:
                 made.update(dict.fromkeys(self.steps[k[0]].writes, k[0]))
             # A small unit does not report its start (the outcome says when), but
             # the later slices of a chain do: if their worker dies, the last one
             # that started is the culprit. (A batch or fused chain that crashes
-            # is run again unit by unit instead.)
+            # is run again unit by unit instead: crashes.py.)
             if task.timeout is None and (
-                batch or ((not tasks or k[1] is None) and (self._estimate(k) or SMALL) < SMALL)
+                batch or ((not tasks or k[1] is None) and (self._estimates.estimate(k[0]) or SMALL) < SMALL)
             ):
                 task.report_start = False
             tasks.append(task)
             self._mark_queued(k, backend)
         try:
-            future = backend.submit(tasks, self._report)
+            future = backend.submit(tasks, run)
         except PicklingProblem as e:
             self._queued.difference_update(keys)
-            if probe:
-                self._probes -= 1
             fused = [k for k in keys[1:] if self._unfuse(k)]
             if batch or fused:  # find which: alone, the unit that cannot be sent fails
                 for k in keys if batch else keys[:1]:
-                    self._submit([k])
+                    self._submit([k], backend)
             else:
                 self._fail_unit(keys[0], str(e) + "\n")
             return
+        if probe:
+            self._probes += 1
         flight = _Flight(keys, future, backend, solo, probe, batch)
         self._flights[id(future)] = flight
         future.add_done_callback(self._on_done)
 
-    def _chain_from(self, key: Key) -> list[Key]:
+    def _chain_from(self, key: Key, backend: Backend) -> list[Key]:
         """`key` and, while the next chained step is open on the same
         backend, its slice of the same index (one worker runs them all)."""
-        keys = [key]
-        if key[1] is None or not self._followers.get(key[0]):
-            return keys
-        name, index = key
-        while index is not None:
-            nxt = [
-                f
-                for f in self._followers.get(name, ())
-                if f in self._opened
-                and index not in self._fans[f].submitted
-                and self._wanted((f, index))
-                and self._backend((f, index)) is self._backend(key)
-            ]
-            if not nxt:
-                break
-            name = nxt[0]
-            keys.append((name, index))
-            if (name, index) in self._ready:
-                self._ready.remove((name, index))
-        return keys
+        if key[0] not in self._followers:
+            return [key]
+        fans = self._fans
 
-    def _task(self, key: Key, chained: bool, made: Mapping[str, str]) -> Task:
+        def follows(name: str, index: int) -> bool:
+            return (
+                name in self._opened
+                and index not in fans[name].submitted
+                and self._wanted((name, index))
+                and self._backend((name, index)) is backend
+            )
+
+        return fanout.chain_after(key, self._followers, follows)
+
+    def _task(self, key: Key, backend: Backend, chained: bool, made: Mapping[str, str]) -> Task:
         """The task of unit `key`; `chained`: it follows the unit before it in
         the same task, and takes the inputs whose nearest source is in `made`
         (name -> the unit before it that writes it last) from them, in the
@@ -574,8 +630,8 @@ class Scheduler:
             home=self._home,
             display="display" in needed  # IPython's: a builtin in a kernel, or imported
             and is_ipython_display(inputs.get("display", getattr(builtins, "display", None))),
-            # (a worker process changes its own unpickled copies: nothing to copy)
-            copies=() if self._is_process(key) else tuple(sorted(step.copies)),
+            # (an isolated worker changes its own unpickled copies: nothing to copy)
+            copies=() if backend.isolated else tuple(sorted(step.copies)),
             functions=functions,
         )
 
@@ -597,6 +653,7 @@ class Scheduler:
             piece.attempts += 1
             record.attempts = max(record.attempts, piece.attempts)
 
+    # -- reports ------------------------------------------------------------
     def _reported(self, kind: str, name: str, index: int | None, payload: Any, here: bool = False) -> None:
         """A worker took a unit ("start"), a unit that did not say so
         prints its first line ("printing"), or a unit printed ("log").
@@ -613,6 +670,14 @@ class Scheduler:
         if (name, index) not in self._queued:
             return  # a start reported after the unit's result arrived
         worker, started = payload
+        took = self._took_last.get(worker)
+        if took != (name, index):
+            # A worker runs one unit at a time: the one it took before is
+            # over (in a chain or a batch, its task is not back yet). Its
+            # deadline is not this unit's.
+            if took is not None:
+                self._deadlines.pop(took, None)
+            self._took_last[worker] = (name, index)
         if kind == "printing":  # a unit that did not report its start prints: show it started first
             if (record.slices[index] if index is not None else record).status == "queued":
                 self._mark_running((name, index), worker, started)
@@ -620,8 +685,8 @@ class Scheduler:
         self._started.add((name, index))
         limit = self._timeout(self.steps[name])
         if limit is not None and not here:
-            grace = _GRACE.get(self._backend((name, index)).name, 0.0)
-            self._deadlines[(name, index)] = time.monotonic() + limit + grace
+            grace = self._backend((name, index)).grace
+            self._deadlines[(name, index)] = self.clock.now() + limit + grace
         self._mark_running((name, index), worker, started)
 
     def _mark_running(self, key: Key, worker: str, started: float) -> None:
@@ -639,6 +704,20 @@ class Scheduler:
             piece.status, piece.start, piece.worker = "running", started, worker
             self._emit(SliceStarted(self.result, name, index))
 
+    def _report(self, kind: str, step: str, index: int | None, payload: Any) -> None:
+        """A backend's report, from any thread: for the loop."""
+        self._put(("report", kind, step, index, payload))
+
+    def _report_here(self, kind: str, step: str, index: int | None, payload: Any) -> None:
+        """An inline backend's report: its unit runs in the loop's thread,
+        inside the loop's submit: shown now, not when the loop is back."""
+        with outside_step():
+            self._reported(kind, step, index, payload, here=True)
+
+    def _on_done(self, future: Future[list[Outcome]]) -> None:
+        self._put(("done", future))  # any thread
+
+    # -- versions -----------------------------------------------------------
     def _timeout(self, step: Step) -> float | None:
         return step.timeout if step.timeout is not None else self.timeout
 
@@ -693,17 +772,6 @@ class Scheduler:
                 self.namespace[var] = with_globals(value, self.namespace)
             self.holders[var] = source
 
-    def _report(self, kind: str, step: str, index: int | None, payload: Any) -> None:
-        if threading.get_ident() == self._loop_thread:
-            # an inline unit, running inside the loop's submit: shown now, not when the loop is back
-            with outside_step():
-                self._reported(kind, step, index, payload, here=True)
-        else:
-            self._put(("report", kind, step, index, payload))  # any other thread
-
-    def _on_done(self, future: Future[list[Outcome]]) -> None:
-        self._put(("done", future))  # any thread
-
     # -- outcomes -----------------------------------------------------------
     def _settle(self, flight: _Flight) -> None:
         if flight.probe:
@@ -724,9 +792,17 @@ class Scheduler:
         outcomes = flight.future.result()
         # A chain stops at its first failing slice: the slices after it were
         # not run, and their steps are skipped as dependents of the failure.
+        # A spent worker process (worker.execute_all) runs no more units: of
+        # those it did not run, the first and those of a batch are ready
+        # again (a chained or fused one comes back when the one before is done).
         self._started.difference_update(flight.keys)
-        for name, index in flight.keys[len(outcomes) :]:  # not run: may be submitted again (a retry upstream)
-            if not self._unfuse((name, index)):
+        for i, (name, index) in enumerate(flight.keys[len(outcomes) :], len(outcomes)):
+            if i == 0 or flight.batch:
+                if index is not None:
+                    self._fans[name].submitted.discard(index)
+                    self.result.steps[name].slices[index].status = "waiting"
+                self._ready.append((name, index))
+            elif not self._unfuse((name, index)):
                 assert index is not None
                 self._fans[name].submitted.discard(index)
                 self.result.steps[name].slices[index].status = "waiting"
@@ -743,7 +819,7 @@ class Scheduler:
         submitted before its commit."""
         name, index = key
         record = self.result.steps[name]
-        self._learn(name, outcome.end - outcome.start)
+        self._estimates.learn(name, outcome.end - outcome.start)
         late = self._overran(key, outcome)
         if late is not None:
             outcome = replace(outcome, outputs={}, deleted=(), error=late)
@@ -756,6 +832,7 @@ class Scheduler:
                 self._log(name, index, missed)
         if index is None:
             record.start, record.end, record.worker = outcome.start, outcome.end, outcome.worker
+            record.gil = outcome.gil
             if not outcome.ok:
                 self._unit_failed(key, outcome.error or "", outcome.final)
                 return
@@ -788,48 +865,27 @@ class Scheduler:
         took = outcome.end - outcome.start
         if not outcome.ok or limit is None or took <= limit:
             return None
-        why = _LATE.get(self._backend(key).name, "")
+        why = self._backend(key).late
         return (
             f"{_describe(key)} ran for {took:.1f}s, past its timeout of {limit:g}s (--timeout {limit:g}), and "
-            f"could not be stopped in time{why}. What it made is dropped.\n"
+            f"could not be stopped in time{f': {why}' if why else ''}. What it made is dropped.\n"
         )
-
-    def _learn(self, name: str, seconds: float) -> None:
-        self.took[name] = seconds
-        if self._typical is None:
-            self._finished.append(seconds)
-            if len(self._finished) >= self._probe_limit:
-                self._typical = statistics.median(self._finished)
 
     def _merge(self, name: str) -> None:
         """Every slice of `name` is done: merge each output in slice order."""
         step = self.steps[name]
         fan = self._fans[name]
         record = self.result.steps[name]
-        done = [fan.done[i] for i in range(len(fan.done))]
-        record.start = min(o.start for o in done)
-        record.end = max(o.end for o in done)
-        record.worker = ", ".join(sorted({o.worker for o in done}))
-        outputs: dict[str, Any] = {}
+        record.start, record.end, record.worker = fanout.span(fan)
+        shares = [o.gil for o in fan.done.values() if o.gil is not None]
+        record.gil = sum(shares) / len(shares) if shares else None
         try:
-            for var in step.outputs:
-                values = [o.outputs[var] for o in done if var in o.outputs]
-                if values:
-                    how = step.merge_for(var)
-                    func = how if how in MERGES else self._function(how, step, "--merge")
-                    outputs[var] = merge(var, values, func)
-                    note = listed_note(var, values, how, outputs[var])
-                    if note is not None:
-                        record.notes.append(note)
-        except (MergeError, SliceError) as e:
-            self._fail(name, f"step '{name}': {e}\n")
-            return
-        except Exception as e:
-            self._fail(name, f"step '{name}': merging its outputs failed: {type(e).__name__}: {e}\n")
+            outputs, deleted = fanout.merged(step, fan, self._functions(step), record.notes)
+        except FanError as e:
+            self._fail(name, str(e))
             return
         for note in record.notes:  # shown with the step's output (not part of it: record.output is the step's)
             self._emit(StepLog(self.result, name, f"nbpar: {note}\n"))
-        deleted = tuple(sorted({d for o in done for d in o.deleted}))
         inputs = {r: v for r in self.plan.sources[name] if (v := self._input(name, r)) is not MISSING}
         self._complete(name, outputs, deleted, inputs)
 
@@ -859,47 +915,35 @@ class Scheduler:
             if self.on_commit is not None:
                 self.on_commit(self.steps[name], inputs, outputs, deleted)
 
+    # -- crashes and timeouts -------------------------------------------------
     def _crashed(self, flight: _Flight, crash: WorkerCrash) -> None:
-        """A worker died: every unit in flight in the pool failed with it.
-        A unit whose worker the kernel killed (timeout) is the culprit, and
-        the others are innocent. Otherwise units no worker had taken are
-        innocent: run them again; of those taken (the last of each task), a
-        lone one is the culprit, several become suspects. Batches are run
-        again unbatched."""
-        cohort = [flight] + [f for f in self._flights.values() if f.backend is flight.backend]
+        """A worker died: the units in flight it failed (on a backend with
+        shared fate, every one in flight there) are judged by
+        crashes.isolate: culprits fail (or retry), suspects run again alone,
+        the innocent run again."""
+        backend = flight.backend
+        cohort = [flight]
+        if backend.shared_fate:
+            cohort += [f for f in self._flights.values() if f.backend is backend]
         for f in cohort[1:]:
             self._drop(f)
-        keys = [key for f in cohort for key in f.keys]
-        # A worker runs a flight's units one after another: of those it took,
-        # all but the last had finished. The units of a batch (or a fused
-        # chain) do not say when they start: they run again, one task each.
-        for f in cohort:
-            if f.batch or any(name in self._fused for name, _ in f.keys):  # nor a fused chain
-                self._unbatched.update(name for name, _ in f.keys)
-        taken = [(f, started) for f in cohort if not f.batch and (started := [k for k in f.keys if k in self._started])]
+        verdicts, unbatch = crashes.isolate(
+            [(f.keys, f.batch) for f in cohort], self._started, self._killed, self._fused
+        )
+        self._unbatched.update(unbatch)
+        keys = [key for key, _ in verdicts]
         self._queued.difference_update(keys)
         self._started.difference_update(keys)
-        culprits = {key: self._killed.pop(key) for key in keys if key in self._killed}
-        if not culprits and len(taken) == 1:
-            culprits[taken[0][1][-1]] = self._crash_error(taken[0][1][-1], crash)
-        elif not culprits and not taken and len(cohort) == 1 and len(keys) == 1:
-            culprits[keys[0]] = self._crash_error(keys[0], crash)
-        # Suspects run again alone; a chain is suspected as a whole (its later
-        # units need the earlier ones' outputs), so from its first unit.
-        suspects: set[Key] = set()
-        if not culprits:
-            suspects.update(f.keys[0] for f, _ in taken)
-            if not taken:  # no worker said it took anything: every chain is suspect
-                suspects.update(f.keys[0] for f in cohort if not f.batch)
         for key in keys:
             self._deadlines.pop(key, None)
             if key[1] is not None:
                 self._fans[key[0]].submitted.discard(key[1])
                 self.result.steps[key[0]].slices[key[1]].status = "waiting"
-        for key in keys:
-            if key in culprits:
-                self._unit_failed(key, culprits[key])
-            elif key in suspects:
+        for key, verdict in verdicts:
+            if verdict == crashes.CULPRIT:
+                killed = self._killed.pop(key, "")  # (its worker was stopped past its timeout)
+                self._unit_failed(key, killed or self._crash_error(key, crash))
+            elif verdict == crashes.SUSPECT:
                 self._suspects.append(key)
             elif not self._needs_upstream(key) and not self._unfuse(key):  # else its chain brings it back
                 self._ready.append(key)
@@ -920,9 +964,9 @@ class Scheduler:
         )
 
     def _check_deadlines(self) -> None:
-        """Stop the units that are past their timeout (and the grace a
-        worker process gets to stop the step itself)."""
-        now = time.monotonic()
+        """Stop the units that are past their timeout (and the grace their
+        backend gives a unit to stop itself)."""
+        now = self.clock.now()
         for key in [k for k, deadline in self._deadlines.items() if now >= deadline]:
             del self._deadlines[key]
             flight = next((f for f in self._flights.values() if key in f.keys), None)
@@ -933,17 +977,18 @@ class Scheduler:
         limit = self._timeout(self.steps[key[0]])
         what = f"{_describe(key)} did not finish within its timeout of {limit:g}s (--timeout {limit:g})"
         worker = self._worker(key)
-        if flight.backend.name == "process" and worker and worker.startswith("pid "):
-            # It ignored the alarm its worker raised (busy in native code): kill
-            # the worker. loky then fails the whole pool; `_crashed` sees this
-            # unit in `_killed` and runs the others again.
+        if worker and flight.backend.stop_worker(worker):
+            # It ignored the alarm its worker raised (busy in native code): its
+            # worker is stopped. Its flight fails with a WorkerCrash (with
+            # shared fate, every flight there): `_crashed` sees this unit in
+            # `_killed` and runs the others again.
             self._killed[key] = (
                 f"{what}, and did not stop when asked (it was busy in native code, or caught the "
                 f"alarm): its worker process ({worker}) was killed.\n"
             )
-            kill_worker(int(worker.removeprefix("pid ")))
             return
         # A thread cannot be stopped: abandon it, its result is dropped.
+        flight.backend.abandon(flight.future)  # (a thread's: the processes its steps started are killed)
         self._drop(flight)
         self._queued.difference_update(flight.keys)
         self._started.difference_update(flight.keys)
@@ -951,7 +996,7 @@ class Scheduler:
             self._deadlines.pop(other, None)
             if other[1] is not None:
                 self._fans[other[0]].submitted.discard(other[1])
-            if other != key and not self._unfuse(other):
+            if other != key and not self._needs_upstream(other) and not self._unfuse(other):
                 self._ready.append(other)
         self._unit_failed(
             key,
@@ -965,6 +1010,7 @@ class Scheduler:
         if flight.probe:
             self._probes -= 1
 
+    # -- failures -------------------------------------------------------------
     def _unit_failed(self, key: Key, error: str, final: bool = False) -> None:
         """An attempt of `key` failed: run it again if its step allows more
         attempts (--retries) and the failure is not `final` (one that would
@@ -996,6 +1042,7 @@ class Scheduler:
         self._fail(name, error)
 
     def _fail(self, name: str, error: str) -> None:
+        self._fail_count += 1
         record = self.result.steps[name]
         record.status, record.error = "failed", error
         if record.end is None:
@@ -1013,7 +1060,7 @@ class Scheduler:
     def _stop_all(self, reason: str) -> None:
         """Stop every unit in flight and cancel every step not finished."""
         for backend in {id(f.backend): f.backend for f in self._flights.values()}.values():
-            backend.stop()
+            backend.stop(self._runs[backend])
         for rec in self.result.steps.values():
             if rec.status in ("waiting", "queued", "running"):
                 if rec.status == "running":
@@ -1054,11 +1101,8 @@ class Scheduler:
             backend = self._step_backends[key[0]] = self.backend_for(self.steps[key[0]])
         return backend
 
-    def _is_process(self, key: Key) -> bool:
-        return self._backend(key).name == "process"
-
-    def _process_in_flight(self) -> bool:
-        return any(f.backend.name == "process" for f in self._flights.values())
+    def _shared_fate_in_flight(self) -> bool:
+        return any(f.backend.shared_fate for f in self._flights.values())
 
     def _emit(self, event: Event) -> None:
         for number, listener in enumerate(self.listeners):
@@ -1072,18 +1116,6 @@ class Scheduler:
 
 MISSING: Any = object()  # no value
 ABOVE: Any = object()  # a step's version of a name it did not bind: the version above it
-_LATE = {  # why a step past its timeout could not be stopped, by backend
-    "thread": ": a thread cannot be stopped, and C code that holds the GIL (a long call into C) keeps the kernel "
-    "from acting on the timeout until it returns",
-    "inline": ": an inline step is stopped by an alarm between Python lines, which C code that holds the GIL does "
-    "not reach, and in a --background run it has no alarm",
-    "process": ": it held off or caught the alarm (an `except BaseException`) and finished within the 1s grace",
-}
-_GRACE = {"process": 1.0}  # seconds a worker process gets to stop a step past its timeout itself
-SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
-BATCH = 0.05  # seconds of work a batch of small units aims at
-GUESSED_BATCH = 64  # units at most in a batch of steps never timed (a wrong guess costs little)
-FUSED_MAX = 200  # small steps at most in one task, each waiting for the one before
 
 
 _frozen = 0  # runs going on under frozen_heap()

@@ -15,12 +15,18 @@ Data flow::
 
     kernel                                           worker process
     ------                                           --------------
-    dump_tasks -> dumps(tasks, run=scheduler)
+    dump_tasks -> dumps(tasks, run=run)
+      (run: the process backend's BackendRun)
       buffer on pages mapped here, unchanged:
         a reference to that file (forwarding an
         output costs nothing; a slice is an offset)
       other buffer (the kernel's heap): written
-        once a run, pinned until end_run(scheduler)
+        once a run, pinned until end_run(run)
+        (ProcessBackend.close_run)
+      pandas object, object array: pickled
+        once a run (_share), by reference
+        to that pickle (small: in the task's
+        pickle; else a file pinned as above) ---> _load_value: map it, loads
     MAGIC, references, pickle ---------------------> loads: map each file, pickle.loads(buffers=)
                                                      run the steps
                                                      dump_outcomes -> dumps(outcomes), `replying`
@@ -32,7 +38,8 @@ Lifetimes. Only the kernel deletes files, and only in its own directory
 (once it is dead, its watchdog removes the directory: folders.py). A file
 is kept while the kernel maps it (while an array lives on it: the mapping
 goes when the last array using it is garbage collected), while a run pins
-it (a kernel array written for the run's tasks), or while the flight whose
+it (a kernel array written for the run's tasks, a value pickled once for
+them), or while the flight whose
 worker writes it is in flight (its token is live). A flight that ends
 without an outcome (crash, kill, cancel) has its files deleted at once, and
 again when the workers that were alive then have died (loky fails the
@@ -52,6 +59,30 @@ kernel during the run (a thread step, a cell during a background run) does
 not reach the steps that read it after the first. A buffer that cannot be
 written (the file system is full) travels in the pickle, as do small,
 non-contiguous and object arrays.
+
+Values pickled once a run. What is not a buffer (a text column's Python
+`str` objects, a categorical's categories, an object array's items) has to
+be pickled. A pandas object (DataFrame, Series, Index) or a NumPy object
+array that a run's tasks send is pickled once for the run, by itself
+(`_Sharer`; its large buffers go as above), and every task that sends it
+carries a reference to that pickle instead: in the pickle when it is small,
+else in a file of the own directory, pinned by the run like a written
+array, which the worker maps and unpickles (each worker that reads it
+unpickles it: every step gets its own object). Outcomes are not pickled
+so: a step's outputs are one pickle, so that the objects they share (a
+list in a frame's cell and the same list as another output) are shared in
+the kernel too, as after a top-to-bottom run; a frame a step made is
+pickled by the kernel once, for the run's readers. The rule is the arrays':
+within one run the value is pickled once (an in-place change in the kernel
+during the run does not reach the steps sent after the first); the next
+run pickles it again. Such a value is its own pickle: the tasks' other
+inputs share no object with what is inside it (a reference to the value
+itself is kept: the receiver gets one object for every place it is in).
+
+State. What this process keeps (its directory, the files it holds and
+why, the flights in flight, the runs' written arrays, the mappings, the
+counters) is one `Registry`, `_registry`; `reset()` puts it back as a
+fresh process has it, between tests.
 """
 
 from __future__ import annotations
@@ -82,8 +113,10 @@ from typing import Any, NamedTuple
 import cloudpickle
 
 from . import folders
+from .contract import Home, Outcome, Task
 
 THRESHOLD = 1 << 20  # bytes: smaller buffers stay in the pickle
+VALUE_FILE = 1 << 16  # bytes: a value pickled once a run goes in a file from this size (smaller: in each task's pickle)
 _WRITE_CHUNK = 1 << 30  # write() moves at most ~2 GiB at once on Linux
 
 
@@ -100,39 +133,78 @@ MAGIC = b"NBPS1"
 _LENGTH = struct.Struct("<Q")
 
 
-# -- counters (this process) ---------------------------------------------------
+# -- this process's state: one registry ------------------------------------------
 
-_stats = {"written": 0, "files": 0, "forwarded": 0, "mapped": 0, "inband": 0, "checked": 0}
+
+class Registry:
+    """Everything this module keeps about the process it is in: one instance,
+    `_registry`; the module's functions are its interface. `lock` guards
+    the tables (finalizers take it too); `local` is per thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.stats = dict.fromkeys(
+            ("written", "files", "forwarded", "mapped", "inband", "checked", "values", "reused"), 0
+        )
+        self.own_dir: str | None = None  # the directory for shared files, once made (directory())
+        self.owner_pid = 0  # the process it was made by (a forked child makes its own)
+        self.files: dict[str, _File] = {}  # own directory only: files mapped here or pinned by a run
+        self.live: set[str] = set()  # tokens of flights in flight: their files are on their way
+        self.tokens = 0  # flights' tokens and the kernel's files are numbered from it
+        self.runs: dict[int, _Run] = {}  # id(run) -> kernel arrays written for its tasks
+        self.maps: dict[int, _Mapping] = {}  # id(pages object) -> mapping
+        self.numbers = itertools.count()  # of the files a worker writes
+        self.local = threading.local()  # `reply`: where a worker's outcomes put large buffers (replying)
+
+
+_registry = Registry()
+
+
+def reset() -> None:
+    """For tests, between runs (nothing in flight): every run ended (its
+    pinned files let go), every flight finished, the files nothing needs
+    removed, the counters zero. Mappings that arrays still live on stay
+    registered (each lets go of its file when its arrays go), and so do the
+    directory and the numbering of tokens and files (a number is never
+    given twice: a file of that name may still be there)."""
+    with _registry.lock:
+        runs, live = list(_registry.runs), list(_registry.live)
+    for key in runs:
+        _end(key)
+    for token in live:
+        finish(token)
+    sweep()
+    reset_stats()
+
+
+# -- counters (this process) ---------------------------------------------------
 
 
 def stats() -> dict[str, int]:
     """This process's counters: bytes `written` to shared files (and `files`
     written), bytes sent as references to files already there (`forwarded`),
     bytes received on mapped files (`mapped`), bytes of pickles (`inband`),
-    bytes pickled to check that a value can be (`checked`, large buffers left out)."""
-    return dict(_stats)
+    bytes pickled to check that a value can be (`checked`, large buffers left out),
+    values pickled once for a run (`values`: how many) and how many times a
+    task was sent such a value's pickle after its first (`reused`)."""
+    return dict(_registry.stats)
 
 
 def reset_stats() -> None:
-    for key in _stats:
-        _stats[key] = 0
+    for key in _registry.stats:
+        _registry.stats[key] = 0
 
 
 # -- the kernel's directory --------------------------------------------------------
-
-_lock = threading.RLock()  # guards every table below; finalizers take it too
-_own_dir: str | None = None
-_owner_pid = 0
 
 
 def directory() -> str:
     """This process's own directory for shared files (folders.shared(): made
     on first use, 0700, removed at exit or by the watchdog)."""
-    global _own_dir, _owner_pid
-    with _lock:
-        if _own_dir is None or _owner_pid != os.getpid():
-            _own_dir, _owner_pid = folders.shared(), os.getpid()
-        return _own_dir
+    with _registry.lock:
+        if _registry.own_dir is None or _registry.owner_pid != os.getpid():
+            _registry.own_dir, _registry.owner_pid = folders.shared(), os.getpid()
+        return _registry.own_dir
 
 
 # -- files the kernel keeps: mapped here, pinned by a run, or in flight ----------
@@ -144,34 +216,33 @@ class _File:
     pins: int = 0  # runs that wrote it for their tasks
 
 
-_files: dict[str, _File] = {}  # own directory only
-_live: set[str] = set()  # tokens of flights in flight: their files are on their way
-_tokens = 0
-
-
 def _owned(path: str) -> bool:
-    return _own_dir is not None and _owner_pid == os.getpid() and os.path.dirname(path) == _own_dir
+    return (
+        _registry.own_dir is not None
+        and _registry.owner_pid == os.getpid()
+        and os.path.dirname(path) == _registry.own_dir
+    )
 
 
 def _hold(path: str, pins: int = 0, maps: int = 0) -> None:
-    with _lock:
-        entry = _files.setdefault(path, _File())
+    with _registry.lock:
+        entry = _registry.files.setdefault(path, _File())
         entry.pins += pins
         entry.maps += maps
 
 
 def _let_go(path: str, pins: int = 0, maps: int = 0) -> None:
-    if _owner_pid != os.getpid():
+    if _registry.owner_pid != os.getpid():
         return  # a forked child of the kernel: the files are the kernel's
-    with _lock:
-        entry = _files.get(path)
+    with _registry.lock:
+        entry = _registry.files.get(path)
         if entry is None:
             return
         entry.pins -= pins
         entry.maps -= maps
         if entry.pins > 0 or entry.maps > 0:
             return
-        del _files[path]
+        del _registry.files[path]
     _unlink(path)
 
 
@@ -185,11 +256,10 @@ def _unlink(path: str) -> None:
 def new_token() -> str:
     """A token for one flight: its worker names its files with it; they
     are kept until `finish` or `discard`."""
-    global _tokens
-    with _lock:
-        _tokens += 1
-        token = f"t{_tokens}"
-        _live.add(token)
+    with _registry.lock:
+        _registry.tokens += 1
+        token = f"t{_registry.tokens}"
+        _registry.live.add(token)
     return token
 
 
@@ -201,8 +271,8 @@ def reply_to(token: str) -> tuple[str, str]:
 def finish(token: str) -> None:
     """The flight's outcomes were loaded (or never will be): remove its
     files that no mapping needs."""
-    with _lock:
-        _live.discard(token)
+    with _registry.lock:
+        _registry.live.discard(token)
     _remove_token_files(token)
 
 
@@ -239,18 +309,18 @@ def sweep() -> None:
 
 
 def _sweep(selected: Any) -> None:
-    if _own_dir is None or _owner_pid != os.getpid():
+    if _registry.own_dir is None or _registry.owner_pid != os.getpid():
         return
     try:
-        names = os.listdir(_own_dir)
+        names = os.listdir(_registry.own_dir)
     except OSError:
         return
     for name in names:
         if not selected(name):
             continue
-        path = os.path.join(_own_dir, name)
-        with _lock:
-            if path in _files or _token_of(name) in _live:
+        path = os.path.join(_registry.own_dir, name)
+        with _registry.lock:
+            if path in _registry.files or _token_of(name) in _registry.live:
                 continue
             _unlink(path)
 
@@ -262,17 +332,15 @@ def _sweep(selected: Any) -> None:
 class _Run:
     cache: dict[tuple[int, int, int], tuple[str, Any]] = field(default_factory=dict)
     pinned: list[str] = field(default_factory=list)
-
-
-_runs: dict[int, _Run] = {}
+    values: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(value) -> (keep, its reduce: _share)
 
 
 def _run(scope: object) -> _Run:
     key = id(scope)
-    with _lock:
-        run = _runs.get(key)
+    with _registry.lock:
+        run = _registry.runs.get(key)
         if run is None:
-            run = _runs[key] = _Run()
+            run = _registry.runs[key] = _Run()
             try:
                 weakref.finalize(scope, _end, key).atexit = False
             except TypeError:
@@ -288,8 +356,8 @@ def end_run(scope: object) -> None:
 
 
 def _end(key: int) -> None:
-    with _lock:
-        run = _runs.pop(key, None)
+    with _registry.lock:
+        run = _registry.runs.pop(key, None)
     if run is not None:
         for path in run.pinned:
             _let_go(path, pins=1)
@@ -304,9 +372,6 @@ class _Mapping:
     address: int
     size: int
     path: str
-
-
-_maps: dict[int, _Mapping] = {}  # id(pages object) -> mapping
 
 
 def _libc() -> Any:
@@ -356,19 +421,19 @@ def _map(path: str) -> memoryview:
     finally:
         os.close(fd)
     owned = _owned(path)
-    with _lock:
-        _maps[id(pages)] = _Mapping(weakref.ref(pages), address, size, path)
+    with _registry.lock:
+        _registry.maps[id(pages)] = _Mapping(weakref.ref(pages), address, size, path)
         if owned:
             _hold(path, maps=1)
     unmap = _LIBC is not None
     weakref.finalize(pages, _unmapped, id(pages), address, size, path, owned, unmap).atexit = False
-    _stats["mapped"] += size
+    _registry.stats["mapped"] += size
     return memoryview(pages).cast("B")
 
 
 def _unmapped(key: int, address: int, size: int, path: str, owned: bool, unmap: bool) -> None:
-    with _lock:
-        _maps.pop(key, None)
+    with _registry.lock:
+        _registry.maps.pop(key, None)
     if unmap:
         _LIBC.munmap(address, size)
     if owned:
@@ -386,7 +451,7 @@ def _mapping_of(exporter: Any) -> _Mapping | None:
             except ValueError:  # released
                 return None
             continue
-        entry = _maps.get(id(obj))
+        entry = _registry.maps.get(id(obj))
         if entry is not None and entry.ref() is obj:
             return entry
         try:
@@ -437,7 +502,6 @@ def _address(buffer: memoryview) -> int | None:
 
 
 _PAGE = mmap.PAGESIZE
-_numbers = itertools.count()  # of the files a worker writes
 
 
 def _unchanged(entry: _Mapping, address: int, length: int) -> bool:
@@ -503,7 +567,7 @@ class _Packer:
             return None
         if not os.path.exists(entry.path) or not _unchanged(entry, address, raw.nbytes):
             return None
-        _stats["forwarded"] += raw.nbytes
+        _registry.stats["forwarded"] += raw.nbytes
         return Ref(entry.path, address - entry.address, raw.nbytes)
 
     def _cached(self, raw: memoryview, address: int | None) -> Ref | None:
@@ -511,25 +575,24 @@ class _Packer:
         if self.run is None or address is None:
             return None
         owner = _memory_owner(raw.obj)
-        with _lock:
+        with _registry.lock:
             hit = self.run.cache.get((id(owner), address, raw.nbytes))
         if hit is None:
             return None
         path, keep = hit
         if (keep() if isinstance(keep, weakref.ref) else keep) is not owner:
             return None  # another object at the same address
-        _stats["forwarded"] += raw.nbytes
+        _registry.stats["forwarded"] += raw.nbytes
         return Ref(path, 0, raw.nbytes)
 
     def _write(self, raw: memoryview, address: int | None) -> Ref | None:
-        global _tokens
         if self.reply is not None:
             folder, token = self.reply
-            path = os.path.join(folder, f"o{token}-{os.getpid()}-{next(_numbers)}.buf")
+            path = os.path.join(folder, f"o{token}-{os.getpid()}-{next(_registry.numbers)}.buf")
         elif self.run is not None:
-            with _lock:
-                _tokens += 1
-                path = os.path.join(directory(), f"i{_tokens}.buf")
+            with _registry.lock:
+                _registry.tokens += 1
+                path = os.path.join(directory(), f"i{_registry.tokens}.buf")
             _hold(path, pins=1)  # before the file exists: a sweep must not take it
             self.pinned.append(path)
         else:
@@ -550,13 +613,13 @@ class _Packer:
                 keep: Any = weakref.ref(owner)
             except TypeError:
                 keep = owner
-            with _lock:
+            with _registry.lock:
                 self.run.pinned.append(path)
                 self.pinned.remove(path)
                 if address is not None:
                     self.run.cache[(id(owner), address, raw.nbytes)] = (path, keep)
-        _stats["written"] += raw.nbytes
-        _stats["files"] += 1
+        _registry.stats["written"] += raw.nbytes
+        _registry.stats["files"] += 1
         return Ref(path, 0, raw.nbytes)
 
     def _forget(self, path: str) -> None:
@@ -585,7 +648,7 @@ def _write_file(path: str, raw: memoryview) -> None:
         os.close(fd)
 
 
-OWN_TYPES: set[type] = set()  # nbpar's types that pickle by their own __reduce__ (worker.py adds Task, Outcome)
+OWN_TYPES: frozenset[type] = frozenset((Task, Outcome, Home))  # nbpar's types that pickle by their own __reduce__
 
 
 class _Pickler(cloudpickle.Pickler):
@@ -609,10 +672,14 @@ class _Pickler(cloudpickle.Pickler):
       to arrive as a StringIO (`_readable`).
     """
 
+    share: Any = None  # in the kernel, pickling for a run: values pickled once a run (`_share`)
+
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
         if kind in OWN_TYPES:
             return obj.__reduce__()
+        if self.share is not None and _shareable(kind, obj):
+            return self.share(obj)
         if kind is types.CodeType:
             return _reduce_code(obj)
         if kind is functools._lru_cache_wrapper and not _by_reference(obj):
@@ -694,10 +761,105 @@ def _readable(file: io.TextIOWrapper) -> bool:
     return not file.closed and ("r" in file.mode or "+" in file.mode)
 
 
-def _pickle(obj: Any, buffer_callback: Any = None) -> bytes:
+def _pickle(obj: Any, buffer_callback: Any = None, share: Any = None) -> bytes:
     with io.BytesIO() as file:
-        _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(obj)
+        pickler = _Pickler(file, protocol=5, buffer_callback=buffer_callback)
+        pickler.share = share
+        pickler.dump(obj)
         return file.getvalue()
+
+
+# -- values pickled once a run ----------------------------------------------------
+
+_SHAREABLE: dict[type, bool] = {}  # type -> whether its values are pickled once a run
+
+
+def _shareable(kind: type, obj: Any) -> bool:
+    """Whether `obj` is pickled once a run: a pandas DataFrame, Series or
+    Index (subclasses too), or a NumPy array of Python objects. Their items
+    are values (strings, timestamps, categories), which no other input
+    shares with them in a way a step could see."""
+    known = _SHAREABLE.get(kind)
+    if known is None:
+        known = _SHAREABLE[kind] = _shareable_type(kind)
+    if not known:
+        return False
+    if kind.__module__ == "numpy":
+        return bool(obj.dtype.hasobject)
+    return True
+
+
+def _shareable_type(kind: type) -> bool:
+    numpy, pandas = sys.modules.get("numpy"), sys.modules.get("pandas")
+    if numpy is not None and kind is numpy.ndarray:
+        return True
+    if pandas is None:
+        return False
+    try:
+        return issubclass(kind, (pandas.DataFrame, pandas.Series, pandas.Index))
+    except (AttributeError, TypeError):
+        return False
+
+
+class _Sharer:
+    """The `share` hook of one kernel pickling for a run: the reduce of a
+    value that the run pickles once (`_Run.values`), made on its first use."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def __call__(self, obj: Any) -> Any:
+        with _registry.lock:
+            hit = self.run.values.get(id(obj))
+        if hit is not None:
+            keep, reduce = hit
+            if (keep() if isinstance(keep, weakref.ref) else keep) is obj:
+                _registry.stats["reused"] += 1
+                return reduce
+        reduce = self._pickle_once(obj)
+        try:
+            keep = weakref.ref(obj)
+        except TypeError:
+            keep = obj  # (a NumPy array is weak-referenceable; this is for the odd subclass)
+        with _registry.lock:
+            self.run.values[id(obj)] = (keep, reduce)
+        _registry.stats["values"] += 1
+        return reduce
+
+    def _pickle_once(self, obj: Any) -> Any:
+        """Pickle `obj` by itself (its large buffers to the run's files, as
+        for any pickle of the run); the pickle travels in each task's pickle
+        when it is small, else in a file pinned by the run."""
+        packer = _Packer(self.run, None)
+        try:
+            data = _pickle(obj, buffer_callback=packer)
+        except BaseException:
+            packer.undo()
+            raise
+        _registry.stats["inband"] += len(data)
+        payload = _framed(data, packer.refs)
+        if len(payload) < VALUE_FILE:
+            return loads, (payload,)
+        with _registry.lock:
+            _registry.tokens += 1
+            path = os.path.join(directory(), f"v{_registry.tokens}.pkl")
+        _hold(path, pins=1)  # before the file exists: a sweep must not take it
+        try:
+            _write_file(path, memoryview(payload))
+        except OSError:  # full, or gone: the pickle travels in each task's
+            _let_go(path, pins=1)
+            return loads, (payload,)
+        with _registry.lock:
+            self.run.pinned.append(path)
+        _registry.stats["written"] += len(payload)
+        _registry.stats["files"] += 1
+        return _load_value, (path,)
+
+
+def _load_value(path: str) -> Any:
+    """In the worker: the value pickled once for the run, from its file
+    (mapped, read without a copy, let go once unpickled)."""
+    return loads(_map(path))
 
 
 def dumps(obj: Any, *, run: object | None = None, reply: tuple[str, str] | None = None) -> bytes:
@@ -709,30 +871,36 @@ def dumps(obj: Any, *, run: object | None = None, reply: tuple[str, str] | None 
     they are on, else to new files there. With neither, everything is in the
     pickle."""
     if reply is None:
-        reply = getattr(_local, "reply", None)
+        reply = getattr(_registry.local, "reply", None)
     if run is None and reply is None:
         data = _pickle(obj)
-        _stats["inband"] += len(data)
+        _registry.stats["inband"] += len(data)
         return data
-    packer = _Packer(_run(run) if run is not None else None, reply)
+    scope = _run(run) if run is not None else None
+    packer = _Packer(scope, reply)
     try:
-        data = _pickle(obj, buffer_callback=packer)
+        data = _pickle(obj, buffer_callback=packer, share=_Sharer(scope) if scope is not None else None)
     except BaseException:
         packer.undo()
         raise
-    _stats["inband"] += len(data)
-    if not packer.refs:
+    _registry.stats["inband"] += len(data)
+    return _framed(data, packer.refs)
+
+
+def _framed(data: bytes, refs: list[Ref]) -> bytes:
+    """A pickle as it travels: as it is, or after MAGIC and its references."""
+    if not refs:
         return data
-    refs = pickle.dumps(tuple(tuple(r) for r in packer.refs))
-    return b"".join((MAGIC, _LENGTH.pack(len(refs)), refs, data))
+    pickled = pickle.dumps(tuple(tuple(r) for r in refs))
+    return b"".join((MAGIC, _LENGTH.pack(len(pickled)), pickled, data))
 
 
-def loads(payload: bytes) -> Any:
+def loads(payload: bytes | memoryview) -> Any:
     """Unpickle what `dumps` made: each referenced file is mapped (once per
     call), and the arrays live on the mapped pages."""
-    if not payload.startswith(MAGIC):
-        return pickle.loads(payload)
     view = memoryview(payload)
+    if view[: len(MAGIC)] != MAGIC:
+        return pickle.loads(view)
     start = len(MAGIC) + _LENGTH.size
     (size,) = _LENGTH.unpack_from(payload, len(MAGIC))
     refs = [Ref(*r) for r in pickle.loads(view[start : start + size])]
@@ -746,25 +914,22 @@ def loads(payload: bytes) -> Any:
     return pickle.loads(view[start + size :], buffers=buffers)
 
 
-_local = threading.local()
-
-
 @contextmanager
 def replying(reply: tuple[str, str] | None) -> Iterator[None]:
     """In a worker: outcomes pickled meanwhile (`dumps` without `reply`)
     put their large buffers where `reply` says."""
-    previous = getattr(_local, "reply", None)
-    _local.reply = reply
+    previous = getattr(_registry.local, "reply", None)
+    _registry.local.reply = reply
     try:
         yield
     finally:
-        _local.reply = previous
+        _registry.local.reply = previous
 
 
 def pickle_problem(value: Any) -> str | None:
     """Why `value` cannot be pickled, or None; large buffers are not copied."""
     try:
-        _stats["checked"] += len(_pickle(value, buffer_callback=_leave_out))
+        _registry.stats["checked"] += len(_pickle(value, buffer_callback=_leave_out))
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None

@@ -1,11 +1,11 @@
-"""What runs where a step runs: execute its code, capture its output, report.
+"""What runs where a step runs: execute its code, report its outcome.
 
 Data flow of one step::
 
     kernel                                  worker (process, thread or kernel)
     ------                                  ----------------------------------
-    [Task(step, source, inputs, writes,     execute_all(tasks), with routing()'s
-          timeout, log_level, log_format,    log handler on the root logger:
+    [Task(step, source, inputs, writes,     execute_all(tasks), under
+          timeout, log_level, log_format,    capture.routing():
           display)] ---------------------->  execute(task) for each:
         (process: dump_tasks -> bytes)         compile with filename "<step NAME>",
                                                line numbers as in the notebook cell,
@@ -15,16 +15,16 @@ Data flow of one step::
                                                the inputs (and display_text as
                                                `display`; the functions steps
                                                defined get it as their globals:
-                                               with_globals), under capture():
-                                                 print, warnings, what it shows
-                                                   -> sys.stdout/err
-                                                   (_ThreadRouter) -> on_line
-                                                 logging (>= log_level) -> root's
-                                                   _StepLogHandler (log_format),
-                                                   or the notebook's own handler
-                                                   on a router -> on_line
-                                               and, in a main thread, a SIGALRM
-                                               after `timeout` (StepTimeout)
+                                               with_globals), under
+                                               capture.capture(on_line): what it
+                                                 prints, warns, shows and logs
+                                                 -> on_line (capture.py)
+                                               and alarms.deadline(timeout): in
+                                                 a main thread, StepTimeout
+                                                 after `timeout` (alarms.py);
+                                               in a worker process, the share
+                                                 of its time it held the GIL
+                                                 (gil.py)
     [Outcome(outputs | error, times)] <---    outputs = the written names
         (process: bytes via dump_outcomes)
 
@@ -48,7 +48,6 @@ import glob
 import io
 import linecache
 import logging
-import operator
 import os
 import signal
 import sys
@@ -58,98 +57,27 @@ import tokenize
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from functools import partial
 from typing import IO, Any
 
-from . import sharing
+from .alarms import StepTimeout, deadline
+from .capture import capture, routing
 from .channel import Address, LineBuffer, report
+from .contract import Home, Outcome, PicklingProblem, Report, Task
+from .gil import meter
+
+# sharing.py (cloudpickle) is imported by the functions of the process
+# protocol, below, at their first call: the kernel's run loop imports this
+# module for its helpers and must load no pickler with it.
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-LogFormat = tuple[str, "str | None", str]  # a logging.Formatter's (fmt, datefmt, style)
-
-
-@dataclass
-class Home:
-    """The kernel's working directory and sys.path when a run starts: what
-    every step of the run starts with, wherever it runs (one object for all
-    the run's tasks, so a batch pickles it once)."""
-
-    cwd: str
-    path: list[str]
-    builtins: dict[str, Any] | None = None  # the kernel's, for steps in the kernel (not sent to workers)
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return Home, (self.cwd, self.path)
-
-
 def kernel_home() -> Home:
     return Home(os.getcwd(), list(sys.path), dict(builtins.__dict__))
-
-
-@dataclass
-class Task:
-    step: str
-    source: str
-    inputs: dict[str, Any]
-    writes: tuple[str, ...]
-    first_line: int = 1  # the body's first line, numbered as in the cell
-    header: str = ""  # the cell's line 1 when the body starts on line 2
-    slice: int | None = None  # the slice index, for a fanned-out step
-    over: str | None = None  # the fanned-out input (its length is the slice's size)
-    inherits: tuple[str, ...] = ()  # inputs made by the tasks before it in the same call (a chain)
-    timeout: float | None = None  # seconds the step may run before it is stopped
-    log_level: int = logging.WARNING  # `logging` records from this level on join the step's output
-    log_format: LogFormat | None = None  # how they are formatted: the notebook's (see notebook_log_format)
-    display: bool = False  # the step's `display` is IPython's: it gets display_text instead
-    report_start: bool = True  # tell the kernel when it starts (not for the small steps of a batch)
-    flags: int = 0  # the notebook's `__future__` compiler flags, the only ones the step compiles with
-    home: Home | None = None  # the kernel's working directory and sys.path, which every step starts with
-    # inputs the step changes in place, which it gets copies of (thread and
-    # inline: the versions it read are other steps' too; see _copy_changed)
-    copies: tuple[str, ...] = ()
-    functions: tuple[str, ...] = ()  # inputs a step defines as functions: their globals become the step's names
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return Task, _task_fields(self)  # a tuple of fields pickles fastest (a batch has thousands)
-
-
-@dataclass
-class Outcome:
-    step: str
-    worker: str
-    start: float
-    end: float
-    outputs: dict[str, Any] = field(default_factory=dict)
-    deleted: tuple[str, ...] = ()  # inputs the step deleted with `del`
-    output: str = ""  # printed text not yet reported line by line
-    error: str | None = None  # the user's traceback, or why it could not run
-    size: int | None = None  # items in the slice, for a fanned-out step
-    timed_out: bool = False  # stopped by its timeout (`error` says so)
-    final: bool = False  # the error would come again (an output that cannot be pickled): no retry
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return Outcome, _outcome_fields(self)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-sharing.OWN_TYPES.update((Task, Outcome, Home))
-_task_fields = operator.attrgetter(*(f.name for f in fields(Task)))
-_outcome_fields = operator.attrgetter(*(f.name for f in fields(Outcome)))
-
-
-# report(kind, step, slice, payload), called from any thread as a task runs:
-#   "start": payload (worker, time.time())    "log": payload, text the step printed
-#   "printing": payload (worker, time.time()), before the first line of a
-#   unit that did not report its start (report_start False)
-Report = Callable[[str, str, "int | None", Any], None]
 
 
 def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[Outcome]:
@@ -157,14 +85,19 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
     them from the outputs of the tasks before it (a chain: slices of chained
     steps, or small steps each waiting for the one before), and is not run
     if the task before it failed: the chain stops there. Tasks without are
-    independent (a batch of small steps). What a task prints goes to
-    `report` as it comes, and all of it is in its outcome's `output` too (a
-    live report may arrive after the outcome: the kernel shows what it
-    missed)."""
+    independent (a batch of small steps). A worker process that is spent
+    (a step lowered a hard limit it cannot raise again: `_clean_worker`)
+    runs no more tasks: the outcomes stop at the step that spent it (its
+    `spent` says so), or are none; the kernel runs the rest elsewhere. What
+    a task prints goes to `report` as it comes, and all of it is in its
+    outcome's `output` too (a live report may arrive after the outcome: the
+    kernel shows what it missed)."""
     outcomes: list[Outcome] = []
     made: dict[str, Any] = {}  # outputs of the tasks so far
     with routing():
         for task in tasks:
+            if _spent:
+                break
             if task.inherits and outcomes:
                 if not outcomes[-1].ok:
                     break
@@ -180,6 +113,7 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
                     on_line = _announcing(report, task, worker, on_line)
             outcome = execute(task, worker, on_line)
             outcome.output = "".join(printed)
+            outcome.spent = _spent
             outcomes.append(outcome)
             made.update(outcome.outputs)
     return outcomes
@@ -228,20 +162,30 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
     error: str | None = None
     timed_out = False
     replaced: list[str] = []
+    measuring = _worker_builtins is not None  # a worker process: one step at a time, so the GIL's share is its
+    gil: float | None = None
+    # in the kernel: the processes this thread had started, to stop those the step starts if its alarm stops it
+    spawned_before = thread_children() if task.timeout is not None and _worker_builtins is None else None
     with capture(on_line, task.log_level, task.log_format):
         try:
             code = _compile(task)
             if _SHOW in code.co_names:
                 namespace[_SHOW] = _show
-            with _deadline(task):
+            with deadline(task.timeout):
+                if measuring:
+                    meter.start()
                 try:
                     exec(code, namespace)
                 finally:
+                    if measuring:
+                        gil = meter.stop()
                     replaced = _undo_builtins(home)  # first: nbpar's code after the step uses them
         except StepTimeout as e:
             error, timed_out = _stopped(task) + format_user_error(e), True
         except (Exception, SystemExit) as e:
             error = format_user_error(e)
+    if timed_out and spawned_before is not None:
+        stop_processes(thread_children() - spawned_before)
     note = _clean_worker(task, timed_out) if _worker_builtins is not None else _put_back(task, before, replaced)
     if note:
         on_line(note)
@@ -251,7 +195,7 @@ def execute(task: Task, worker: str, on_line: Callable[[str], None]) -> Outcome:
         return Outcome(task.step, worker, start, end, error=error, size=size, timed_out=timed_out)
     outputs = {w: namespace[w] for w in task.writes if w in namespace}
     deleted = tuple(w for w in task.writes if w not in namespace and w in task.inputs)
-    return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted, size=size)
+    return Outcome(task.step, worker, start, end, outputs=outputs, deleted=deleted, size=size, gil=gil)
 
 
 # types whose values nothing changes in place: deepcopy gives them back as they are
@@ -295,15 +239,18 @@ def _copy_changed(task: Task, namespace: dict[str, Any]) -> list[str]:
 # A worker process serves step after step: each starts in the kernel's
 # working directory with its sys.path (the task's `home`), and after each,
 # the worker's builtins and resource limits are put back as the worker
-# started. On thread and inline, steps run in the kernel, whose working
-# directory, sys.path and builtins are the whole process's: a step that
-# changes them changes them for the kernel and every step running beside it
-# while it runs; nbpar puts them back after the step (as at the run's start)
-# and says so in the step's output. Resource limits there are the kernel's.
+# started; a worker whose hard limit a step lowered (which it cannot raise
+# again) runs no more steps, and the kernel replaces its pool. On thread
+# and inline, steps run in the kernel, whose working directory, sys.path
+# and builtins are the whole process's: a step that changes them changes
+# them for the kernel and every step running beside it while it runs;
+# nbpar puts them back after the step (as at the run's start) and says so
+# in the step's output. Resource limits there are the kernel's.
 
 _worker_builtins: dict[str, Any] | None = None  # a worker process's builtins as it started (init_worker)
 _worker_limits: dict[int, tuple[int, int]] = {}  # and its resource limits
 _limits_set = False  # a step called resource.setrlimit or prlimit since they were last put back
+_spent = False  # a step lowered a hard limit of this worker process: it runs no more steps
 
 
 def _go_home(home: Home) -> None:
@@ -337,7 +284,11 @@ def _undo_builtins(home: Home | None) -> list[str]:
 def _clean_worker(task: Task, timed_out: bool) -> str:
     """After a step in a worker process: the kernel's working directory and
     sys.path back, and the worker's resource limits (builtins: see
-    `_undo_builtins`). A note if a limit could not be put back."""
+    `_undo_builtins`). A hard limit the step lowered cannot be put back: the
+    worker is then spent (it runs no more steps, so that every step starts
+    with the limits the worker started with: see execute_all; the kernel
+    replaces its pool, process.py) and the note returned says so."""
+    global _spent
     if timed_out:
         _undo_builtins(task.home)  # (the alarm may have cut it short)
     if task.home is not None and _moved:
@@ -349,10 +300,12 @@ def _clean_worker(task: Task, timed_out: bool) -> str:
     stuck = _restore_limits() if _limits_set else []
     if not stuck:
         return ""
+    _spent = True
     return (
         f"nbpar: step '{task.step}' lowered the hard limit {', '.join(stuck)} of its worker process (pid "
-        f"{os.getpid()}), which cannot be raised again: the steps this worker runs next keep it. Lower only the "
-        "soft limit: resource.setrlimit(which, (limit, resource.getrlimit(which)[1])).\n"
+        f"{os.getpid()}), which cannot be raised again, so that worker runs no more steps: it was replaced, and "
+        "the steps after it start with the limits every step starts with. Lower only the soft limit: "
+        "resource.setrlimit(which, (limit, resource.getrlimit(which)[1])).\n"
     )
 
 
@@ -448,7 +401,13 @@ def _stop_children(stopped: bool) -> None:
     if not stopped:
         _kept = children
         return
-    for child in children - _kept:
+    stop_processes(children - _kept)
+
+
+def stop_processes(children: Iterable[int]) -> None:
+    """Kill `children` (processes this one started) and what they started,
+    the deepest first, and reap them."""
+    for child in children:
         for pid in [*_descendants(child), child]:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -458,6 +417,18 @@ def _stop_children(stopped: bool) -> None:
             os.waitpid(child, 0)
         except ChildProcessError:
             pass  # (reaped by its Popen meanwhile)
+
+
+def thread_children(thread: int | None = None) -> set[int]:
+    """The live processes that thread `thread` of this process (a native id;
+    the calling thread's by default) started (Linux's /proc; elsewhere none
+    are known). On thread and inline, what a step started is those of its
+    thread that were not there before it: see `execute`, backends.thread."""
+    try:
+        with open(f"/proc/self/task/{thread or threading.get_native_id()}/children") as f:
+            return {int(p) for p in f.read().split()}
+    except OSError:
+        return set()
 
 
 def _children(pid: int) -> set[int]:
@@ -671,325 +642,21 @@ def format_user_error(e: BaseException) -> str:
     return "".join(shown.format())
 
 
-# -- timeouts ---------------------------------------------------------------
-
-
-class StepTimeout(BaseException):
-    """Raised inside a step that ran past its timeout. A BaseException, so
-    that the step's own `except Exception` does not swallow it."""
-
-
 def _stopped(task: Task) -> str:
     """The first line of the error of a step stopped by its timeout."""
     what = f"step '{task.step}'" + (f" (slice {task.slice})" if task.slice is not None else "")
     return f"{what} was stopped after its timeout of {task.timeout:g}s (--timeout {task.timeout:g}).\n"
 
 
-_LONGEST_ALARM = 1e8  # seconds (three years); a longer timeout (inf) is no limit, and overflows setitimer
-
-
-@contextmanager
-def _deadline(task: Task) -> Iterator[None]:
-    """Raise StepTimeout in the step when `task.timeout` has passed: SIGALRM,
-    which only a main thread can receive (a worker process, or an inline run
-    in the kernel's main thread). Elsewhere the kernel's scheduler enforces
-    the timeout. A timer armed before (pytest-timeout's, say) is resumed after."""
-    if (
-        task.timeout is None
-        or not task.timeout < _LONGEST_ALARM
-        or not hasattr(signal, "setitimer")
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        yield
-        return
-    stop = StepTimeout(f"timeout of {task.timeout:g}s")
-
-    def alarm(signum: int, frame: Any) -> None:
-        if getattr(_local, "busy", False):
-            _local.stop = stop  # nbpar is sending output: stop when it is done (see _LineSink)
-        else:
-            raise stop
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    outer, interval = signal.setitimer(signal.ITIMER_REAL, task.timeout)
-    armed = time.monotonic()
-    try:
-        yield
-    finally:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        finally:
-            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
-            _local.stop = None
-            if outer:
-                signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - armed), 0.001), interval)
-
-
-# -- output capture -------------------------------------------------------
-
-
-class _LineSink:
-    """Where a step's writes to sys.stdout and sys.stderr go (through
-    _ThreadRouter, which answers for everything else a stream has): hands
-    each completed line to a callback."""
-
-    __slots__ = ("_on_line", "_partial")
-
-    def __init__(self, on_line: Callable[[str], None]) -> None:
-        self._on_line = on_line
-        self._partial = ""
-
-    def write(self, text: str) -> int:
-        was_busy = _enter_output()
-        try:
-            head, sep, self._partial = (self._partial + text).rpartition("\n")
-            if sep:
-                self._on_line(head + sep)
-        finally:
-            _leave_output(was_busy)
-        return len(text)
-
-    def flush(self) -> None:
-        if not self._partial:
-            return
-        was_busy = _enter_output()
-        try:
-            self._on_line(self._partial + "\n")
-            self._partial = ""
-        finally:
-            _leave_output(was_busy)
-
-
-# A step's timeout must not cut nbpar's own work short: a message to the
-# kernel stopped halfway would garble the channel. While a thread is in a
-# sink (`busy`), its alarm only sets `stop`, raised when the sink is left.
-
-
-def _enter_output() -> bool:
-    was_busy = getattr(_local, "busy", False)
-    _local.busy = True
-    return was_busy
-
-
-def _leave_output(was_busy: bool) -> None:
-    _local.busy = was_busy
-    stop = getattr(_local, "stop", None)
-    if stop is not None and not was_busy:
-        _local.stop = None
-        raise stop
-
-
-class _ThreadRouter:
-    """Stands in for sys.stdout / sys.stderr: writes from a thread that is
-    running a step go to that step's sink, everything else to the original
-    stream. (contextlib.redirect_stdout is process-wide and could not tell two
-    thread-backend steps apart.)"""
-
-    def __init__(self, original: Any, local: threading.local) -> None:
-        self._original = original
-        self._local = local
-
-    def _target(self) -> Any:
-        return getattr(self._local, "sink", None) or self._original
-
-    def write(self, text: str) -> int:
-        return self._target().write(text)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
-
-
-class _StepLogHandler(logging.Handler):
-    """On the root logger while steps run here: a record logged by a thread
-    running a step, at the step's level or above, joins the step's output,
-    formatted as the notebook's root handler does (the step's `log_format`),
-    else as by `logging.basicConfig`. Not when another handler writes it
-    into the step's output already (a handler on sys.stderr: see
-    `_route_handlers`). Records of other threads pass it by: one that no
-    other handler takes goes to `logging.lastResort`, as if this handler
-    were not there."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return _formatter(getattr(_local, "log_format", None)).format(record)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        sink = getattr(_local, "sink", None)
-        others = self._others(record)
-        if sink is None:
-            last = logging.lastResort
-            if not others and last is not None and record.levelno >= last.level:
-                last.handle(record)
-            return
-        if record.levelno < _local.log_level or any(_to_step(h, record) for h in others):
-            return
-        try:
-            text = self.format(record) + "\n"
-        except Exception:
-            self.handleError(record)
-            return
-        sink.write(text)
-
-    def _others(self, record: logging.LogRecord) -> list[logging.Handler]:
-        """The other handlers the record reaches (what Logger.callHandlers counts)."""
-        logger: Any = logging.root if record.name == "root" else logging.Logger.manager.loggerDict.get(record.name)
-        found: list[logging.Handler] = []
-        while isinstance(logger, logging.Logger):
-            found += [h for h in logger.handlers if h is not self]
-            logger = logger.parent if logger.propagate else None
-        return found
-
-
-@functools.lru_cache(maxsize=64)
-def _formatter(log_format: LogFormat | None) -> logging.Formatter:
-    if log_format is None:
-        return logging.Formatter(logging.BASIC_FORMAT)
-    fmt, datefmt, style = log_format
-    return logging.Formatter(fmt, datefmt, style)  # type: ignore[arg-type]
-
-
-_STYLES = {logging.PercentStyle: "%", logging.StrFormatStyle: "{", logging.StringTemplateStyle: "$"}
-
-
-def notebook_log_format() -> LogFormat | None:
-    """The format of the root logger's handler that writes to this process's
-    stdout or stderr (what `logging.basicConfig(format=...)` makes), if there
-    is one: steps' records are formatted the same way on every backend."""
-    for handler in logging.root.handlers:
-        if not _on_std_stream(handler):
-            continue
-        formatter = handler.formatter
-        if formatter is None:
-            return ("%(message)s", None, "%")  # what a handler without a formatter writes
-        style = _STYLES.get(type(formatter._style))
-        if style is not None:
-            return (formatter._fmt or "%(message)s", formatter.datefmt, style)
-    return None
-
-
-def _std_streams() -> list[Any]:
-    """sys.stdout and sys.stderr, and what they stand for when they are routers."""
-    streams: list[Any] = []
-    for stream in (sys.stdout, sys.stderr):
-        streams.append(stream)
-        if isinstance(stream, _ThreadRouter):
-            streams.append(stream._original)
-    return streams
-
-
-def _on_std_stream(handler: logging.Handler) -> bool:
-    stream = getattr(handler, "stream", None)
-    return stream is not None and any(stream is s for s in _std_streams())
-
-
-def _route_handlers() -> None:
-    """Point the root logger's handlers that write to the process's original
-    stdout or stderr (a notebook's `logging.basicConfig()` made before the
-    routers were in place) at the routers: a step's record they take then
-    lands in the step's output, formatted by them, once; other threads'
-    records still reach the original stream. (Else a record of a thread or
-    inline step was printed twice: raw, and again in the step's output.)"""
-    routers = [r for r in (sys.stdout, sys.stderr) if isinstance(r, _ThreadRouter)]
-    for handler in logging.root.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            router = next((r for r in routers if handler.stream is r._original), None)
-            if router is not None:
-                handler.setStream(router)
-
-
-def _to_step(handler: logging.Handler, record: logging.LogRecord) -> bool:
-    """Whether `handler` takes `record` and writes it to a _ThreadRouter (a
-    StreamHandler made on sys.stderr after nbpar replaced it): in a step's
-    thread, that puts the record in the step's output already."""
-    stream = getattr(handler, "stream", None)
-    return isinstance(stream, _ThreadRouter) and record.levelno >= handler.level
-
-
-_local = threading.local()
-_install_lock = threading.Lock()  # guards replacing sys.stdout / sys.stderr, and _capturing
-_log_handler = _StepLogHandler()
-# Steps capturing in this process. The log handler is on the root logger
-# only while there are some: a root logger with a handler would turn the
-# kernel's later `logging.basicConfig()` into a no-op.
-_capturing = 0
-
-
-@contextmanager
-def routing() -> Iterator[None]:
-    """Put the step log handler on the root logger while the steps this
-    thread runs inside run (each `capture`s its own output)."""
-    global _capturing
-    with _install_lock:
-        if _capturing == 0:
-            logging.root.addHandler(_log_handler)
-        _capturing += 1
-    try:
-        yield
-    finally:
-        with _install_lock:
-            _capturing -= 1
-            if _capturing == 0:
-                logging.root.removeHandler(_log_handler)
-
-
-@contextmanager
-def capture(
-    on_line: Callable[[str], None], log_level: int = logging.WARNING, log_format: LogFormat | None = None
-) -> Iterator[None]:
-    """Inside `routing()`: route this thread's stdout and stderr (so
-    warnings too), and its `logging` records of `log_level` and above
-    (formatted with `log_format`), to `on_line` for the duration. The
-    routers stay on sys.stdout and sys.stderr for good; they are put back if
-    something (a step before this one) replaced them, and the root logger's
-    handlers on the streams they stand for are pointed at them."""
-    if not (isinstance(sys.stdout, _ThreadRouter) and isinstance(sys.stderr, _ThreadRouter)):
-        with _install_lock:
-            for name in ("stdout", "stderr"):
-                if not isinstance(getattr(sys, name), _ThreadRouter):
-                    setattr(sys, name, _ThreadRouter(getattr(sys, name), _local))
-    _route_handlers()
-    sink = _LineSink(on_line)
-    previous = (
-        getattr(_local, "sink", None),
-        getattr(_local, "log_level", logging.WARNING),
-        getattr(_local, "log_format", None),
-    )
-    _local.sink, _local.log_level, _local.log_format = sink, log_level, log_format
-    try:
-        yield
-    finally:
-        try:
-            sink.flush()
-        finally:
-            _local.sink, _local.log_level, _local.log_format = previous
-
-
-@contextmanager
-def outside_step() -> Iterator[None]:
-    """What this thread prints in the block goes to the process's stdout and
-    stderr, not the output of the step it runs (nbpar's own work, such as
-    an inline step's display, done from inside that step's print)."""
-    sink = getattr(_local, "sink", None)
-    _local.sink = None
-    try:
-        yield
-    finally:
-        _local.sink = sink
-
-
 # -- the process protocol -------------------------------------------------
-
-
-class PicklingProblem(Exception):
-    """A value a step needs or makes cannot cross to or from a process."""
 
 
 def dump_tasks(tasks: list[Task], run: object | None = None) -> bytes:
     """Pickle tasks for a worker process, naming the input that fails. With
     `run` (the run they belong to), large buffers go through shared files
     (see sharing.py)."""
+    from . import sharing
+
     try:
         return sharing.dumps(tasks, run=run)
     except Exception as whole:
@@ -1013,6 +680,8 @@ def dump_outcomes(outcomes: list[Outcome]) -> bytes:
     """Pickle outcomes for the kernel (large buffers through the shared
     files `sharing.replying` names); an output that fails becomes its step's
     error, naming the variable."""
+    from . import sharing
+
     try:
         return sharing.dumps(outcomes)
     except Exception:
@@ -1023,6 +692,8 @@ UNSENDABLE = "which cannot be sent back from a worker process"  # (nbpar.cells l
 
 
 def _picklable(outcome: Outcome) -> Outcome:
+    from . import sharing
+
     whole = sharing.pickle_problem(outcome)
     if whole is None:
         return outcome
@@ -1048,6 +719,8 @@ def run_in_process(
     reported live to the kernel as well; with `reply` (the kernel's shared
     directory, the flight's token), large output buffers go to files there.
     Large inputs arrive on the kernel's files, mapped without a copy."""
+    from . import sharing
+
     worker = f"pid {os.getpid()}"
     try:
         tasks: list[Task] = sharing.loads(payload)
@@ -1123,6 +796,7 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     (see `_clean_worker`)."""
     global _fault_file, _worker_builtins, _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # born blocked (process._sigint_blocked)
     try:
         os.setpgid(0, 0)  # a group of its own: the processes its steps start go when the kernel kills it
     except OSError:
@@ -1157,6 +831,10 @@ _LIMIT_NAMES: dict[int, str] = {}  # resource.RLIMIT_AS -> "RLIMIT_AS"
 
 
 def _exit_with_parent(parent: int) -> None:
+    """A worker's watch on its kernel (a thread): once the kernel is gone,
+    kill what the worker's steps started and exit. It cannot run while a
+    step is in C code that holds the GIL; the kernel's watchdog
+    (folders.py) kills such a worker."""
     while os.getppid() == parent:
         time.sleep(1.0)
     for pid in _descendants(os.getpid()):  # what its steps started (the kernel's group no longer has them)

@@ -125,7 +125,9 @@ def _interrupt_main_thread_in(seconds: float) -> threading.Timer:
 
 def _wait_until_running(*names: str) -> None:
     deadline = time.time() + 20
-    steps = nbpar.last_run().steps
+    last = nbpar.last_run()
+    assert last is not None
+    steps = last.steps
     while any(steps[n].status != "running" for n in names) and time.time() < deadline:
         time.sleep(0.05)
 
@@ -368,3 +370,32 @@ def test_ctrl_c_in_parcancel_of_a_step_that_cannot_be_stopped_at_once(shell, cap
     assert "stopped waiting; the run is cancelled and ends when slow stops (%parwait waits)" in capsys.readouterr().out
     result = run_cell(shell, "%parwait")
     assert isinstance(result.error_in_exec, RunError) and nbpar.last_run().cancelled
+
+
+def test_a_pipelines_shutdown_leaves_another_pipelines_run_and_pool_alone(no_pool_after):
+    import gc
+
+    import psutil
+
+    from nbpar.backends import process
+
+    other = nbpar.Pipeline()
+    other.add_step("tiny", "tiny = 1")
+    other.run(backend="process", workers=2)  # `other` has a process backend of its own now
+    mine = _slow_pipeline(2.0)
+    run = mine.start(backend="process", workers=2)
+    _until_running(run)
+    other.shutdown()  # stopped every pool before, the run's included: ShutdownExecutorError
+    result = run.wait(timeout=20, check=False)
+    assert result.ok, result.steps["slow"].error
+    assert run.result.steps["slow"].attempts == 1
+    assert process._pools, "the shared pool went with another pipeline's shutdown"
+
+    del other
+    gc.collect()  # (pipelines of earlier tests that nobody holds any more)
+    still = len(process._open) - 1  # open pipelines beside `mine`
+    mine.shutdown()
+    assert bool(process._pools) == bool(still), "the shared pool stays while, and only while, a pipeline is open"
+    if not still:  # the last pipeline on processes: no worker is left
+        workers = [c for c in psutil.Process().children() if "popen_loky_posix" in " ".join(c.cmdline())]
+        assert not psutil.wait_procs(workers, timeout=5)[1]

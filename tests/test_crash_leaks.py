@@ -74,19 +74,29 @@ def test_a_run_that_reuses_a_freed_runs_id_gets_its_workers_messages():
     same id: the new run must get a route of its own (the dead one's
     dropped its messages: no start, so no timeout enforced by the kernel,
     no live output), and the dead run's late messages must not reach it."""
-    first = _Run()
-    old = process._route(first.report)
-    address = id(first)
-    del first
-    for _ in range(1000):  # the allocator hands the freed block out again
-        second = _Run()
-        if id(second) == address:
-            break
-    else:
-        pytest.skip("no object got the freed run's id")
-    token = process._route(second.report)
-    assert token != old and process._route(second.report) == token
-    process._dispatch((old, "start", "s", None, None))
-    assert not hasattr(second, "got")
-    process._dispatch((token, "start", "s", None, None))
-    assert second.got == ("start", "s")
+    backend = process.ProcessBackend(1)
+    try:
+        first = backend.open_run(_Run().report)
+        old = first.token  # type: ignore[attr-defined]
+        address = id(first)
+        backend.close_run(first)
+        del first
+        for _ in range(1000):  # the allocator hands the freed block out again
+            receiver = _Run()
+            second = backend.open_run(receiver.report)
+            if id(second) == address:
+                break
+            backend.close_run(second)
+        else:
+            pytest.skip("no run got the freed run's id")
+        token = second.token  # type: ignore[attr-defined]
+        assert token != old and process._routes.get(token) is second
+        process._dispatch((old, "start", "s", None, None))
+        assert not hasattr(receiver, "got")
+        process._dispatch((token, "start", "s", None, None))
+        assert receiver.got == ("start", "s")
+        backend.close_run(second)
+        process._dispatch((token, "start", "t", None, None))  # a late line of a closed run drops
+        assert receiver.got == ("start", "s")
+    finally:
+        backend.shutdown()

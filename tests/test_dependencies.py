@@ -11,6 +11,7 @@ header (conftest.py), so a CI log says which release broke what.
 | dependency  | what nbpar relies on                                  | where                      |
 | ----------- | ----------------------------------------------------- | -------------------------- |
 | loky        | `_flags.kill_workers`, `_processes`, `_executor_manager_thread` of a pool | backends/process.py |
+| loky        | manager thread's `_MANAGER_STATE`; call queue's `_thread`, `_reader`, `_ignore_epipe` | process._end |
 | loky        | `TerminatedWorkerError`'s text: `EXIT(n)` / `SIGNAME(-n)` | process.explain_exit    |
 | loky        | `backend.resource_tracker._resource_tracker._stop`     | extension.py (kernel exit) |
 | loky        | names its semaphores `/loky-PID-RANDOM` (PID: the pool's process) | folders.py (the watchdog) |
@@ -71,6 +72,28 @@ def test_loky_pool_internals():
         assert isinstance(thread, threading.Thread) and thread.is_alive(), changed(
             "loky", "ProcessPoolExecutor._executor_manager_thread"
         )
+    finally:
+        pool.shutdown(wait=True, kill_workers=True)
+
+
+def test_loky_pool_threads_hold_what_nbpar_frees():
+    """What `process._end` waits for and drops after a pool stopped, so that
+    no semaphore of it outlives `stop_pool()`."""
+    from nbpar.backends.process import _MANAGER_STATE
+
+    pool = loky.ProcessPoolExecutor(max_workers=1)
+    try:
+        pool.submit(int).result()
+        thread, queue = pool._executor_manager_thread, pool._call_queue
+        for name in _MANAGER_STATE:
+            assert name in vars(thread), changed("loky", f"_ExecutorManagerThread.{name}")
+        assert isinstance(getattr(queue, "_thread", None), threading.Thread), changed(
+            "loky", "the call queue's _thread"
+        )
+        assert callable(getattr(getattr(queue, "_reader", None), "close", None)), changed(
+            "loky", "the call queue's _reader"
+        )
+        assert getattr(queue, "_ignore_epipe", False) is True, changed("loky", "the call queue's _ignore_epipe")
     finally:
         pool.shutdown(wait=True, kill_workers=True)
 

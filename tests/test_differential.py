@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import nbpar
 from nbpar.magics import NbparMagics
 
 from .conftest import run_cells
@@ -67,10 +68,10 @@ def user_names(ns: dict) -> dict:
     return {k: v for k, v in ns.items() if (k.startswith("v") and k[1:].isdigit()) or k in ("i", "L")}
 
 
-def sequential(shell, notebook: Notebook) -> dict:
-    """Run the step bodies as plain cells, top to bottom."""
+def sequential(shell, notebook: Notebook, passes: int = 1) -> dict:
+    """Run the step bodies as plain cells, top to bottom (`passes` times)."""
     shell.reset(new_session=False)
-    run_cells(shell, PRELUDE, *notebook.bodies.values())
+    run_cells(shell, PRELUDE, *list(notebook.bodies.values()) * passes)
     return user_names(shell.user_ns)
 
 
@@ -79,14 +80,20 @@ def parallel(shell, notebook: Notebook, backend: str) -> dict:
     shell.register_magics(NbparMagics(shell))
     run_cells(shell, PRELUDE, *(f"%%step {n}\n{body}" for n, body in notebook.bodies.items()))
     run_cells(shell, f"%parrun --backend {backend} --workers 2")
+    if backend == "auto":  # the first run measured every step on a process; now tiny ones go to threads
+        # (--force runs every step again on what the first run left: the cells run top to bottom twice)
+        run_cells(shell, "%parrun --backend auto --workers 2 --force")
+        run = nbpar.last_run()
+        assert run is not None
+        assert "thread" in {r.backend for r in run.steps.values()}
     return user_names(shell.user_ns)
 
 
-@pytest.mark.parametrize("backend", ["process", "thread", "inline"])
+@pytest.mark.parametrize("backend", ["process", "thread", "inline", "auto"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(notebook=notebooks(in_place=True))
 def test_parrun_equals_sequential(shell, backend, notebook):
-    expected = sequential(shell, notebook)
+    expected = sequential(shell, notebook, passes=2 if backend == "auto" else 1)
     assert expected
     assert parallel(shell, notebook, backend) == expected
 

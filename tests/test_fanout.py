@@ -167,13 +167,16 @@ def test_uneven_slices_are_taken_by_idle_workers():
 
 
 def test_slices_and_other_steps_share_the_queue():
-    p = Pipeline({"items": list(range(4))})
-    p.add_step("fan", "import time\ntime.sleep(0.3)\nout = items", over="items", slices=4)
-    p.add_step("solo", "import time\ntime.sleep(0.3)\nalone = 1")
+    # slice 0 is short, slice 1 long: solo takes the worker slice 0 frees,
+    # while slice 1 still runs (a wide margin: no race on which ends first)
+    p = Pipeline({"items": [0, 1]})
+    body = "import time\ntime.sleep(0.05 if items == [0] else 1.0)\nout = items"
+    p.add_step("fan", body, over="items", slices=2)
+    p.add_step("solo", "alone = 1")
     result = p.run(backend="thread", workers=2)
-    solo = result.steps["solo"]
-    # solo did not wait for every slice: it ran between them
-    assert solo.start < result.steps["fan"].end
+    fan, solo = result.steps["fan"], result.steps["solo"]
+    assert p.namespace["out"] == [0, 1] and p.namespace["alone"] == 1
+    assert solo.start < fan.slices[1].end - 0.5  # solo did not wait for every slice
 
 
 def test_a_chain_runs_slice_by_slice_without_a_barrier():

@@ -40,6 +40,7 @@ from IPython.core.error import UsageError
 
 import nbpar
 from nbpar import Pipeline, PlanError, RunError
+from nbpar.graph import BackendName
 
 from .conftest import run_cell, run_cells
 
@@ -218,7 +219,7 @@ def gone(pids: set[int], within: float = 5.0) -> bool:
     "fault, backend",
     [pytest.param(f, b, id=f"{f.id}-{b}") for f in FAULTS for b in f.backends],
 )
-def test_fault(fault: Fault, backend: str) -> None:
+def test_fault(fault: Fault, backend: BackendName) -> None:
     sentinel = object()
     p = Pipeline({"before": sentinel, **fault.inputs()})
     p.add_step("fine", SLEEPY)
@@ -333,6 +334,22 @@ def test_a_timed_out_attempt_is_retried(tmp_path):
     result = p.run(backend="process", workers=2, timeout=0.5, retries=1)
     assert result.steps["slow_once"].attempts == 2 and p.namespace["value"] == 1
     assert "timeout of 0.5s" in result.steps["slow_once"].output
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_chain_of_slices_longer_than_the_timeout_is_held_to_each_units_timeout(backend):
+    # Each slice of each step takes 0.5 s of a 1 s timeout; one worker runs a
+    # slice's chain back to back (2.5 s, past the timeout and the process
+    # backend's grace): no unit is past its timeout, nothing is stopped.
+    p = Pipeline({"rows": [1, 2]})
+    p.add_step("s0", "import time\ntime.sleep(0.5)\nr0 = list(rows)", over="rows", slices=2)
+    for i in range(1, 5):
+        p.add_step(
+            f"s{i}", f"import time\ntime.sleep(0.5)\nr{i} = [x + 1 for x in r{i - 1}]", over=f"r{i - 1}", slices=2
+        )
+    assert p.plan((), True, 2).chained == {f"s{i}": f"s{i - 1}" for i in range(1, 5)}
+    result = p.run(backend=backend, workers=2, timeout=1)
+    assert result.ok and p.namespace["r4"] == [5, 6]
 
 
 # -- steps that need the kernel -------------------------------------------------
@@ -450,6 +467,45 @@ def test_the_processes_a_stopped_step_started_stop_with_it(tmp_path, how, rest):
     assert _stopped(pid), f"the step's `sleep 120` ({how}) still runs"
 
 
+@pytest.mark.parametrize("backend", ["thread", "inline"])
+def test_the_processes_a_timed_out_kernel_step_started_stop_with_it(tmp_path, backend):
+    # thread: the step is abandoned; inline: its alarm stops it. Either way
+    # the processes its thread started during it are killed (not the kernel's).
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest="time.sleep(3)"), timeout=0.5)
+    result = p.run(backend=backend, workers=1, check=False)
+    assert result.steps["spawns"].status == "failed"
+    assert "timeout of 0.5s" in (result.steps["spawns"].error or "")
+    assert _stopped(_spawned_pid(pidfile), within=1.0), f"the step's `sleep 120` ({backend}) still runs"
+
+
+def test_the_processes_a_cancelled_thread_step_started_stop_with_it(tmp_path):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest="time.sleep(3)"))
+    run = p.start(backend="thread", workers=1)
+    pid = _spawned_pid(pidfile)
+    run.cancel()
+    assert run.wait(check=False).steps["spawns"].status == "cancelled"
+    assert _stopped(pid, within=1.0), "the cancelled thread step's `sleep 120` still runs"
+
+
+@pytest.mark.parametrize("backend", ["thread", "inline"])
+def test_the_processes_a_finished_kernel_step_started_keep_running(tmp_path, backend):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest=""), timeout=5)
+    p.add_step("later", "import time\ntime.sleep(0.3)\nlater = 1", after=["spawns"], timeout=5)
+    p.run(backend=backend, workers=1)
+    pid = _spawned_pid(pidfile)
+    try:
+        assert not _stopped(pid, within=0.5), "a top-to-bottom run would have left it running"
+    finally:
+        psutil.Process(pid).kill()
+        psutil.Process(pid).wait(5)
+
+
 def test_the_processes_a_finished_step_started_keep_running(tmp_path):
     pidfile = tmp_path / "pid"
     p = Pipeline({"pidfile": str(pidfile)})
@@ -461,3 +517,13 @@ def test_the_processes_a_finished_step_started_keep_running(tmp_path):
         assert not _stopped(pid, within=0.5), "a top-to-bottom run would have left it running"
     finally:
         psutil.Process(pid).kill()
+
+
+def test_the_processes_a_crashed_step_started_stop_with_it(tmp_path):
+    pidfile = tmp_path / "pid"
+    p = Pipeline({"pidfile": str(pidfile)})
+    p.add_step("spawns", SPAWNER.format(rest="import os\nos._exit(3)"))
+    result = p.run(backend="process", workers=2, check=False)
+    assert result.steps["spawns"].status == "failed"
+    pid = int(pidfile.read_text())
+    assert _stopped(pid, within=2.0), "the crashed step's `sleep 120` still runs"

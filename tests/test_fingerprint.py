@@ -59,7 +59,7 @@ DIFFERENT = [
     (np.arange(6.0), np.array([0.0, 1, 2, -1, 4, 5])),
     (np.arange(6.0), np.arange(6.0).reshape(2, 3)),
     (np.arange(3), np.arange(3, dtype=np.int32)),
-    (np.ma.masked_array([1, 2], mask=[0, 0]), np.ma.masked_array([1, 2], mask=[0, 1])),
+    (np.ma.masked_array([1, 2], mask=[False, False]), np.ma.masked_array([1, 2], mask=[False, True])),
     (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1000, 2]})),
     (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"b": [1, 2]})),
     (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]}, index=[5, 6])),

@@ -77,7 +77,7 @@ def token() -> st.SearchStrategy[str]:
 
 def line(name: st.SearchStrategy[str], good: dict[str, list[str] | None]) -> st.SearchStrategy[str]:
     """Name, then options: most lines plausible (no option, or good ones), the rest anything."""
-    tokens = st.one_of(
+    tokens: st.SearchStrategy[list[str]] = st.one_of(
         st.just([]),
         st.lists(option(good), max_size=2, unique_by=lambda o: o.split()[0]),
         st.lists(token(), max_size=4),

@@ -25,7 +25,7 @@ def step(name: str, source: str, after: tuple[str, ...] = (), effects: str = "")
         source,
         names.reads - names.deferred,
         names.writes,
-        after,
+        after=after,
         functions=names.functions,
         always=names.always,
         effects=frozenset(effects.split()),  # type: ignore[arg-type]
@@ -166,7 +166,11 @@ def test_incremental_indexes_match_a_full_recomputation(moves):
     g = Graph()
     for name, reads, writes, after in moves:
         if name in g.steps and reads == writes:
-            g.remove(name)
+            try:
+                g.remove(name)
+            except GraphError:
+                with pytest.raises(GraphError):  # the full check refuses it too
+                    check_acyclic({n: s for n, s in g.steps.items() if n != name})
             continue
         candidate = step(name, f"{writes} = {reads}", after=() if after == "-" else (after,))
         try:
@@ -187,16 +191,94 @@ def test_registering_many_steps_checks_only_what_can_change(monkeypatch):
     chain in order never walks the graph; with one, each registration does."""
     import nbpar.graph
 
-    walks = []
-    original = nbpar.graph._waits_for_itself
-    monkeypatch.setattr(nbpar.graph, "_waits_for_itself", lambda *a: walks.append(a) or original(*a))
+    walks: list[object] = []
+    for check in ("_waits_for_itself", "check_acyclic"):
+        original = getattr(nbpar.graph, check)
+        monkeypatch.setattr(nbpar.graph, check, lambda *a, _f=original: walks.append(a) or _f(*a))
     g = graph(*(step(f"s{i}", f"x{i} = x{i - 1} + 1" if i else "x0 = 0") for i in range(300)))
     assert len(g.steps) == 300 and walks == []
     g.add(step("s150", "x150 = x149 * 2"))  # a replacement, even in the middle
+    g.remove("s299")
     assert walks == []
     g.add(step("s10", "x10 = x9", after=("s5",)))
-    g.add(step("s11", "x11 = x10 * 2"))
-    assert len(walks) == 2
+    g.add(step("s11", "x11 = x10 * 2"))  # a replacement: the steps below it may read another writer now
+    g.add(step("s299", "x299 = x298"))  # a new last step: from it alone
+    assert len(walks) == 3
+
+
+class _CountingPlaces(dict):
+    """A step -> place mapping that counts its lookups."""
+
+    lookups = 0
+
+    def __getitem__(self, name: str) -> int:
+        self.lookups += 1
+        return super().__getitem__(name)
+
+
+def test_a_name_many_steps_rebind_is_resolved_without_scanning_its_writers():
+    """`v = v + 1` in 2,000 steps: a reader's source is found by bisection
+    over v's writers (kept in notebook order), not by a scan and a sort of
+    them per reader (a plan of such steps was quadratic)."""
+    from nbpar.graph import _sources
+
+    g = graph(step("s0", "v = 0"), *(step(f"s{i}", "v = v + 1") for i in range(1, 2000)))
+    places = _CountingPlaces(g.position())
+    assert _sources(g.steps, g.writers(), places, g.steps["s1999"], "v") == ("s1998",)
+    assert places.lookups <= 2 * (2000).bit_length() + 2
+    assert g.dependencies()["s1000"] == {"s999"}
+
+
+def test_registering_steps_at_the_end_keeps_every_place():
+    """A new step is placed after the others: the places are extended, not
+    counted again from the first step (once per registration, that was
+    quadratic); a removal counts them again."""
+    g = graph(step("a", "v = 0"), step("b", "v = v + 1"))
+    places = g.position()
+    for i in range(300):
+        g.add(step(f"s{i}", "v = v + 1"))
+        assert g.position() is places
+    g.add(step("b", "w = v"))  # a replacement keeps its place
+    assert g.position() is places and list(places) == list(g.steps) and list(places.values()) == list(range(302))
+    g.remove("a")
+    assert g.position() == {name: i for i, name in enumerate(g.steps)}
+
+
+def test_writers_stay_in_notebook_order_through_replacements_and_removals():
+    g = graph(step("a", "v = 1"), step("b", "w = 1"), step("c", "v = 2"), step("d", "x = v"))
+    g.add(step("b", "v = 3"))  # now b writes v too, in its place: between a and c
+    assert g.writers()["v"] == ["a", "b", "c"] and "w" not in g.writers()
+    g.add(step("c", "y = 0"))  # c no longer writes v: d reads b's
+    assert g.writers()["v"] == ["a", "b"] and g.sources("d", "v") == ("b",)
+    g.add(step("a", "v = v0 if v0 else 1"))  # still a writer, in its place
+    assert g.writers()["v"] == ["a", "b"]
+    g.remove("b")
+    assert g.writers()["v"] == ["a"] and g.dependencies()["d"] == {"a"}
+    g.add(step("e", "v = 5"))
+    assert g.writers()["v"] == ["a", "e"] and g.sources("d", "v") == ("a",)
+    assert g.writers() == writers(g.steps)  # as the whole notebook, indexed at once, has it
+
+
+def test_a_replacement_that_moves_a_readers_writer_into_a_cycle_is_refused():
+    # d reads u from b; a waits for d (--after). Once b no longer writes u,
+    # d reads a's u: d waits for a, which waits for d.
+    g = graph(step("a", "u = 1"), step("b", "u = 2"), step("d", "w = u"))
+    g.add(step("a", "u = 1", after=("d",)))
+    with pytest.raises(GraphError) as info:
+        g.add(step("b", "v = 2"))
+    assert "d  waits for  a  (reads u)" in str(info.value) and "a  waits for  d  (--after)" in str(info.value)
+    assert g.steps["b"].source == "u = 2"  # nothing changed
+    check_acyclic(g.steps)
+
+
+def test_a_removal_that_would_close_a_cycle_is_refused_and_changes_nothing():
+    g = graph(step("a", "u = 1"), step("b", "u = 2"), step("d", "w = u"))
+    g.add(step("a", "u = 1", after=("d",)))
+    with pytest.raises(GraphError, match="a  waits for  d  \\(--after\\)"):
+        g.remove("b")
+    assert list(g.steps) == ["a", "b", "d"]
+    g.remove("d")  # the last step: no other step's inputs change (a's --after d waits for nothing now)
+    assert g.dependencies() == {"a": frozenset(), "b": frozenset()}
 
 
 def test_after_an_unknown_step_lists_the_known_ones_not_itself():

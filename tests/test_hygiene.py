@@ -141,6 +141,64 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert [f for f in folders if os.path.exists(f)] == []
 
 
+# A worker as the watchdog knows it: it holds its fault file open (worker.init_worker), is a
+# process group of its own with what its step started (a sleep), and sits in C code holding
+# the GIL, where its own watch on its kernel (worker._exit_with_parent) cannot run.
+WORKER = """import os, subprocess, sys
+os.setpgid(0, 0)
+faults = open(os.path.join(sys.argv[1], f"faults-{os.getpid()}.txt"), "x")
+started = subprocess.Popen(["sleep", "600"])
+print(started.pid, flush=True)
+sum(range(10**12))
+"""
+
+# A kernel: its folders (and watchdog), one worker, and the fault file of a worker that died
+# whose pid another process now has (the test's `decoy`, which does not hold the file).
+STAND_IN = """import os, subprocess, sys
+from nbpar import folders
+own = folders.private()
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], own], stdout=subprocess.PIPE, text=True)
+started = int(worker.stdout.readline())
+open(os.path.join(own, f"faults-{sys.argv[2]}.txt"), "x").close()
+print(worker.pid, started, own, flush=True)
+worker.wait()
+"""
+
+
+@pytest.mark.slow
+def test_the_watchdog_of_a_killed_kernel_kills_its_workers_in_c_code_and_nothing_else(tmp_path: Path):
+    decoy = subprocess.Popen(["sleep", "600"])
+    kernel = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, WORKER, str(decoy.pid)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        cwd=tmp_path,  # (not this folder: its nbpar would come first)
+    )
+    procs: list[psutil.Process] = []
+    try:
+        worker, started, own = kernel.stdout.readline().split()  # type: ignore[union-attr]
+        procs = [psutil.Process(int(worker)), psutil.Process(int(started))]
+        time.sleep(1.5)  # the watchdog has looked at the live kernel a few times: its worker lives on
+        assert all(alive(p) for p in procs)
+
+        kernel.kill()
+        deadline = time.monotonic() + LEFT_WITHIN
+        while (any(alive(p) for p in procs) or os.path.exists(own)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in procs if alive(p)], "the killed kernel's worker, or what its step started, runs on"
+        assert not os.path.exists(own)
+        assert decoy.poll() is None, "the watchdog killed a process that had the pid of a dead worker"
+    finally:
+        kernel.kill()
+        kernel.wait()
+        for proc in procs:
+            if alive(proc):
+                proc.kill()
+        decoy.kill()
+        decoy.wait()
+
+
 # -- nobody else's files ---------------------------------------------------------------------
 
 

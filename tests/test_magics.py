@@ -118,6 +118,17 @@ def test_parforget(shell, capsys):
         shell.run_line_magic("parforget", "b")
 
 
+def test_parforget_that_would_close_a_cycle_is_refused_and_changes_nothing(shell):
+    # d reads u from b; a waits for d. Without b, d would read a's u: a loop.
+    run_cells(shell, "%%step a\nu = 1", "%%step b\nu = 2", "%%step d\nw = u", "%%step a --after d\nu = 1")
+    shell.user_ns["kept"] = 7
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("parforget", "b")
+    assert "d  waits for  a  (reads u)" in str(info.value) and "a  waits for  d  (--after)" in str(info.value)
+    assert list(shell.magics_manager.registry["NbparMagics"].pipeline.steps) == ["a", "b", "d"]
+    assert shell.user_ns["kept"] == 7
+
+
 def test_forgotten_after_target_is_an_error_at_run_start(shell):
     run_cells(shell, "%%step a\nx = 1", "%%step b --after a\ny = 2", "%parforget a")
     with pytest.raises(UsageError, match="step 'b': --after names 'a', which is no longer a step"):
@@ -231,6 +242,32 @@ def test_dry_run_prints_the_plan_and_runs_nothing(shell, capsys):
     assert "x" not in shell.user_ns
 
 
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (["%%step b\ny = never_defined + 1"], "`never_defined`, which no step writes"),
+        (["gen = (i for i in range(3))", "%%step b\ny = list(gen)"], "`gen`"),
+        (["%%step b --backend process\ny = 1", "%%step c\nz = y + 1"], None),
+    ],
+    ids=["undefined input", "unsendable input", "valid"],
+)
+def test_a_dry_run_refuses_what_the_real_run_refuses_and_runs_nothing(shell, capsys, cells, message):
+    run_cells(shell, *cells)
+    before = dict(shell.user_ns)
+    if message is None:  # a valid plan: printed, nothing run
+        capsys.readouterr()
+        shell.run_line_magic("parrun", "--dry-run")
+        assert "steps to run" in capsys.readouterr().out
+    else:
+        with pytest.raises(UsageError) as dry:
+            shell.run_line_magic("parrun", "--dry-run")
+        with pytest.raises(UsageError) as real:
+            shell.run_line_magic("parrun", "")
+        assert message in str(dry.value)
+        assert str(dry.value) == str(real.value)  # the same check, the same words
+    assert shell.user_ns.keys() == before.keys() and "y" not in shell.user_ns
+
+
 def test_fail_fast_cancels_the_rest(shell):
     run_cells(
         shell,
@@ -269,7 +306,7 @@ def test_bad_step_name(shell):
 def test_bad_defaults_in_the_environment_are_named(shell, monkeypatch):
     run_cells(shell, "%%step a\nx = 1")
     monkeypatch.setenv("NBPAR_BACKEND", "gpu")
-    with pytest.raises(UsageError, match="NBPAR_BACKEND is 'gpu'; choose process, thread, inline"):
+    with pytest.raises(UsageError, match="NBPAR_BACKEND is 'gpu'; choose process, thread, inline, auto"):
         shell.run_line_magic("parrun", "")
     monkeypatch.setenv("NBPAR_BACKEND", "thread")
     monkeypatch.setenv("NBPAR_WORKERS", "lots")

@@ -1,4 +1,4 @@
-"""Spec-style tests for nbpar.partition: splitting inputs, merging outputs, partitioned folders."""
+"""Spec-style tests for nbpar.partition (split inputs, merge outputs) and nbpar.partitioned (folders)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from nbpar.partition import (
     MERGES,
     MergeError,
-    Partition,
     Slice,
     SliceError,
     merge,
-    partitions,
     split,
 )
+from nbpar.partitioned import Partition, partitions
 
 from .conftest import ROOT
 
@@ -501,16 +500,8 @@ def test_default_loaders(folder: Path, tmp_path: Path) -> None:
 
 
 def test_csv_without_pandas_gives_dicts(folder: Path) -> None:
-    script = (
-        "import sys; sys.modules['pandas'] = None\n"
-        "import importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('partition', {str(ROOT / 'nbpar' / 'partition.py')!r})\n"
-        "mod = sys.modules['partition'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
-        f"print(mod.partitions({str(folder)!r})['2024-feb']())\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[{'day': '1', 'amount': '5'}]"
+    printed = alone("partitioned", ("pandas",), f"print(mod.partitions({str(folder)!r})['2024-feb']())")
+    assert printed == "[{'day': '1', 'amount': '5'}]"
 
 
 def test_custom_loader(folder: Path) -> None:
@@ -596,14 +587,30 @@ def test_fan_out_over_partitions_and_merge(folder: Path) -> None:
 # -- purity -------------------------------------------------------------------------------
 
 
-def test_module_imports_without_heavy_dependencies() -> None:
+HEAVY = ("IPython", "ipywidgets", "loky", "numpy", "pandas")
+
+
+def alone(module: str, blocked: tuple[str, ...], code: str) -> str:
+    """What `code` prints in a fresh interpreter where nbpar/`module`.py is
+    loaded on its own as `mod` (no nbpar package) and `blocked` cannot be imported."""
     script = (
         "import sys, importlib.util\n"
-        "for blocked in ('IPython', 'ipywidgets', 'loky', 'numpy', 'pandas'): sys.modules[blocked] = None\n"
-        f"spec = importlib.util.spec_from_file_location('partition', {str(ROOT / 'nbpar' / 'partition.py')!r})\n"
-        "mod = sys.modules['partition'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
-        "print([p.value for p in mod.split({'b': 1, 'a': 2}, name='d', slices=2)], mod.merge('x', [[1], [2]]))\n"
+        f"for blocked in {blocked!r}: sys.modules[blocked] = None\n"
+        f"spec = importlib.util.spec_from_file_location({module!r}, {str(ROOT / 'nbpar' / (module + '.py'))!r})\n"
+        f"mod = sys.modules[{module!r}] = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        f"{code}\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[{'a': 2}, {'b': 1}] [1, 2]"
+    return done.stdout.strip()
+
+
+def test_module_imports_without_heavy_dependencies() -> None:
+    code = "print([p.value for p in mod.split({'b': 1, 'a': 2}, name='d', slices=2)], mod.merge('x', [[1], [2]]))"
+    assert alone("partition", HEAVY, code) == "[{'a': 2}, {'b': 1}] [1, 2]"
+
+
+def test_partitioned_imports_without_heavy_dependencies(folder: Path) -> None:
+    assert alone("partitioned", HEAVY, f"print(sorted(mod.partitions({str(folder)!r})))") == str(
+        sorted(partitions(folder))
+    )

@@ -331,3 +331,29 @@ def test_memory_of_a_run_stays_near_one_copy():
     assert p.namespace["total"] == 4 * float(np.arange(size // 8, dtype=np.float64).sum()) + 6
     assert after < 1.5 * size
     assert peak[0] < 3 * size
+
+
+def test_reset_ends_runs_and_flights_and_keeps_what_arrays_live_on():
+    """sharing.reset(): the state of a fresh process, between tests. A run's
+    written file and a flight's file go; a file an array is mapped from stays
+    while the array lives (and goes with it); counters are zero."""
+
+    class Run:  # a run is any object; a weak-referenceable one here
+        pass
+
+    run, other, kept = Run(), Run(), np.arange(2 * MB, dtype=np.uint8)
+    before = files()
+    sharing.dumps(np.ones(2 * MB), run=run)  # written for the run, pinned by it
+    token = sharing.new_token()
+    folder, _ = sharing.reply_to(token)
+    flight = os.path.join(folder, f"o{token}-{os.getpid()}-0.buf")
+    with open(flight, "wb") as f:  # what a worker of that flight wrote
+        f.write(b"x")
+    mapped = sharing.loads(sharing.dumps(kept, run=other))  # on a file of its own, mapped here
+    mapped_file = sharing.backing_file(mapped)
+    assert mapped_file is not None and len(files() - before) == 3
+    sharing.reset()
+    assert files() - before == {mapped_file}
+    assert set(sharing.stats().values()) == {0}
+    del mapped
+    assert eventually(lambda: files() <= before)

@@ -16,7 +16,10 @@ after another, and:
   within 32 MiB, within 10 descriptors of the fewest seen);
 - no worker process is left behind.
 
-Prints its numbers (run with -s to see them). About 2 minutes on 2 cores.
+Prints its numbers (run with -s to see them). About 2 minutes on 2 cores,
+3 under load: the test has its own time limit, and a run that takes more
+than `STUCK` seconds fails the test with where each thread was (a hang is
+a bug to see, not a slow machine's time-out).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import gc
 import json
 import os
 import random
+import sys
 import threading
 import time
+import traceback
 
 import psutil
 import pytest
@@ -42,6 +47,7 @@ from .test_faults import worker_pids
 RUNS = 200
 STEPS = 20
 SEED = 20261122
+STUCK = 60.0  # seconds: a run this long is stuck (one takes ~0.5 s, ~3 s at worst)
 
 INJECT = '''
 def inject(step):
@@ -97,7 +103,38 @@ def cells(rng: random.Random) -> dict[str, str]:
     return sources
 
 
+class _Watchdog:
+    """Fails a run that takes more than STUCK seconds: notes where every
+    thread is, then interrupts the main thread."""
+
+    def __init__(self, run: int, plan: str) -> None:
+        self.where = ""
+        self._timer = threading.Timer(STUCK, self._fire, args=(run, plan))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self, run: int, plan: str) -> None:
+        names = {t.ident: t.name for t in threading.enumerate()}
+        brief, stacks = [], []  # (the first line is what a CI summary shows)
+        for ident, frame in sys._current_frames().items():
+            if ident == threading.get_ident():
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack if "nbpar" in f.filename] or stack
+            at = ours[-1]
+            brief.append(f"{names.get(ident, ident)} at {at.name} ({os.path.basename(at.filename)}:{at.lineno})")
+            stacks.append(f"thread {names.get(ident, ident)}:\n{''.join(traceback.format_list(stack[-6:]))}")
+        self.where = f"run {run} ({plan}) stuck for {STUCK:.0f} s: {'; '.join(brief)}\n" + "\n".join(stacks)
+        print(self.where, file=sys.__stderr__, flush=True)
+        _thread.interrupt_main()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self._timer.join()
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_soak(shell, tmp_path, capsys):
     rng = random.Random(SEED)
     faults = tmp_path / "faults.json"
@@ -136,6 +173,7 @@ def test_soak(shell, tmp_path, capsys):
             timer = threading.Timer(rng.uniform(0.02, 0.3), _thread.interrupt_main)
             timer.start()
             counts["interrupt"] = counts.get("interrupt", 0) + 1
+        watchdog = _Watchdog(run, f"{options}; faults {chosen}")
         try:
             result = run_cell(shell, f"%parrun {options}")
             if timer is not None:
@@ -148,7 +186,10 @@ def test_soak(shell, tmp_path, capsys):
             error = result.error_in_exec
             # (an interrupt that lands before the run starts or after it ends, still in the cell, is IPython's)
             outside = timer is not None and isinstance(error, KeyboardInterrupt)
-            assert error is None or isinstance(error, RunError) or outside, f"run {run}: {error!r}"
+            assert error is None or isinstance(error, RunError) or outside or watchdog.where, f"run {run}: {error!r}"
+        finally:
+            watchdog.stop()
+        assert not watchdog.where, watchdog.where
         last = nbpar.last_run()
         assert last is not None and last.end is not None
         for record in last.steps.values():

@@ -143,3 +143,28 @@ def test_a_run_with_nothing_to_run_gives_no_time():
         "nbpar: nothing to run (1 up to date)",
         "nbpar: 1 up-to-date; nothing ran",
     ]
+
+
+def test_the_magics_text_is_made_in_ui_text():
+    """What %%step, %parrun, --dry-run and %parstatus print, from a real
+    pipeline's steps, plans and run."""
+    from nbpar.ui.text import SHOWN_NAMES, announce, describe_plan, describe_step, run_status
+
+    p = Pipeline()
+    names = [f"s{i}" for i in range(SHOWN_NAMES + 2)]
+    p.add_step("base", "x = 1")
+    for name in names:
+        p.add_step(name, f"{name}_out = x")
+    assert describe_step(p.graph, p.steps["s0"]) == "step s0: reads x | writes s0_out | after base"
+    assert announce(p.plan(force=True)) is None  # every step runs for --force: nothing to explain
+    p.run(backend="inline")
+    p.add_step("base", "x = 2")
+    said = announce(p.plan())
+    assert said is not None
+    assert said.startswith("nbpar: running 11: base (code changed), s0 (needs base, which runs), ")
+    assert said.endswith("and 3 more.")
+    plan = describe_plan(p.plan()).splitlines()
+    assert plan[0] == "nbpar plan: 11 of 11 steps to run"
+    assert plan[2] == "  run         s0  (after base): needs base, which runs"
+    status = run_status(p.run(backend="inline"))
+    assert status.startswith("nbpar: run finished, ") and status.endswith("s: 11 done")

@@ -10,6 +10,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from functools import partial
@@ -18,8 +19,9 @@ import pytest
 
 import nbpar
 from nbpar import Pipeline, RunError
+from nbpar.capture import capture, routing
 from nbpar.events import Event, StepLog
-from nbpar.worker import capture, routing, with_globals
+from nbpar.worker import with_globals
 
 from .conftest import run_cell, run_cells
 
@@ -252,7 +254,8 @@ def test_a_step_that_replaces_sys_stdout_for_good_does_not_swallow_the_next_step
     after it."""
     import sys
 
-    from nbpar.worker import Task, execute_all
+    from nbpar.contract import Task
+    from nbpar.worker import execute_all
 
     saved = sys.stdout, sys.stderr
     try:
@@ -393,23 +396,97 @@ def test_a_resource_limit_a_step_sets_does_not_reach_the_next_steps_of_its_worke
     assert p.namespace["seen"] == p.namespace["small"] == resource.getrlimit(resource.RLIMIT_AS)
 
 
-def test_a_hard_limit_a_step_lowers_for_good_is_said():
+def _core_hard_limit_to_lower() -> int:
+    """A hard RLIMIT_CORE below the one workers start with (skip if none)."""
     import resource
-
-    from nbpar.backends.process import stop_pool
 
     hard = resource.getrlimit(resource.RLIMIT_CORE)[1]  # (a worker's, as it starts)
     if hard == 0:
         pytest.skip("core files are off for good here: no hard limit to lower")
-    lower = 1 << 30 if hard == resource.RLIM_INFINITY else hard - 1
-    p = make({"hard": f"import resource\nresource.setrlimit(resource.RLIMIT_CORE, (0, {lower}))\nx = 1"})
+    return 1 << 30 if hard == resource.RLIM_INFINITY else hard - 1
+
+
+LOWER_HARD = "import os as _os, resource as _r\n_r.setrlimit(_r.RLIMIT_CORE, (0, {lower}))\nx = _os.getpid()\n"
+SEES = "import os as _os, resource as _r\n{name} = (_r.getrlimit(_r.RLIMIT_CORE), _os.getpid())\n"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
     try:
-        result = p.run(backend="process", workers=1)
-    finally:
-        stop_pool()  # (that worker keeps the limit)
-    output = result.steps["hard"].output
-    assert "nbpar: step 'hard' lowered the hard limit RLIMIT_CORE of its worker process" in output
-    assert "Lower only the soft limit" in output
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(pids: set[int], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_worker_whose_hard_limit_a_step_lowered_runs_no_more_steps():
+    import resource
+
+    limits = resource.getrlimit(resource.RLIMIT_CORE)
+    p = make({"hard": LOWER_HARD.format(lower=_core_hard_limit_to_lower())})
+    p.add_step("later", SEES.format(name="later") + "x", after=["hard"])
+    for name in "abc":  # beside it: probes, then (known and small) a batch, on the one worker
+        p.add_step(name, SEES.format(name=name))
+    for run in range(2):  # the second: all small, `later` in the task of `hard`, the rest batched
+        result = p.run(backend="process", workers=1, force=run > 0)
+        output = result.steps["hard"].output
+        assert "nbpar: step 'hard' lowered the hard limit RLIMIT_CORE of its worker process" in output
+        assert "that worker runs no more steps: it was replaced" in output and "Lower only the soft limit" in output
+        seen = {name: p.namespace[name] for name in ["later", *"abc"]}
+        assert all(limit == limits for limit, _ in seen.values()), seen
+        assert p.namespace["x"] not in {pid for _, pid in seen.values()}
+        assert _gone({p.namespace["x"]})  # (its pool was shut down once nothing used it)
+    nxt = make({"next": SEES.format(name="next")})
+    nxt.run(backend="process", workers=1)
+    assert nxt.namespace["next"][0] == limits
+
+
+WAIT_FOR = (
+    "import os as _os, time as _time\n_end = _time.monotonic() + 30\n"
+    "while not _os.path.exists({path!r}) and _time.monotonic() < _end:\n    _time.sleep(0.01)\n"
+)
+
+
+def test_a_step_beside_the_one_that_spends_its_worker_is_not_disturbed(tmp_path):
+    import resource
+
+    from nbpar.events import StepFinished, StepStarted
+
+    limits = resource.getrlimit(resource.RLIMIT_CORE)
+    started, lowered = tmp_path / "started", tmp_path / "lowered"
+
+    def cue(event: Event) -> None:
+        """`beside` runs on the other worker from before `hard` lowers the
+        limit until after its outcome is in (the pool is retired by then)."""
+        if isinstance(event, StepStarted) and event.step == "beside":
+            started.touch()
+        elif isinstance(event, StepFinished) and event.step == "hard":
+            lowered.touch()
+
+    p = make(
+        {
+            "hard": WAIT_FOR.format(path=str(started)) + LOWER_HARD.format(lower=_core_hard_limit_to_lower()),
+            "beside": WAIT_FOR.format(path=str(lowered)) + SEES.format(name="beside"),
+        }
+    )
+    result = p.run(backend="process", workers=2, listeners=[cue])
+    assert lowered.exists() and "it was replaced" in result.steps["hard"].output
+    beside, pid = p.namespace["beside"]
+    assert result.steps["beside"].status == "done" and result.steps["beside"].attempts == 1
+    assert beside == limits and pid != p.namespace["x"]
+    assert _gone({pid, p.namespace["x"]})  # the retired pool, once `beside` was back
+    again = make({"again": SEES.format(name="again")})
+    again.run(backend="process", workers=2)
+    assert again.namespace["again"][0] == limits
 
 
 def test_with_globals_gives_a_notebook_function_other_globals_and_keeps_the_rest():

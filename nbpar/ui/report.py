@@ -37,17 +37,17 @@ details {{ margin: 4px 0; }} summary {{ cursor: pointer; }}
 def summary_text(result: RunResult, now: float) -> str:
     """One line: "3/6 steps done · 1 running · 12/32 slices · 4.2 s · 1 failed"."""
     records = list(result.steps.values())
-    done = sum(1 for r in records if r.status in ("done", "up-to-date"))
-    parts = [f"{done}/{len(records)} steps done"]
-    running = sum(1 for r in records if r.status == "running")
+    counts = result.counts()
+    parts = [f"{result.succeeded}/{len(records)} steps done"]
+    running = counts.get("running", 0)
     if running:
         parts.append(f"{running} running")
-    pieces = [p for r in records for p in r.slices]
+    pieces = sum(len(r.slices) for r in records)
     if pieces:
-        parts.append(f"{sum(1 for p in pieces if p.status == 'done')}/{len(pieces)} slices")
+        parts.append(f"{sum(r.slices_done for r in records)}/{pieces} slices")
     parts.append(seconds((result.end if result.end is not None else now) - result.start))
     for status in ("failed", "skipped", "cancelled"):
-        count = sum(1 for r in records if r.status == status)
+        count = counts.get(status, 0)
         if count:
             parts.append(f"{count} {status}")
     if result.interrupted:

@@ -191,7 +191,7 @@ def _node(name: str, record: StepRecord | None, xy: tuple[float, float], box_w: 
         f"{html.escape(_cut(name, box_w - 12))}</text>",
     ]
     if slices:
-        done = sum(1 for s in slices if s.status == "done")
+        done = record.slices_done if record is not None else 0
         track = box_w - 52
         parts.append(
             f'<rect x="{x + 8:.1f}" y="{y + 25:.1f}" width="{track}" height="5" rx="2" fill="#ffffff" stroke="{_EDGE}"'
@@ -210,8 +210,7 @@ def _node_tip(name: str, record: StepRecord | None) -> str:
         return f"{name}: waiting"
     lines = [f"{name}: {record.status}"]
     if record.slices:
-        done = sum(1 for s in record.slices if s.status == "done")
-        lines.append(f"{done}/{len(record.slices)} slices done")
+        lines.append(f"{record.slices_done}/{len(record.slices)} slices done")
     if record.duration is not None:
         lines.append(seconds(record.duration) + (f" on {record.worker}" if record.worker else ""))
     if record.reason:

@@ -1,4 +1,6 @@
-"""A text display of a run: one line per event, for terminals and logs.
+"""A text display of a run: one line per event, for terminals and logs;
+and the text the magics print of steps, plans and runs (`describe_step`,
+`describe_plan`, `announce`, `run_status`).
 
 On a terminal (a tty) a progress bar also stays on the last line, redrawn
 in place under the event lines; anywhere else (a notebook cell, a log file,
@@ -20,10 +22,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..events import Event, RunFinished, RunStarted, SliceFinished, StepFinished, StepLog, StepStarted
+from ..graph import EFFECT_LABELS, Graph, Step
 from ..records import FINAL, RunResult
+
+if TYPE_CHECKING:
+    from ..scheduler import Plan
 
 _MARK = {
     "done": "done   ",
@@ -38,6 +44,7 @@ MANY = 100  # steps to run, beyond which steps that start or succeed are counted
 LINES_PER_STEP = 40  # printed lines shown of each step
 RUN_LINES = 1000  # printed lines shown of all steps of a run
 INTERVAL = 0.25  # seconds between writes to the stream
+SHOWN_NAMES = 8  # step names listed in one line before "and N more"
 
 
 class TextDisplay:
@@ -140,7 +147,7 @@ class TextDisplay:
     def _show(self, event: Event) -> None:
         r = event.result
         if isinstance(event, RunStarted):
-            fresh = sum(1 for s in r.steps.values() if s.status == "up-to-date")
+            fresh = r.counts().get("up-to-date", 0)
             note = f" ({fresh} up to date)" if fresh else ""
             self._to_run, self._finished = len(r.steps) - fresh, 0
             self._shown.clear()
@@ -151,6 +158,8 @@ class TextDisplay:
                 self._print(f"nbpar: nothing to run{note}")
                 return
             self._print(f"nbpar: {_count(self._to_run, 'step')} to run{note}, on {_where(r)}")
+            for line in _placements(r, self._many):
+                self._print(line)
         elif isinstance(event, StepStarted):
             if not self._many:
                 self._print(f"  {_clock()} start   {event.step}")
@@ -158,7 +167,7 @@ class TextDisplay:
             self._step_output(event)
         elif isinstance(event, SliceFinished):
             slices = r.steps[event.step].slices
-            done = sum(1 for s in slices if s.status == "done")
+            done = r.steps[event.step].slices_done
             # at most about ten lines a step, however many slices it has
             if len(slices) <= 10 or done * 10 // len(slices) != (done - 1) * 10 // len(slices):
                 piece = slices[event.index]
@@ -185,26 +194,25 @@ class TextDisplay:
         elif isinstance(event, RunFinished):
             for step in list(self._hidden):  # (steps that did not finish)
                 self._left_out(step)
-            counts: dict[str, int] = {}
-            for s in r.steps.values():
-                counts[s.status] = counts.get(s.status, 0) + 1
-            summary = ", ".join(f"{n} {status}" for status, n in counts.items())
-            ran = any(s.status != "up-to-date" for s in r.steps.values())
+            counts, summary = r.counts(), r.summary()
+            ran = len(r.steps) > counts.get("up-to-date", 0)
             self._print(f"nbpar: {summary} in {r.wall:.2f}s" if ran else f"nbpar: {summary}; nothing ran")
 
 
 def progress_bar(result: RunResult, width: int = 24) -> str:
     """`[#########...........] 3/8 steps · 12/32 slices · 4.2s`"""
+    counts = result.counts()
+    fresh = counts.get("up-to-date", 0)
     steps = [s for s in result.steps.values() if s.status != "up-to-date"]
-    finished = sum(1 for s in steps if s.status in FINAL)
-    slices = [piece for s in steps for piece in s.slices]
-    slices_done = sum(1 for piece in slices if piece.status == "done")
-    units, done = len(steps) + len(slices), finished + slices_done
+    finished = sum(n for status, n in counts.items() if status in FINAL) - fresh
+    slices = sum(len(s.slices) for s in steps)
+    slices_done = sum(s.slices_done for s in steps)
+    units, done = len(steps) + slices, finished + slices_done
     filled = width * done // units if units else width
     parts = [f"{finished}/{len(steps)} steps"]
     if slices:
-        parts.append(f"{slices_done}/{len(slices)} slices")
-    failed = sum(1 for s in steps if s.status == "failed")
+        parts.append(f"{slices_done}/{slices} slices")
+    failed = counts.get("failed", 0)
     if failed:
         parts.append(f"{failed} failed")
     parts.append(f"{result.wall:.1f}s")
@@ -219,9 +227,113 @@ def _where(result: RunResult) -> str:
     return " and ".join(places.get(b, f"{n} {b} workers") for b in backends)
 
 
+def _placements(result: RunResult, many: bool) -> list[str]:
+    """Where `--backend auto` put each step and why; for many steps, how many went where."""
+    placed = {n: s for n, s in result.steps.items() if s.placed and s.status != "up-to-date"}
+    if not many:
+        return [f"  auto: {n} on a {s.backend}: {s.placed}" for n, s in placed.items()]
+    counts: dict[str, int] = {}
+    for s in placed.values():
+        counts[s.backend or ""] = counts.get(s.backend or "", 0) + 1
+    if not counts:
+        return []
+    where = ", ".join(f"{n:,} on {b}s" for b, n in counts.items())
+    return [f"  auto: {where} (why: nbpar.last_run().steps[NAME].placed)"]
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
+
+
+# -- what the magics print ----------------------------------------------------
+def describe_step(graph: Graph, step: Step) -> str:
+    """The line `%%step` prints of registered `step`: what it reads, writes
+    and waits for in `graph`, and how it runs."""
+    reads = graph.read_labels(step.name)
+    deps = sorted(graph.dependencies_of(step.name))
+    fan = f" | over {step.over}" if step.over else ""
+    if step.changes:
+        fan += f" | changes {', '.join(sorted(step.changes))} in place"
+    if step.effects:
+        fan += f" | in notebook order: it {', '.join(EFFECT_LABELS[k] for k in sorted(step.effects))}"
+    if step.in_kernel and step.backend is None:
+        fan += " | runs in the kernel" + (" (it uses IPython)" if step.uses_ipython else "")
+    return (
+        f"step {step.name}: reads {', '.join(reads) or '-'}"
+        f" | writes {', '.join(sorted(step.writes)) or '-'}"
+        f" | after {', '.join(deps) or '-'}{fan}"
+    )
+
+
+def describe_plan(plan: Plan) -> str:
+    """`%parrun --dry-run` and `%pardag` in a terminal: each step of `plan`,
+    whether it runs and why, and what it waits for."""
+    stale = set(plan.stale)
+    lines = [f"nbpar plan: {len(stale)} of {len(plan.order)} steps to run"]
+    for name in plan.order:
+        state = "run       " if name in stale else "up to date"
+        deps = sorted(plan.deps[name])
+        why = f": {plan.reasons[name]}" if name in plan.reasons else ""
+        lines.append(f"  {state}  {name}" + (f"  (after {', '.join(deps)})" if deps else "") + why)
+    return "\n".join(lines)
+
+
+def _listed(names: list[str]) -> str:
+    """`a, b, c`, at most SHOWN_NAMES of them, then "and N more"."""
+    shown = ", ".join(names[:SHOWN_NAMES])
+    more = len(names) - SHOWN_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+_UNEXPLAINED = ("no successful run yet", "--force")  # too plain to announce when every step runs for one
+
+
+def announce(plan: Plan) -> str | None:
+    """The line said before a run: which steps are kept, and which run and
+    why (None when every step runs because it never ran, or --force)."""
+    stale = set(plan.stale)
+    fresh = [n for n in plan.order if n not in stale]
+    if not fresh:
+        if all(plan.reasons.get(n) in _UNEXPLAINED for n in plan.stale):
+            return None
+        return f"nbpar: running {len(plan.stale)}: {_why(plan)}."
+    if not stale:
+        steps = "the only step is" if len(fresh) == 1 else f"all {len(fresh)} steps are"
+        return f"nbpar: {steps} up to date ({_listed(fresh)}); nothing to run (--force reruns them)."
+    are = "is" if len(fresh) == 1 else "are"
+    return (
+        f"nbpar: {len(fresh)} of {len(plan.order)} steps {are} up to date ({_listed(fresh)}); "
+        f"running {len(plan.stale)}: {_why(plan)}."
+    )
+
+
+def _why(plan: Plan) -> str:
+    """`a (code changed), b (needs a, which runs)`: the stale steps with their
+    reasons, at most SHOWN_NAMES of them."""
+    shown = [f"{n} ({plan.reasons[n]})" if n in plan.reasons else n for n in plan.stale]
+    return _listed(shown)
+
+
+def run_status(result: RunResult) -> str:
+    """What `%parstatus` says of a run: its state, time and counts, then
+    one line per running step (with its slices done)."""
+    state = "going on" if result.end is None else "finished"
+    lines = [f"nbpar: run {state}, {result.wall:.1f}s: {result.summary()}"]
+    for record in result.steps.values():
+        if record.status == "running":
+            slices = record.slices
+            progress = f" ({record.slices_done}/{len(slices)} slices)" if slices else ""
+            lines.append(f"  running  {record.name}{progress}")
+    return "\n".join(lines)
+
+
+def cancelled_text(result: RunResult) -> str:
+    """What `%parcancel` says once the run it cancelled has ended."""
+    cancelled = result.by_status("cancelled")
+    return f"nbpar: run cancelled; {len(cancelled)} steps cancelled" + (
+        f": {', '.join(cancelled)}" if cancelled else ""
+    )

@@ -166,7 +166,7 @@ def _arrays(a: object, b: object, where: str) -> object:
         return _differs(where, f"shape {a.shape} vs {b.shape}")
     if isinstance(a, np.ma.MaskedArray):
         mask = difference(np.ma.getmaskarray(a), np.ma.getmaskarray(b), where + ".mask")
-        return mask or difference(a.filled(0), b.filled(0), where + ".data")  # type: ignore[union-attr]
+        return mask or difference(np.ma.filled(a, 0), np.ma.filled(b, 0), where + ".data")
     if a.dtype.kind in "fc":
         return None if np.array_equal(a, b, equal_nan=True) else _differs(where, "elements differ")
     if a.dtype.kind in "biumMSUV" and a.dtype.names is None:
@@ -208,7 +208,8 @@ def _containers(a: object, b: object, where: str) -> object:
             return _differs(where, f"keys {list(a)!r} vs {list(b)!r}")
         return _first(difference(a[key], b[key], f"{where}[{key!r}]") for key in a)
     if isinstance(a, (set, frozenset)):
-        return None if a == b else _differs(where, f"{sorted(map(repr, a))} vs {sorted(map(repr, b))}")
+        assert isinstance(b, (set, frozenset))
+        return None if a == b else _differs(where, f"{sorted(repr(x) for x in a)} vs {sorted(repr(x) for x in b)}")
     return _PASS
 
 
