@@ -57,7 +57,9 @@ from __future__ import annotations
 
 import atexit
 import glob
+import grp
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -137,12 +139,35 @@ def _check_base(base: str, knob: str) -> None:
         why = "belongs to another user"
     elif info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
         why = "can be written by every user and is not sticky (chmod +t)"
+    elif info.st_mode & stat.S_IWGRP and not info.st_mode & stat.S_ISVTX and _shared_group(info.st_gid):
+        why = f"can be written by the users of group {_group_name(info.st_gid)} and is not sticky (chmod +t)"
     else:
         return
     raise UnsafeFolder(
         f"nbpar: {base} {why}: another user could put their files in place of nbpar's there; "
         f"set {knob} to a folder of your own"
     )
+
+
+def _shared_group(gid: int) -> bool:
+    """Whether users other than this one may be in group `gid`: all but
+    this user's own primary group with no other members (a user private
+    group, where group-writable is harmless)."""
+    if gid != os.getgid():
+        return True
+    try:
+        members = set(grp.getgrgid(gid).gr_mem)
+        me = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return True
+    return bool(members - {me})
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _start_watchdog(folders: list[str]) -> None:

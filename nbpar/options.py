@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from .errors import PlanError
 
@@ -89,9 +89,19 @@ class RunOptions:
         if self.timeout is not None and math.isinf(self.timeout):
             object.__setattr__(self, "timeout", None)
 
-    def keywords(self) -> dict[str, Any]:
+    def keywords(self) -> RunKeywords:
         """These options as the keywords of `Pipeline.run`, `start` and `check`."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return RunKeywords(**{f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[typeddict-item]
+
+    @classmethod
+    def given(cls, where: str, keywords: Mapping[str, Any]) -> RunOptions:
+        """The options of `where` (`run`, `start`, `check`) called with
+        `keywords`; a TypeError names a keyword that is not one."""
+        unknown = sorted(keywords.keys() - RunOptions.__dataclass_fields__.keys())
+        if unknown:
+            known = ", ".join(f.name for f in fields(cls))
+            raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}; its options are {known}.")
+        return cls(**keywords)
 
     @property
     def worker_count(self) -> int:
@@ -99,6 +109,18 @@ class RunOptions:
         `default_workers()` (also the default number of slices of a
         fanned-out step)."""
         return self.workers or (1 if self.backend == "inline" else default_workers())
+
+
+class RunKeywords(TypedDict, total=False):
+    """RunOptions' fields as keywords (`Pipeline.run(**RunKeywords)`): what
+    each means and its default are RunOptions'."""
+
+    workers: int | None
+    backend: BackendName
+    force: bool
+    fail_fast: bool
+    timeout: float | None
+    retries: int
 
 
 @dataclass(frozen=True, slots=True)

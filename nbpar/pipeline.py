@@ -28,6 +28,8 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from typing_extensions import Unpack
+
 from . import auto
 from .analysis import CellNames, Function, analyze, is_builtin
 from .backends import Backend, make_backend
@@ -36,7 +38,7 @@ from .errors import PlanError, RunError
 from .events import Listener, subscribers
 from .fingerprint import Fingerprints
 from .graph import BackendName, Graph, GraphError, Step, nearest_above
-from .options import RunOptions
+from .options import RunKeywords, RunOptions
 from .records import RunResult
 from .scheduler import ABOVE, MISSING, Plan, Scheduler, frozen_heap
 from .sharing import pickle_problem
@@ -547,27 +549,25 @@ class Pipeline:
         self,
         targets: Iterable[str] = (),
         *,
-        workers: int | None = None,
-        backend: BackendName = "process",
-        force: bool = False,
-        fail_fast: bool = False,
-        timeout: float | None = None,
-        retries: int = 0,
         listeners: Iterable[Listener] = (),
         check: bool = True,
         plan: Plan | None = None,
+        **options: Unpack[RunKeywords],
     ) -> RunResult:
         """Run `targets` (all steps when empty) and what they need, in this
         thread (Ctrl-C stops the run).
 
-        `timeout` and `retries` apply to every step that sets none. `plan`
+        `options` are RunOptions' (workers, backend, force, fail_fast,
+        timeout, retries; TypeError for another keyword, OptionError for a
+        value that cannot work): `timeout` and `retries` apply to every step
+        that sets none. `plan`
         is `plan(targets, force)` made just before (to show it first without
         fingerprinting the inputs twice); by default it is made here.
         Returns the RunResult; with `check` (the default) a run that did not
         succeed raises RunError, which carries it as `.result`.
         """
-        options = RunOptions(workers, backend, force, fail_fast, timeout, retries)
-        run = self._open(targets, options, listeners, plan)
+        checked = RunOptions.given("run", options)
+        run = self._open(targets, checked, listeners, plan)
         with self._running(run):
             result = run._scheduler.run()
         if check and not result.ok:
@@ -578,19 +578,14 @@ class Pipeline:
         self,
         targets: Iterable[str] = (),
         *,
-        workers: int | None = None,
-        backend: BackendName = "process",
-        force: bool = False,
-        fail_fast: bool = False,
-        timeout: float | None = None,
-        retries: int = 0,
         listeners: Iterable[Listener] = (),
         plan: Plan | None = None,
+        **options: Unpack[RunKeywords],
     ) -> RunHandle:
         """Like `run`, but in a background thread: returns at once. Outputs
         still enter the namespace step by step."""
-        options = RunOptions(workers, backend, force, fail_fast, timeout, retries)
-        run = self._open(targets, options, listeners, plan)
+        checked = RunOptions.given("start", options)
+        run = self._open(targets, checked, listeners, plan)
         threading.Thread(target=self._run_in_background, args=(run,), name="nbpar-run", daemon=True).start()
         return run  # not self.active: a quick run may have ended and cleared it already
 
@@ -642,19 +637,13 @@ class Pipeline:
     def check(
         self,
         targets: Iterable[str] = (),
-        *,
-        workers: int | None = None,
-        backend: BackendName = "process",
-        force: bool = False,
-        fail_fast: bool = False,
-        timeout: float | None = None,
-        retries: int = 0,
+        **options: Unpack[RunKeywords],
     ) -> Plan:
         """What `run` with these arguments would do, checked as `run` checks
         before it starts anything (the same errors: PlanError, GraphError);
         runs nothing and changes nothing (`%parrun --dry-run`)."""
-        options = RunOptions(workers, backend, force, fail_fast, timeout, retries)
-        return self._checked(targets, options, None)[0]
+        checked = RunOptions.given("check", options)
+        return self._checked(targets, checked, None)[0]
 
     def _checked(
         self, targets: Iterable[str], options: RunOptions, plan: Plan | None

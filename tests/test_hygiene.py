@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import glob
+import grp
 import json
 import os
 import signal
@@ -255,6 +256,25 @@ p.run(workers=1, backend="process")
     assert last.startswith(f"nbpar.folders.UnsafeFolder: nbpar: {base} can be written by every user and is not sticky")
     assert "set NBPAR_SHARED_DIR to a folder of your own" in last
     assert os.listdir(base) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.getuid() != 0, reason="gives a folder to another group: needs root")
+def test_a_base_folder_another_group_may_write_to_is_refused(tmp_path: Path):
+    """Group-writable, not sticky, and the group is not this user's own:
+    its members could swap nbpar's folder. Refused like an open one."""
+    base = tmp_path / "team"
+    base.mkdir()
+    os.chown(base, os.getuid(), 65534)  # nogroup
+    base.chmod(0o770)
+    done = python("from nbpar import sharing; sharing.directory()", NBPAR_SHARED_DIR=str(base))
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    group = grp.getgrgid(65534).gr_name
+    assert f"{base} can be written by the users of group {group} and is not sticky (chmod +t)" in last
+    assert os.listdir(base) == []
+    base.chmod(0o1770)  # sticky: nobody may remove or rename another's folder there
+    assert python("from nbpar import sharing; sharing.directory()", NBPAR_SHARED_DIR=str(base)).returncode == 0
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 import nbpar
-from nbpar.options import Defaults, OptionError, RunOptions, default_workers
+from nbpar.options import Defaults, OptionError, RunKeywords, RunOptions, default_workers
 
 BAD = [
     ({"workers": 0}, "--workers must be at least 1, not 0."),
@@ -43,6 +43,26 @@ def test_run_start_and_check_refuse_them_alike_before_anything_runs(given, messa
             call(**given)
         assert str(info.value) == message
         assert p.active is None and "x" not in p.namespace
+
+
+def test_the_run_keywords_are_the_options_fields_written_once():
+    assert list(RunKeywords.__annotations__) == list(RunOptions.__dataclass_fields__)
+    assert RunOptions(workers=2, retries=1).keywords() == {
+        "workers": 2, "backend": "process", "force": False, "fail_fast": False, "timeout": None, "retries": 1,
+    }
+
+
+@pytest.mark.parametrize("where", ["run", "start", "check"])
+def test_a_keyword_that_is_no_option_is_named_with_the_options(where):
+    p = nbpar.Pipeline()
+    p.add_step("a", "x = 1")
+    with pytest.raises(TypeError) as info:
+        getattr(p, where)(worker=2)
+    assert str(info.value) == (
+        f"{where}() got an unexpected keyword argument 'worker'; "
+        "its options are workers, backend, force, fail_fast, timeout, retries."
+    )
+    assert "x" not in p.namespace
 
 
 def test_an_infinite_run_timeout_is_no_limit():
