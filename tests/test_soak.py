@@ -13,7 +13,10 @@ after another, and:
   namespace holds, and the temp folder only the fault files of live
   workers: every crash's files went with it, without a garbage collection;
 - the kernel's RSS and open file descriptors stayed flat (from run 20 on:
-  within 32 MiB, within 10 descriptors of the fewest seen);
+  within 32 MiB, within 10 descriptors of the fewest seen), and so did the
+  count of each of nbpar's classes' live objects (within one run's: what
+  remains of RSS growth is IPython's history of every cell, cyclic garbage
+  awaiting a full collection and the allocator's free pools);
 - no worker process is left behind.
 
 Prints its numbers (run with -s to see them). About 2 minutes on 2 cores,
@@ -101,6 +104,19 @@ def cells(rng: random.Random) -> dict[str, str]:
         sources[f"s{k}"] = f"inject('s{k}')\nv{k} = {expr}"
     sources["array"] = f"inject('array')\narray = np.full(2**18, v{STEPS - 1})"  # 2 MiB: a shared file
     return sources
+
+
+def nbpar_objects() -> dict[str, int]:
+    """How many objects of each of nbpar's classes live (after a full
+    collection), but for the analysis of cells (a bounded cache)."""
+    gc.collect()
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        if kind.__module__.startswith("nbpar") and kind.__qualname__ != "CellNames":
+            key = f"{kind.__module__}.{kind.__qualname__}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 class _Watchdog:
@@ -199,6 +215,8 @@ def test_soak(shell, tmp_path, capsys):
         if run % 20 == 19:
             rss.append(me.memory_info().rss)
             fds.append(me.num_fds())
+        if run == 19:
+            held = nbpar_objects()  # (after a collection: what nbpar keeps, not garbage yet to be collected)
     capsys.readouterr()
 
     faults.write_text(json.dumps({"run": RUNS, "faults": {}}))
@@ -236,6 +254,11 @@ def test_soak(shell, tmp_path, capsys):
         f"open descriptors {fds[0]} after 20 runs, {fds[-1]} after {RUNS}; seed {SEED}"
     )
     assert growth < 32, f"the kernel grew by {growth:.0f} MiB over {RUNS} runs"
+    # What nbpar itself keeps is flat: one run's records and memos, whatever
+    # ran before (the analysis of cells is cached, up to a bound: not counted).
+    now = nbpar_objects()
+    grown = {kind: n - held.get(kind, 0) for kind, n in now.items() if n - held.get(kind, 0) > STEPS + 1}
+    assert not grown, f"nbpar objects that grew from run 20 to run {RUNS}: {grown}"
     # (The count at a given moment depends on the pool's state: 15 to 24 seen.
     # A descriptor kept per crash would add dozens: ~75 workers die.)
     assert fds[-1] <= min(fds) + 10, f"open descriptors every 20 runs: {fds}"
