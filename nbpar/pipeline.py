@@ -24,7 +24,7 @@ import functools
 import math
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -142,19 +142,19 @@ def _measured(steps: Mapping[str, Step], result: RunResult) -> Iterator[tuple[st
 
 
 class _Bindings(Mapping[str, "str | None"]):
-    """What each root name step `name` uses is bound to when it runs, for
+    """What each root name a step uses is bound to when it runs, for
     `effects.qualnames`: its own imports, else the nearest step above
     binding it (to what it imports, or None: a value), else the
     namespace's value (`binding_of`). Looked up lazily: only the roots the
     analysis asks about."""
 
-    def __init__(self, pipeline: Pipeline, name: str, imports: Mapping[str, str]) -> None:
-        self._pipeline, self._name, self._imports = pipeline, name, imports
+    def __init__(self, pipeline: Pipeline, nearest: Callable[[str], Step | None], imports: Mapping[str, str]) -> None:
+        self._pipeline, self._nearest, self._imports = pipeline, nearest, imports
 
     def __getitem__(self, root: str) -> str | None:
         if root in self._imports:
             return self._imports[root]
-        writer = self._pipeline._nearest_writer(self._name, root)
+        writer = self._nearest(root)
         if writer is not None:
             return writer.imports.get(root)
         namespace = self._pipeline.namespace
@@ -334,10 +334,11 @@ class Pipeline:
         function if the nearest step above that writes its name defines it
         there. A function or import registered (or run) later does not
         change a step registered before it until its cell is run again."""
-        qualname_of = qualnames(_Bindings(self, name, names.imports))
+        nearest = functools.cache(functools.partial(self._nearest_writer, name))  # (asked again and again)
+        qualname_of = qualnames(_Bindings(self, nearest, names.imports))
 
         def function_of(callee: str) -> Function | None:
-            writer = None if "." in callee else self._nearest_writer(name, callee)
+            writer = None if "." in callee else nearest(callee)
             return writer.functions.get(callee) if writer is not None else None
 
         @functools.cache  # (one object per callee: the rules count each function once, by identity)

@@ -48,7 +48,12 @@ def test_run_start_and_check_refuse_them_alike_before_anything_runs(given, messa
 def test_the_run_keywords_are_the_options_fields_written_once():
     assert list(RunKeywords.__annotations__) == list(RunOptions.__dataclass_fields__)
     assert RunOptions(workers=2, retries=1).keywords() == {
-        "workers": 2, "backend": "process", "force": False, "fail_fast": False, "timeout": None, "retries": 1,
+        "workers": 2,
+        "backend": "process",
+        "force": False,
+        "fail_fast": False,
+        "timeout": None,
+        "retries": 1,
     }
 
 
