@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import faulthandler
 import functools
@@ -94,7 +95,7 @@ def execute_all(tasks: list[Task], worker: str, report: Report | None) -> list[O
     kernel shows what it missed)."""
     outcomes: list[Outcome] = []
     made: dict[str, Any] = {}  # outputs of the tasks so far
-    with routing():
+    with routing(), meter.armed() if _worker_builtins is not None else contextlib.nullcontext():
         for task in tasks:
             if _spent:
                 break

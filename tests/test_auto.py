@@ -120,15 +120,19 @@ def test_the_meter_tells_python_code_from_code_that_lets_go_of_the_gil():
 
     meter = GilMeter()
     meter.start()
-    time.sleep(0.2)  # lets go of the GIL
-    sleeping = meter.stop()
-    meter.start()
-    end = time.perf_counter() + 0.2
-    while time.perf_counter() < end:  # holds it
-        pass
-    spinning = meter.stop()
+    time.sleep(0.2)
+    assert meter.stop() is None  # not armed: no figure
+    with meter.armed():
+        meter.start()
+        time.sleep(0.2)  # lets go of the GIL
+        sleeping = meter.stop()
+        meter.start()
+        end = time.perf_counter() + 0.2
+        while time.perf_counter() < end:  # holds it
+            pass
+        spinning = meter.stop()
+        meter.start()
+        assert meter.stop() is None  # too short to tell
     assert sleeping is not None and spinning is not None
     assert sleeping < 0.3 < 0.7 < spinning, (sleeping, spinning)
-    meter.start()
-    assert meter.stop() is None  # too short to tell
     assert any(t.name == "nbpar-gil-meter" and t.daemon for t in threading.enumerate())
