@@ -16,7 +16,10 @@ The rules, for the units ready at one moment:
   and of a step whose batch never crashed: *batched* when more are ready
   than the backend has workers, as joblib batches small tasks; each batch a
   task of about BATCH seconds, with at least two batches per worker (at
-  most GUESSED_BATCH units when only the typical unit says they are small).
+  most GUESSED_BATCH units when only the typical unit says they are small),
+  smaller and smaller towards the end (each a 2 * workers-th of what is
+  left, down to TAIL_BATCH units), so that the last batches end together
+  and what the kernel does after the last one comes back is short.
   When no more are ready than workers, each goes alone, with the small
   steps after it *fused* behind it (`fuse`);
 - the rest: one task each (with the open chained slices after it).
@@ -41,6 +44,7 @@ Key = tuple[str, "int | None"]  # (step, slice index or None for a whole step)
 SMALL = 0.005  # seconds: units shorter than this are batched when many are ready
 BATCH = 0.05  # seconds of work a batch of small units aims at
 GUESSED_BATCH = 64  # units at most in a batch of steps never timed (a wrong guess costs little)
+TAIL_BATCH = 32  # units at least in a batch as the batches get smaller towards the end
 FUSED_MAX = 200  # small steps at most in one task, each waiting for the one before
 
 # What to do with the keys of a parcel (kind, keys, backend):
@@ -128,8 +132,14 @@ def batches(keys: list[Key], backend: Backend, estimates: Estimates) -> list[Par
             continue
         each = max(sum(estimates.estimate(k[0]) or 0.0 for k in group) / len(group), 1e-6)
         size = max(1, min(math.ceil(len(group) / (2 * workers)), int(BATCH / each), most))
-        for start in range(0, len(group), size):
-            parcels.append((BATCH_OF_SMALL, group[start : start + size], backend))
+        start = 0
+        while start < len(group):
+            left = len(group) - start
+            take = min(size, max(TAIL_BATCH, math.ceil(left / (2 * workers))), left)
+            if left - take < TAIL_BATCH and left <= size:
+                take = left  # (no last batch of a few)
+            parcels.append((BATCH_OF_SMALL, group[start : start + take], backend))
+            start += take
     return parcels
 
 

@@ -34,6 +34,7 @@ from nbpar.packing import (
     GUESSED_BATCH,
     PROBE,
     SMALL,
+    TAIL_BATCH,
     Estimates,
     batches,
     fuse,
@@ -420,9 +421,18 @@ def test_batches_of_units_only_guessed_small_hold_at_most_guessed_batch() -> Non
     estimates = Estimates({}, 1)
     estimates.learn("probe", 1e-5)  # the typical unit: every other step is guessed at 1e-5 s
     guessed = keys(*(f"g{i}" for i in range(1000)))
-    assert [len(k) for _, k, _ in batches(guessed, backend, estimates)] == [GUESSED_BATCH] * 15 + [40]
+    # at most GUESSED_BATCH; towards the end a quarter (2 per worker) of what is left, at least TAIL_BATCH
+    assert [len(k) for _, k, _ in batches(guessed, backend, estimates)] == [GUESSED_BATCH] * 12 + [
+        58,
+        44,
+        33,
+        TAIL_BATCH,
+        TAIL_BATCH,
+        33,  # (the last takes what is left rather than leave 1)
+    ]
     known = Estimates({f"g{i}": 1e-5 for i in range(1000)}, 1)
-    assert [len(k) for _, k, _ in batches(guessed, backend, known)] == [250] * 4  # 1000 / (2 per worker)
+    # 1000 / (2 per worker) first, then a quarter of what is left: 750 / 4, 562 / 4 ...
+    assert [len(k) for _, k, _ in batches(guessed, backend, known)] == [250, 188, 141, 106, 79, 59, 45, 33, 32, 32, 35]
     assert batches(guessed[:2], backend, known) == [(FUSE, [k], backend) for k in guessed[:2]]
     assert int(BATCH / 1e-5) > 250  # (so BATCH is not what limits these)
 
