@@ -57,12 +57,21 @@ compared); if so the buffer is written to a new file.
 Within one run, a kernel array is written once: changing it in place in the
 kernel during the run (a thread step, a cell during a background run) does
 not reach the steps that read it after the first. A buffer that cannot be
-written (the file system is full) travels in the pickle, as do small,
-non-contiguous and object arrays.
+written (the file system is full) travels in the pickle, as do small and
+non-contiguous arrays.
 
-Values pickled once a run. What is not a buffer (a text column's Python
-`str` objects, a categorical's categories, an object array's items) has to
-be pickled. A pandas object (DataFrame, Series, Index) or a NumPy object
+Arrays NumPy's own pickle would copy (`reduce_array`): a datetime64 or
+timedelta64 array goes as its int64 view (NumPy pickles those dtypes' data
+in the pickle); an object array of mostly strings (a text column without
+pyarrow) as one UTF-8 buffer and its other items (texts.py), the buffer
+going as any other (a file when large). A text array the kernel rebuilt
+and did not change is sent on as a reference to the file it came in, not
+encoded again; a worker that rebuilds the strings of one file twice (two
+steps reading one frame) decodes them once and copies them (`serving`).
+
+Values pickled once a run. What is not a buffer (a string's Python object,
+a categorical's categories, an object array's other items) has to be
+pickled. A pandas object (DataFrame, Series, Index) or a NumPy object
 array that a run's tasks send is pickled once for the run, by itself
 (`_Sharer`; its large buffers go as above), and every task that sends it
 carries a reference to that pickle instead: in the pickle when it is small,
@@ -112,7 +121,7 @@ from typing import Any, NamedTuple
 
 import cloudpickle
 
-from . import folders
+from . import folders, texts
 from .contract import Home, Outcome, Task
 
 THRESHOLD = 1 << 20  # bytes: smaller buffers stay in the pickle
@@ -155,6 +164,7 @@ class Registry:
         self.maps: dict[int, _Mapping] = {}  # id(pages object) -> mapping
         self.numbers = itertools.count()  # of the files a worker writes
         self.local = threading.local()  # `reply`: where a worker's outcomes put large buffers (replying)
+        self.idle: threading.Timer | None = None  # in a worker between payloads: when its kept strings go (serving)
 
 
 _registry = Registry()
@@ -680,6 +690,9 @@ class _Pickler(cloudpickle.Pickler):
             return obj.__reduce__()
         if self.share is not None and _shareable(kind, obj):
             return self.share(obj)
+        numpy = sys.modules.get("numpy")
+        if numpy is not None and kind is numpy.ndarray:
+            return reduce_array(obj)
         if kind is types.CodeType:
             return _reduce_code(obj)
         if kind is functools._lru_cache_wrapper and not _by_reference(obj):
@@ -689,6 +702,43 @@ class _Pickler(cloudpickle.Pickler):
         if kind is io.TextIOWrapper and _readable(obj):
             raise pickle.PicklingError(f"cannot pickle an open file ({obj.name!r}, mode {obj.mode!r})")
         return super().reducer_override(obj)
+
+
+def reduce_array(array: Any) -> Any:
+    """How a NumPy array (exactly `ndarray`) is pickled, where NumPy's own
+    way copies what need not be: a datetime64 or timedelta64 array as its
+    int64 view (NumPy pickles those dtypes' data in the pickle, not as an
+    out-of-band buffer), an object array of strings as one UTF-8 buffer
+    (texts.py); NotImplemented for the rest (NumPy's way)."""
+    dtype = array.dtype
+    if dtype.kind in "mM" and (array.flags.c_contiguous or array.flags.f_contiguous):
+        return _retyped, (array.view(f"{dtype.byteorder}i8"), dtype)
+    if dtype.hasobject and dtype.fields is None and dtype.metadata is None:
+        text = texts.encode(array)
+        if text is not None:
+            data = pickle.PickleBuffer(text.data)
+            return _rebuild_text, (text.shape, text.fortran, data, text.positions, text.others)
+    return NotImplemented
+
+
+def _retyped(array: Any, dtype: Any) -> Any:
+    """Unpickle what `reduce_array` made of a datetime64 or timedelta64 array."""
+    return array.view(dtype)
+
+
+def _rebuild_text(shape: tuple[int, ...], fortran: bool, data: Any, positions: Any, others: list[Any]) -> Any:
+    """Unpickle what `reduce_array` made of an object array of strings
+    (texts.rebuild). When its text is on a file of another process's
+    directory (a worker reading the kernel's), the file names it: a second
+    step on this worker reading the same file copies the strings the first
+    decoded (see `serving`)."""
+    source = None
+    if isinstance(data, memoryview):
+        entry = _mapping_of(data)
+        address = _address(data)
+        if entry is not None and address is not None and not _owned(entry.path):
+            source = (entry.path, address - entry.address, data.nbytes)
+    return texts.rebuild(shape, fortran, data, positions, others, source)
 
 
 def _reduce_code(code: types.CodeType) -> Any:
@@ -912,6 +962,31 @@ def loads(payload: bytes | memoryview) -> Any:
             pages = views[path] = _map(path)
         buffers.append(pages[offset : offset + length])
     return pickle.loads(view[start + size :], buffers=buffers)
+
+
+IDLE = 1.0  # seconds: a worker idle this long lets go of the strings it kept (texts.forget_decoded)
+
+
+@contextmanager
+def serving() -> Iterator[None]:
+    """In a worker, around each payload of tasks: the strings decoded from
+    the kernel's files (texts.py, `_rebuild_text`) are kept for the next
+    payload, until the worker has been idle for `IDLE` seconds."""
+    with _registry.lock:
+        timer, _registry.idle = _registry.idle, None
+    if timer is not None:
+        timer.cancel()
+    if texts.decoded():
+        texts.forget_decoded(keep=lambda source: os.path.exists(source[0]))  # (a run's files go when it ends)
+    try:
+        yield
+    finally:
+        if texts.decoded():
+            timer = threading.Timer(IDLE, texts.forget_decoded)
+            timer.daemon = True
+            with _registry.lock:
+                _registry.idle = timer
+            timer.start()
 
 
 @contextmanager
