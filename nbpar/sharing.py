@@ -474,6 +474,18 @@ def _mapping_of(exporter: Any) -> _Mapping | None:
     return None
 
 
+def _mapping_at(address: int, length: int) -> _Mapping | None:
+    """The registered mapping whose pages hold `length` bytes at `address`,
+    for an exporter whose chain does not lead to it (an Arrow buffer on a
+    mapped file): the bytes being alive keep their mapping alive, and no
+    other memory is at an address of a live mapping."""
+    with _registry.lock:
+        for entry in _registry.maps.values():
+            if entry.address <= address and address + length <= entry.address + entry.size and entry.ref() is not None:
+                return entry
+    return None
+
+
 def _memory_owner(exporter: Any) -> Any:
     """The object at the end of `exporter`'s NumPy base chain (what owns the memory)."""
     obj = exporter
@@ -570,8 +582,10 @@ class _Packer:
 
     def _existing(self, raw: memoryview, address: int | None) -> Ref | None:
         """A reference to the file `raw` is mapped from, if its bytes there are unchanged."""
-        entry = _mapping_of(raw.obj)
-        if entry is None or address is None:
+        if address is None:
+            return None
+        entry = _mapping_of(raw.obj) or _mapping_at(address, raw.nbytes)
+        if entry is None:
             return None
         if not entry.address <= address <= entry.address + entry.size - raw.nbytes:
             return None
@@ -693,6 +707,8 @@ class _Pickler(cloudpickle.Pickler):
         numpy = sys.modules.get("numpy")
         if numpy is not None and kind is numpy.ndarray:
             return reduce_array(obj)
+        if _arrow_backed(kind):
+            return _reduce_arrow(obj)
         if kind is types.CodeType:
             return _reduce_code(obj)
         if kind is functools._lru_cache_wrapper and not _by_reference(obj):
@@ -739,6 +755,38 @@ def _rebuild_text(shape: tuple[int, ...], fortran: bool, data: Any, positions: A
         if entry is not None and address is not None and not _owned(entry.path):
             source = (entry.path, address - entry.address, data.nbytes)
     return texts.rebuild(shape, fortran, data, positions, others, source)
+
+
+_ARROW: dict[type, bool] = {}  # type -> whether it is a pandas array on Arrow (ArrowExtensionArray)
+
+
+def _arrow_backed(kind: type) -> bool:
+    known = _ARROW.get(kind)
+    if known is None:
+        arrays = getattr(sys.modules.get("pandas"), "arrays", None)
+        base = getattr(arrays, "ArrowExtensionArray", None)
+        known = _ARROW[kind] = base is not None and issubclass(kind, base)
+    return known
+
+
+def _reduce_arrow(array: Any) -> Any:
+    """A pandas array on Arrow with its chunks as they are: pandas' own
+    pickle first copies them into one (`combine_chunks`), so the buffers it
+    sends are never those of a mapped file (which go on by reference). Not
+    for a chunk that is a slice of larger buffers (Arrow would pickle those
+    whole): pandas' way then."""
+    chunked = array.__dict__.get("_pa_array")
+    chunks = getattr(chunked, "chunks", None)
+    if chunks is None or any(c.offset or c.get_total_buffer_size() - c.nbytes > 64 for c in chunks):
+        return NotImplemented
+    return _restore, (type(array), {**array.__dict__, "_cache": {}})  # (pandas' state, less its cache)
+
+
+def _restore(kind: Any, state: dict[str, Any]) -> Any:
+    """Unpickle what `_reduce_arrow` made, as pandas' own pickle does."""
+    array = kind.__new__(kind)
+    array.__setstate__(state)
+    return array
 
 
 def _reduce_code(code: types.CodeType) -> Any:
