@@ -172,7 +172,7 @@ def _digest(value: Any, path: list[int]) -> bytes:
 def _feed_array(h: Any, value: Any, np: Any) -> None:
     h.update(f"n{value.dtype.str}{value.dtype.descr}{value.shape}".encode())
     if value.dtype.hasobject:
-        text = texts.encode(value) if value.dtype == object else None
+        text = texts.encode(value, remember=True) if value.dtype == object else None
         if text is not None:  # mostly strings: their UTF-8 (10M in ~0.3 s), the other items one by one
             _feed_text(h, text)
             return

@@ -64,9 +64,10 @@ Arrays NumPy's own pickle would copy (`reduce_array`): a datetime64 or
 timedelta64 array goes as its int64 view (NumPy pickles those dtypes' data
 in the pickle); an object array of mostly strings (a text column without
 pyarrow) as one UTF-8 buffer and its other items (texts.py), the buffer
-going as any other (a file when large). A text array the kernel rebuilt
-and did not change is sent on as a reference to the file it came in, not
-encoded again; a worker that rebuilds the strings of one file twice (two
+going as any other (a file when large). A text array the kernel encoded
+(the check of a notebook input) or rebuilt, and did not change, is not
+encoded again (one it rebuilt goes on as a reference to the file it came
+in); a worker that rebuilds the strings of one file twice (two
 steps reading one frame) decodes them once and copies them (`serving`).
 
 Values pickled once a run. What is not a buffer (a string's Python object,
@@ -697,6 +698,7 @@ class _Pickler(cloudpickle.Pickler):
     """
 
     share: Any = None  # in the kernel, pickling for a run: values pickled once a run (`_share`)
+    remember = False  # in the kernel: text arrays encoded are remembered (texts.encode)
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
@@ -706,7 +708,7 @@ class _Pickler(cloudpickle.Pickler):
             return self.share(obj)
         numpy = sys.modules.get("numpy")
         if numpy is not None and kind is numpy.ndarray:
-            return reduce_array(obj)
+            return reduce_array(obj, self.remember)
         if _arrow_backed(kind):
             return _reduce_arrow(obj)
         if kind is types.CodeType:
@@ -720,17 +722,18 @@ class _Pickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def reduce_array(array: Any) -> Any:
+def reduce_array(array: Any, remember: bool = False) -> Any:
     """How a NumPy array (exactly `ndarray`) is pickled, where NumPy's own
     way copies what need not be: a datetime64 or timedelta64 array as its
     int64 view (NumPy pickles those dtypes' data in the pickle, not as an
     out-of-band buffer), an object array of strings as one UTF-8 buffer
-    (texts.py); NotImplemented for the rest (NumPy's way)."""
+    (texts.py; with `remember`, the kernel's: kept to be sent again unread);
+    NotImplemented for the rest (NumPy's way)."""
     dtype = array.dtype
     if dtype.kind in "mM" and (array.flags.c_contiguous or array.flags.f_contiguous):
         return _retyped, (array.view(f"{dtype.byteorder}i8"), dtype)
     if dtype.hasobject and dtype.fields is None and dtype.metadata is None:
-        text = texts.encode(array)
+        text = texts.encode(array, remember)
         if text is not None:
             data = pickle.PickleBuffer(text.data)
             return _rebuild_text, (text.shape, text.fortran, data, text.positions, text.others)
@@ -859,10 +862,11 @@ def _readable(file: io.TextIOWrapper) -> bool:
     return not file.closed and ("r" in file.mode or "+" in file.mode)
 
 
-def _pickle(obj: Any, buffer_callback: Any = None, share: Any = None) -> bytes:
+def _pickle(obj: Any, buffer_callback: Any = None, share: Any = None, remember: bool = False) -> bytes:
     with io.BytesIO() as file:
         pickler = _Pickler(file, protocol=5, buffer_callback=buffer_callback)
         pickler.share = share
+        pickler.remember = remember
         pickler.dump(obj)
         return file.getvalue()
 
@@ -930,7 +934,7 @@ class _Sharer:
         when it is small, else in a file pinned by the run."""
         packer = _Packer(self.run, None)
         try:
-            data = _pickle(obj, buffer_callback=packer)
+            data = _pickle(obj, buffer_callback=packer, remember=True)
         except BaseException:
             packer.undo()
             raise
@@ -1052,7 +1056,7 @@ def replying(reply: tuple[str, str] | None) -> Iterator[None]:
 def pickle_problem(value: Any) -> str | None:
     """Why `value` cannot be pickled, or None; large buffers are not copied."""
     try:
-        _registry.stats["checked"] += len(_pickle(value, buffer_callback=_leave_out))
+        _registry.stats["checked"] += len(_pickle(value, buffer_callback=_leave_out, remember=True))
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None

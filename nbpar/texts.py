@@ -51,7 +51,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 MIN_ITEMS = 64  # arrays of fewer items are pickled as NumPy does (nothing to gain)
-MEMORY = 256 << 20  # bytes of text at most that `_built` holds (its oldest go first)
+MEMORY = 256 << 20  # bytes at most that `_built` holds, text and pointers (its oldest go first)
 DECODED_ITEMS = 2_000_000  # strings at most that `_decoded` keeps (its oldest go first)
 
 
@@ -63,9 +63,12 @@ class Text(NamedTuple):
     others: list[Any]  # those items, in that order
 
 
-def encode(array: Any) -> Text | None:
+def encode(array: Any, remember: bool = False) -> Text | None:
     """`array` (a NumPy object array, any shape) as a Text, or None (see the
-    module's docstring: then it is pickled as it is)."""
+    module's docstring: then it is pickled as it is). With `remember`, a
+    contiguous array is remembered as a rebuilt one is (`_built`): the next
+    encode of it, unchanged, reads nothing (the kernel: a notebook frame is
+    encoded by the check at a run's start, then for the run, fingerprinted)."""
     np = sys.modules["numpy"]
     if array.size < MIN_ITEMS:
         return None
@@ -90,7 +93,10 @@ def encode(array: Any) -> Text | None:
     data = "\0".join(items).encode("utf-8", "surrogatepass")
     if np.count_nonzero(np.frombuffer(data, np.uint8) == 0) != len(items) - 1:
         return None  # a string holds a NUL (in UTF-8, a zero byte is a NUL and nothing else)
-    return Text(array.shape, fortran, data, positions, others)
+    text = Text(array.shape, fortran, data, positions, others)
+    if remember and (array.flags.c_contiguous or array.flags.f_contiguous):
+        _remember(array, array.copy(order="A"), text._replace(others=[]))
+    return text
 
 
 def rebuild(
@@ -138,11 +144,12 @@ class _Built(NamedTuple):
     strides: tuple[int, ...]
     kept: Any  # the same objects, in memory order (held: their addresses are not reused)
     text: Text  # what it was built from (its `others` left out: read again, as they are now)
+    size: int  # bytes it holds: the text and the kept pointers
 
 
 _lock = threading.RLock()  # guards _built, _held and _decoded (a weakref callback may come while it is held)
 _built: OrderedDict[int, _Built] = OrderedDict()  # id(array) -> what it was built from, oldest first
-_held = 0  # bytes of text the entries hold
+_held = 0  # bytes the entries hold
 _decoded: OrderedDict[Hashable, Any] = OrderedDict()  # source -> its strings, decoded ("" at the others' places)
 
 
@@ -170,11 +177,11 @@ def forget_decoded(keep: Callable[[Any], bool] | None = None) -> None:
 
 def _remember(array: Any, kept: Any, text: Text) -> None:
     global _held
-    size = memoryview(text.data).nbytes
+    size = memoryview(text.data).nbytes + kept.nbytes
     if size > MEMORY:
         return
     key = id(array)
-    entry = _Built(weakref.ref(array, lambda _: _forget(key)), array.shape, array.strides, kept, text)
+    entry = _Built(weakref.ref(array, lambda _: _forget(key)), array.shape, array.strides, kept, text, size)
     with _lock:
         _forget_locked(key)
         _built[key] = entry
@@ -192,7 +199,7 @@ def _forget_locked(key: int) -> None:
     global _held
     entry = _built.pop(key, None)
     if entry is not None:
-        _held -= memoryview(entry.text.data).nbytes
+        _held -= entry.size
 
 
 def _as_built(array: Any) -> Text | None:

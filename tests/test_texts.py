@@ -122,8 +122,8 @@ def test_datetime_and_timedelta_arrays_travel_as_buffers_not_in_the_pickle():
 
 def test_an_unchanged_rebuilt_array_gives_back_the_text_it_came_from():
     array = round_trip(objects(TEXTS["missing"]))
-    text = texts.encode(array)
-    assert text is not None and text.data is texts.encode(array).data  # the same buffer: nothing read again
+    text, again = texts.encode(array), texts.encode(array)
+    assert text is not None and again is not None and text.data is again.data  # the same buffer: nothing read again
     assert text.others == [array[i] for i in text.positions.tolist()]
 
 
@@ -138,8 +138,17 @@ def test_an_unchanged_rebuilt_array_gives_back_the_text_it_came_from():
     ],
     ids=["a string", "an equal string", "a missing value", "all of them", "the shape"],
 )
-def test_any_change_to_a_rebuilt_array_is_read_again(change: Any, same_content: bool):
-    array = round_trip(objects(TEXTS["missing"]))
+@pytest.mark.parametrize("origin", ["rebuilt", "remembered"])
+def test_any_change_to_a_known_array_is_read_again(change: Any, same_content: bool, origin: str):
+    """Rebuilt from a Text, or encoded by the kernel (remember): unchanged,
+    it is not read again; changed in any way, it is."""
+    array = objects(TEXTS["missing"])
+    if origin == "rebuilt":
+        array = round_trip(array)
+    else:
+        texts.encode(array, remember=True)
+    known, again = texts.encode(array), texts.encode(array)
+    assert known is not None and again is not None and known.data is again.data  # (not read again)
     before = fingerprint(array)
     change(array)
     again = texts.encode(array)
