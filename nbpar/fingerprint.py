@@ -15,9 +15,14 @@ and `True`/`1` differ):
 * ``list``, ``tuple``, ``dict`` (in order), ``set`` and ``frozenset`` (order
   free), exactly those types, nested: item by item; a list or dict of only
   such scalars in one ``repr`` call (a million ints in ~0.1 s).
-* NumPy arrays (exactly ``ndarray``): dtype, shape and the raw bytes; pandas
-  DataFrame, Series and Index (exact types): labels, dtypes and each
-  column's values (object columns and extension arrays by pickle, below).
+* NumPy arrays (exactly ``ndarray``): dtype, shape and the raw bytes; an
+  object array of mostly strings as texts.encode reads it (the strings'
+  UTF-8 in one piece, the other items one by one; 1M strings in ~0.03 s,
+  none for a text column the kernel received and did not change: texts.py),
+  another object array by the ``repr`` of its items when they are scalars,
+  else by pickle; pandas DataFrame, Series and Index (exact types): labels,
+  dtypes and each column's values (extension arrays without a NumPy array
+  behind them by pickle, below).
 * functions: name, code, defaults and closure, not the globals they read;
   classes, modules, builtins and the object of a bound method: by identity
   (one changed in place is not seen).
@@ -39,6 +44,8 @@ from typing import Any
 
 import cloudpickle
 import xxhash
+
+from . import texts
 
 __all__ = ["PICKLE_LIMIT", "Fingerprints", "fingerprint"]
 
@@ -165,14 +172,31 @@ def _digest(value: Any, path: list[int]) -> bytes:
 def _feed_array(h: Any, value: Any, np: Any) -> None:
     h.update(f"n{value.dtype.str}{value.dtype.descr}{value.shape}".encode())
     if value.dtype.hasobject:
+        text = texts.encode(value, remember=True) if value.dtype == object else None
+        if text is not None:  # mostly strings: their UTF-8 (10M in ~0.3 s), the other items one by one
+            _feed_text(h, text)
+            return
         items = value.ravel().tolist() if value.dtype == object else None
         if items is not None and set(map(type, items)) <= _ATOMS:
-            h.update(repr(items).encode("utf-8", "surrogatepass"))  # strings: 10M in ~1.3 s
+            h.update(repr(items).encode("utf-8", "surrogatepass"))
         else:
             _feed_pickle(h, value)
         return
     data = np.ascontiguousarray(value)  # no copy when it already is (the common case)
     h.update(data.reshape(-1).view(np.uint8))
+
+
+def _feed_text(h: Any, text: texts.Text) -> None:
+    """An object array of strings as texts.encode read it: its items' order,
+    the strings' UTF-8 joined by NUL (no string holds one, and the shape,
+    fed before, says how many there are), where the other items are, and
+    those items; each length-prefixed, so the digest tells every array apart."""
+    data = memoryview(text.data)
+    h.update(struct.pack("<cQ", b"F" if text.fortran else b"C", data.nbytes))
+    h.update(data)
+    h.update(struct.pack("<Q", len(text.positions)))
+    h.update(text.positions.astype("<i8").tobytes())
+    _feed(h, text.others, [])
 
 
 def _feed_pandas(h: Any, value: Any, pd: Any) -> None:

@@ -57,12 +57,22 @@ compared); if so the buffer is written to a new file.
 Within one run, a kernel array is written once: changing it in place in the
 kernel during the run (a thread step, a cell during a background run) does
 not reach the steps that read it after the first. A buffer that cannot be
-written (the file system is full) travels in the pickle, as do small,
-non-contiguous and object arrays.
+written (the file system is full) travels in the pickle, as do small and
+non-contiguous arrays.
 
-Values pickled once a run. What is not a buffer (a text column's Python
-`str` objects, a categorical's categories, an object array's items) has to
-be pickled. A pandas object (DataFrame, Series, Index) or a NumPy object
+Arrays NumPy's own pickle would copy (`reduce_array`): a datetime64 or
+timedelta64 array goes as its int64 view (NumPy pickles those dtypes' data
+in the pickle); an object array of mostly strings (a text column without
+pyarrow) as one UTF-8 buffer and its other items (texts.py), the buffer
+going as any other (a file when large). A text array the kernel encoded
+(the check of a notebook input) or rebuilt, and did not change, is not
+encoded again (one it rebuilt goes on as a reference to the file it came
+in); a worker that rebuilds the strings of one file twice (two
+steps reading one frame) decodes them once and copies them (`serving`).
+
+Values pickled once a run. What is not a buffer (a string's Python object,
+a categorical's categories, an object array's other items) has to be
+pickled. A pandas object (DataFrame, Series, Index) or a NumPy object
 array that a run's tasks send is pickled once for the run, by itself
 (`_Sharer`; its large buffers go as above), and every task that sends it
 carries a reference to that pickle instead: in the pickle when it is small,
@@ -112,7 +122,7 @@ from typing import Any, NamedTuple
 
 import cloudpickle
 
-from . import folders
+from . import folders, texts
 from .contract import Home, Outcome, Task
 
 THRESHOLD = 1 << 20  # bytes: smaller buffers stay in the pickle
@@ -155,6 +165,7 @@ class Registry:
         self.maps: dict[int, _Mapping] = {}  # id(pages object) -> mapping
         self.numbers = itertools.count()  # of the files a worker writes
         self.local = threading.local()  # `reply`: where a worker's outcomes put large buffers (replying)
+        self.idle: threading.Timer | None = None  # in a worker between payloads: when its kept strings go (serving)
 
 
 _registry = Registry()
@@ -464,6 +475,18 @@ def _mapping_of(exporter: Any) -> _Mapping | None:
     return None
 
 
+def _mapping_at(address: int, length: int) -> _Mapping | None:
+    """The registered mapping whose pages hold `length` bytes at `address`,
+    for an exporter whose chain does not lead to it (an Arrow buffer on a
+    mapped file): the bytes being alive keep their mapping alive, and no
+    other memory is at an address of a live mapping."""
+    with _registry.lock:
+        for entry in _registry.maps.values():
+            if entry.address <= address and address + length <= entry.address + entry.size and entry.ref() is not None:
+                return entry
+    return None
+
+
 def _memory_owner(exporter: Any) -> Any:
     """The object at the end of `exporter`'s NumPy base chain (what owns the memory)."""
     obj = exporter
@@ -560,8 +583,10 @@ class _Packer:
 
     def _existing(self, raw: memoryview, address: int | None) -> Ref | None:
         """A reference to the file `raw` is mapped from, if its bytes there are unchanged."""
-        entry = _mapping_of(raw.obj)
-        if entry is None or address is None:
+        if address is None:
+            return None
+        entry = _mapping_of(raw.obj) or _mapping_at(address, raw.nbytes)
+        if entry is None:
             return None
         if not entry.address <= address <= entry.address + entry.size - raw.nbytes:
             return None
@@ -673,6 +698,7 @@ class _Pickler(cloudpickle.Pickler):
     """
 
     share: Any = None  # in the kernel, pickling for a run: values pickled once a run (`_share`)
+    remember = False  # in the kernel: text arrays encoded are remembered (texts.encode)
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
@@ -680,6 +706,11 @@ class _Pickler(cloudpickle.Pickler):
             return obj.__reduce__()
         if self.share is not None and _shareable(kind, obj):
             return self.share(obj)
+        numpy = sys.modules.get("numpy")
+        if numpy is not None and kind is numpy.ndarray:
+            return reduce_array(obj, self.remember)
+        if _arrow_backed(kind):
+            return _reduce_arrow(obj)
         if kind is types.CodeType:
             return _reduce_code(obj)
         if kind is functools._lru_cache_wrapper and not _by_reference(obj):
@@ -689,6 +720,76 @@ class _Pickler(cloudpickle.Pickler):
         if kind is io.TextIOWrapper and _readable(obj):
             raise pickle.PicklingError(f"cannot pickle an open file ({obj.name!r}, mode {obj.mode!r})")
         return super().reducer_override(obj)
+
+
+def reduce_array(array: Any, remember: bool = False) -> Any:
+    """How a NumPy array (exactly `ndarray`) is pickled, where NumPy's own
+    way copies what need not be: a datetime64 or timedelta64 array as its
+    int64 view (NumPy pickles those dtypes' data in the pickle, not as an
+    out-of-band buffer), an object array of strings as one UTF-8 buffer
+    (texts.py; with `remember`, the kernel's: kept to be sent again unread);
+    NotImplemented for the rest (NumPy's way)."""
+    dtype = array.dtype
+    if dtype.kind in "mM" and (array.flags.c_contiguous or array.flags.f_contiguous):
+        return _retyped, (array.view(f"{dtype.byteorder}i8"), dtype)
+    if dtype.hasobject and dtype.fields is None and dtype.metadata is None:
+        text = texts.encode(array, remember)
+        if text is not None:
+            data = pickle.PickleBuffer(text.data)
+            return _rebuild_text, (text.shape, text.fortran, data, text.positions, text.others)
+    return NotImplemented
+
+
+def _retyped(array: Any, dtype: Any) -> Any:
+    """Unpickle what `reduce_array` made of a datetime64 or timedelta64 array."""
+    return array.view(dtype)
+
+
+def _rebuild_text(shape: tuple[int, ...], fortran: bool, data: Any, positions: Any, others: list[Any]) -> Any:
+    """Unpickle what `reduce_array` made of an object array of strings
+    (texts.rebuild). When its text is on a file of another process's
+    directory (a worker reading the kernel's), the file names it: a second
+    step on this worker reading the same file copies the strings the first
+    decoded (see `serving`)."""
+    source = None
+    if isinstance(data, memoryview):
+        entry = _mapping_of(data)
+        address = _address(data)
+        if entry is not None and address is not None and not _owned(entry.path):
+            source = (entry.path, address - entry.address, data.nbytes)
+    return texts.rebuild(shape, fortran, data, positions, others, source)
+
+
+_ARROW: dict[type, bool] = {}  # type -> whether it is a pandas array on Arrow (ArrowExtensionArray)
+
+
+def _arrow_backed(kind: type) -> bool:
+    known = _ARROW.get(kind)
+    if known is None:
+        arrays = getattr(sys.modules.get("pandas"), "arrays", None)
+        base = getattr(arrays, "ArrowExtensionArray", None)
+        known = _ARROW[kind] = base is not None and issubclass(kind, base)
+    return known
+
+
+def _reduce_arrow(array: Any) -> Any:
+    """A pandas array on Arrow with its chunks as they are: pandas' own
+    pickle first copies them into one (`combine_chunks`), so the buffers it
+    sends are never those of a mapped file (which go on by reference). Not
+    for a chunk that is a slice of larger buffers (Arrow would pickle those
+    whole): pandas' way then."""
+    chunked = array.__dict__.get("_pa_array")
+    chunks = getattr(chunked, "chunks", None)
+    if chunks is None or any(c.offset or c.get_total_buffer_size() - c.nbytes > 64 for c in chunks):
+        return NotImplemented
+    return _restore, (type(array), {**array.__dict__, "_cache": {}})  # (pandas' state, less its cache)
+
+
+def _restore(kind: Any, state: dict[str, Any]) -> Any:
+    """Unpickle what `_reduce_arrow` made, as pandas' own pickle does."""
+    array = kind.__new__(kind)
+    array.__setstate__(state)
+    return array
 
 
 def _reduce_code(code: types.CodeType) -> Any:
@@ -761,10 +862,11 @@ def _readable(file: io.TextIOWrapper) -> bool:
     return not file.closed and ("r" in file.mode or "+" in file.mode)
 
 
-def _pickle(obj: Any, buffer_callback: Any = None, share: Any = None) -> bytes:
+def _pickle(obj: Any, buffer_callback: Any = None, share: Any = None, remember: bool = False) -> bytes:
     with io.BytesIO() as file:
         pickler = _Pickler(file, protocol=5, buffer_callback=buffer_callback)
         pickler.share = share
+        pickler.remember = remember
         pickler.dump(obj)
         return file.getvalue()
 
@@ -832,7 +934,7 @@ class _Sharer:
         when it is small, else in a file pinned by the run."""
         packer = _Packer(self.run, None)
         try:
-            data = _pickle(obj, buffer_callback=packer)
+            data = _pickle(obj, buffer_callback=packer, remember=True)
         except BaseException:
             packer.undo()
             raise
@@ -914,6 +1016,31 @@ def loads(payload: bytes | memoryview) -> Any:
     return pickle.loads(view[start + size :], buffers=buffers)
 
 
+IDLE = 1.0  # seconds: a worker idle this long lets go of the strings it kept (texts.forget_decoded)
+
+
+@contextmanager
+def serving() -> Iterator[None]:
+    """In a worker, around each payload of tasks: the strings decoded from
+    the kernel's files (texts.py, `_rebuild_text`) are kept for the next
+    payload, until the worker has been idle for `IDLE` seconds."""
+    with _registry.lock:
+        timer, _registry.idle = _registry.idle, None
+    if timer is not None:
+        timer.cancel()
+    if texts.decoded():
+        texts.forget_decoded(keep=lambda source: os.path.exists(source[0]))  # (a run's files go when it ends)
+    try:
+        yield
+    finally:
+        if texts.decoded():
+            timer = threading.Timer(IDLE, texts.forget_decoded)
+            timer.daemon = True
+            with _registry.lock:
+                _registry.idle = timer
+            timer.start()
+
+
 @contextmanager
 def replying(reply: tuple[str, str] | None) -> Iterator[None]:
     """In a worker: outcomes pickled meanwhile (`dumps` without `reply`)
@@ -929,7 +1056,7 @@ def replying(reply: tuple[str, str] | None) -> Iterator[None]:
 def pickle_problem(value: Any) -> str | None:
     """Why `value` cannot be pickled, or None; large buffers are not copied."""
     try:
-        _registry.stats["checked"] += len(_pickle(value, buffer_callback=_leave_out))
+        _registry.stats["checked"] += len(_pickle(value, buffer_callback=_leave_out, remember=True))
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None

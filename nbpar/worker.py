@@ -722,20 +722,21 @@ def run_in_process(
     Large inputs arrive on the kernel's files, mapped without a copy."""
     from . import sharing
 
-    worker = f"pid {os.getpid()}"
-    try:
-        tasks: list[Task] = sharing.loads(payload)
-    except Exception as e:
-        now = time.time()
-        error = (
-            "its inputs could not be loaded in the worker process (a module they need may not be "
-            "importable there):\n" + format_user_error(e)
-        )
-        return sharing.dumps([Outcome("?", worker, now, now, error=error)])
-    if tasks[0].home is not None:
-        _go_home(tasks[0].home)  # (the tasks of one payload are of one run: one home)
-    with _task_state(min(t.log_level for t in tasks)), sharing.replying(reply):
-        return _run_tasks(tasks, worker, channel)
+    with sharing.serving():
+        worker = f"pid {os.getpid()}"
+        try:
+            tasks: list[Task] = sharing.loads(payload)
+        except Exception as e:
+            now = time.time()
+            error = (
+                "its inputs could not be loaded in the worker process (a module they need may not be "
+                "importable there):\n" + format_user_error(e)
+            )
+            return sharing.dumps([Outcome("?", worker, now, now, error=error)])
+        if tasks[0].home is not None:
+            _go_home(tasks[0].home)  # (the tasks of one payload are of one run: one home)
+        with _task_state(min(t.log_level for t in tasks)), sharing.replying(reply):
+            return _run_tasks(tasks, worker, channel)
 
 
 @contextmanager

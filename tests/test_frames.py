@@ -197,3 +197,83 @@ def test_objects_a_steps_outputs_share_stay_shared_in_the_notebook(backend: Back
     p.run(backend=backend, workers=WORKERS)
     ns = p.namespace
     assert ns["first2"] is ns["df2"].loc[0, "tags"]
+
+
+def test_a_steps_change_in_place_reaches_neither_the_kernels_frame_nor_another_step():
+    """One worker runs them all, in this order: make, wait, change, look
+    (it decodes the frame's text once and gives each step a copy). `change`
+    changes the frame's text in place: a new version, which `after`, below
+    it, reads; `look`, above it, reads the maker's version, untouched, as
+    does the kernel's memo of it. (Rows enough for the text to go in a
+    shared file, which the worker keeps the decoded strings of.)"""
+    p = Pipeline({"make_frame": make_frame, "ROWS": 100_000})
+    p.add_step("make", "df = make_frame(ROWS)")
+    p.add_step("wait", "import time\ntime.sleep(0.2)\nwaited = True")
+    p.add_step("look", "seen = (df.loc[0, 'text'], df.loc[1, 'mixed'], df.loc[2, 'default_str'], waited)")
+    p.add_step("change", "df.loc[0, 'text'] = 'changed'\ndf.loc[1, 'mixed'] = 'x'\ndf.loc[2, 'default_str'] = 'y'")
+    p.add_step("after", "after = (df.loc[0, 'text'], df.loc[1, 'mixed'], df.loc[2, 'default_str'])")
+    original = ("customer-0", "m1", "d2")
+    for _ in range(2):
+        result = p.run(workers=1, backend="process", force=True)
+        assert result.ok
+        assert result.steps["change"].start < result.steps["look"].start  # (the same worker: the copy it kept)
+        ns = p.namespace
+        assert ns["seen"] == (*original, True) and ns["after"] == ("changed", "x", "y")
+        made = p.version("make", "df")
+        assert (made.loc[0, "text"], made.loc[1, "mixed"], made.loc[2, "default_str"]) == original
+        assert ns["df"].loc[0, "text"] == "changed"
+    p.shutdown()
+
+
+def test_a_frame_from_a_step_changed_in_place_in_the_kernel_reaches_the_next_run():
+    """The kernel sends a frame a step made on to its readers without
+    encoding its text again while the frame is unchanged: a change in place
+    in the kernel (the same array, one item replaced) makes its readers
+    stale and reaches them."""
+    p = Pipeline({"make_frame": make_frame, "ROWS": ROWS})
+    p.add_step("make", "df = make_frame(ROWS)")
+    for k in range(READERS):
+        p.add_step(f"peek{k}", f"first{k} = (df.loc[0, 'text'], df.loc[3, 'default_str'], len(df))")
+    assert p.run(workers=WORKERS, backend="process").ok
+    assert p.namespace["first0"] == ("customer-0", "d3", ROWS)
+    df = p.namespace["df"]
+    df.loc[0, "text"] = "changed in the kernel"
+    df.loc[3, "default_str"] = "d3, changed"
+    result = p.run(workers=WORKERS, backend="process")
+    assert result.steps["make"].status == "up-to-date"
+    assert all(result.steps[f"peek{k}"].status == "done" for k in range(READERS))
+    for k in range(READERS):
+        assert p.namespace[f"first{k}"] == ("changed in the kernel", "d3, changed", ROWS)
+    p.shutdown()
+
+
+def arrow_frame(rows: int) -> Any:
+    """Columns backed by Arrow (pyarrow's strings, numbers with nulls, dates)."""
+    pa = pytest.importorskip("pyarrow")
+    return pd.DataFrame(
+        {
+            "text": pd.array([None if k % 7 == 0 else f"a{k % 31}" for k in range(rows)], dtype="string[pyarrow]"),
+            "number": pd.array([None if k % 5 == 0 else k for k in range(rows)], dtype=pd.ArrowDtype(pa.int64())),
+            "day": pd.array(
+                pd.date_range("2024-01-01", periods=rows, freq="min"), dtype=pd.ArrowDtype(pa.timestamp("s"))
+            ),
+            "amount": np.arange(rows, dtype=float),
+        }
+    )
+
+
+def test_arrow_backed_columns_reach_process_steps_as_a_sequential_run_has_them():
+    pytest.importorskip("pyarrow")
+    runs: dict[str, Any] = {}
+    for backend in ("inline", "process"):
+        p = Pipeline({"arrow_frame": arrow_frame, "ROWS": ROWS})
+        p.add_step("make", "df = arrow_frame(ROWS)")
+        for k in range(2):
+            p.add_step(
+                f"r{k}", f"r{k} = (dict(df.dtypes), df.groupby('text')['amount'].sum().to_dict(), df['number'].sum())"
+            )
+        assert p.run(workers=WORKERS, backend=backend).ok
+        runs[backend] = (p.namespace["r0"], p.namespace["r1"])
+        pd.testing.assert_frame_equal(p.namespace["df"], arrow_frame(ROWS))
+        p.shutdown()
+    assert runs["process"] == runs["inline"]
