@@ -93,10 +93,13 @@ RunResult.waits says when it waited for its workers' reports and outcomes:
 The line ends with each worker's total step time.
 
 The magics' first run after `%load_ext`: once per workload (untimed in the
-tables), a fresh extension (`%unload_ext`, which stops every pool, then
-`%load_ext nbpar`, whose warm-up starts the pool), the `%%step` cells and at
-once `%parrun`, then a second `%parrun`. Waiting for workers = how much
-later the first run's first step started in a worker after the run began
+tables), twice: in this process's IPython shell, a fresh extension
+(`%unload_ext`, which stops every pool, then `%load_ext nbpar`, whose
+warm-up starts the pool), the `%%step` cells and at once `%parrun`, then a
+second `%parrun` (cells run back to back in one thread, as `nbpar run`
+runs a notebook); and the same cells sent at once to a new Jupyter kernel
+(ipykernel), as Run All sends them. Waiting for workers = how much later
+the first run's first step started in a worker after the run began
 (RunResult.start) than the second run's; the pool was warm if every worker
 the first run used already existed when its %parrun began. Target: a warm
 pool and no more than FIRST_SLACK (5 ms) of waiting.
@@ -483,12 +486,86 @@ class FirstRun:
         starts = [a for a, _, _ in step_spans(result)]
         return min(starts) - result.start if starts else 0.0
 
-    def line(self) -> str:
+    def line(self, where: str) -> str:
         return (
-            f"magics first run after %load_ext: {self.waiting:.3f} s waiting for workers "
+            f"magics first run after %load_ext ({where}): {self.waiting:.3f} s waiting for workers "
             f"(pool warm: {'yes' if self.warm else 'NO'}; its first step started {self.delay:.3f} s into the run, "
             f"the next run's {self.delay_next:.3f} s; wall {fmt(self.wall)} s)"
         )
+
+
+KERNEL_REPORT = """\
+_r = nbpar.last_run()
+%parrun --no-widget --force --workers {workers}
+_r2 = nbpar.last_run()
+def _units(r):
+    return [u for rec in r.steps.values() for u in (rec.slices or [rec])]
+def _starts(r):
+    return [u.start for u in _units(r) if u.start is not None]
+def _pids(r):
+    return {{int(u.worker[4:]) for u in _units(r) if u.worker and u.worker.startswith("pid ")}}
+print("FIRSTRUN " + json.dumps([_wall, min(_starts(_r)) - _r.start, min(_starts(_r2)) - _r2.start,
+      bool(_pids(_r)) and _pids(_r) <= _before, _r.ok and _r2.ok]))
+"""
+
+
+def first_run_in_kernel(wl: Workload, workers: int, timeout: float) -> FirstRun | None:
+    """The magics' first %parrun right after `%load_ext nbpar` in a new
+    Jupyter kernel (ipykernel, this interpreter), its cells sent at once as
+    Run All sends them; None without jupyter_client and ipykernel."""
+    if missing_module("jupyter_client") or missing_module("ipykernel"):
+        return None
+    import json
+    import tempfile
+
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryDirectory(prefix="nbpar-bench-kernel-") as specs:
+        os.makedirs(os.path.join(specs, "bench"))
+        with open(os.path.join(specs, "bench", "kernel.json"), "w", encoding="utf-8") as f:
+            argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            json.dump({"argv": argv, "display_name": "bench", "language": "python"}, f)
+        km = KernelManager(kernel_name="bench", kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]))
+        km.start_kernel()  # (PYTHONPATH: this folder's and nbpar's, set by main)
+        kc = km.blocking_client()
+        try:
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            cells = ["import json, time, psutil", "%load_ext nbpar", f"from work import {', '.join(wl.functions)}"]
+            if wl.items is not None:
+                cells.append(f"items = {list(wl.items)!r}")
+            for step in wl.nbpar_steps():
+                options = f" --over {step['over']} --slices {step['slices']}" if "over" in step else ""
+                cells.append(f"%%step {step['name']}{options}\n{step['source']}\n")
+            cells.append(
+                "_before = {p.pid for p in psutil.Process().children(recursive=True)}\n_t0 = time.perf_counter()\n"
+                f"%parrun --no-widget --force --workers {workers}\n_wall = time.perf_counter() - _t0"
+            )
+            cells.append("import nbpar\n" + KERNEL_REPORT.format(workers=workers))
+            ids = [kc.execute(cell) for cell in cells]  # all at once, as Run All
+            deadline, text = time.monotonic() + timeout, ""
+            while time.monotonic() < deadline:
+                msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+                if msg["parent_header"].get("msg_id") not in ids:
+                    continue
+                if msg["msg_type"] == "error":
+                    raise RuntimeError("a cell failed in the kernel: " + msg["content"]["evalue"])
+                if msg["parent_header"]["msg_id"] == ids[-1]:
+                    if msg["msg_type"] == "stream":
+                        text += msg["content"]["text"]
+                    elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                        break
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+    found = [line for line in text.splitlines() if line.startswith("FIRSTRUN ")]
+    if not found:
+        raise RuntimeError(f"no report from the kernel: {text[-500:]!r}")
+    wall, delay, delay_next, warm, ok = json.loads(found[0].removeprefix("FIRSTRUN "))
+    if not ok:
+        raise RuntimeError("not every step ran in the kernel")
+    return FirstRun(wall, delay, delay_next, warm)
 
 
 class NbparMagics(Tool):
@@ -500,6 +577,7 @@ class NbparMagics(Tool):
         self.loaded = False
         self.written: list[str] = []
         self.first: FirstRun | None = None
+        self.first_in_kernel: FirstRun | None = None
 
     def cell(self, text: str) -> str:
         """Run a cell in the shell; its printed output; raise if it failed."""
@@ -531,11 +609,12 @@ class NbparMagics(Tool):
             self.cell(f"%%step {step['name']}{options}\n{step['source']}\n")
         self.written = [t.name for t in wl.tasks] + ["results", "items"]
 
-    def first_after_load(self) -> None:
+    def first_after_load(self, timeout: float) -> None:
         """A fresh nbpar (`%unload_ext` stops every pool), `%load_ext nbpar`
         (whose warm-up starts the pool), the cells, and at once `%parrun`:
         did that first run find its workers up? Then the next run, for
-        comparison. Untimed in the tables; sets `self.first`."""
+        comparison. Untimed in the tables; sets `self.first`, and
+        `self.first_in_kernel`: the same in a new Jupyter kernel."""
         import psutil
 
         import nbpar
@@ -552,6 +631,7 @@ class NbparMagics(Tool):
         pids = {int(w[4:]) for _, _, w in step_spans(first) if w.startswith("pid ")}
         warm = bool(pids) and pids <= before
         self.first = FirstRun(wall, FirstRun.delay_of(first), FirstRun.delay_of(nbpar.last_run()), warm)
+        self.first_in_kernel = first_run_in_kernel(self.wl, self.workers, timeout)
 
     def reset(self) -> None:
         stop_nbpar_pool()
@@ -949,7 +1029,8 @@ class Outcome:
     rounds: int = 0
     max_rounds: int = 0
     note: str = ""
-    first: FirstRun | None = None  # the magics: their first run right after %load_ext
+    first: FirstRun | None = None  # the magics: their first run right after %load_ext (an IPython shell here)
+    first_in_kernel: FirstRun | None = None  # ... and in a new Jupyter kernel (Run All)
 
     def runs(self, temp: str) -> Runs:
         # A tool that keeps no pool runs once a round: those runs count as cold and warm.
@@ -1077,8 +1158,8 @@ def measure(wl: Workload, tools: list[Tool], ctx: Context) -> list[Outcome]:
     for o in live:
         if isinstance(o.tool, NbparMagics) and o.error is None and o.warm.times:
             try:
-                o.tool.first_after_load()
-                o.first = o.tool.first
+                o.tool.first_after_load(timeout=2 * ctx.cap)
+                o.first, o.first_in_kernel = o.tool.first, o.tool.first_in_kernel
             except Exception as e:
                 o.error = f"first run after %load_ext: {type(e).__name__}: {e}"
     other = ctx.meter.foreign(before, ctx.meter.snapshot())
@@ -1338,7 +1419,9 @@ def where_time_goes(s: Summary) -> list[str]:
         split = Breakdown.of(runs.records[middle], runs.times[middle], runs.cpu[middle])
         lines.append(split.line(o.tool.label + " warm"))
         if o.first is not None:
-            lines.append(o.first.line())
+            lines.append(o.first.line("IPython shell in this process"))
+        if o.first_in_kernel is not None:
+            lines.append(o.first_in_kernel.line("new Jupyter kernel, Run All"))
     return lines
 
 
@@ -1415,12 +1498,15 @@ def targets(summaries: list[Summary]) -> list[str]:
                 verdict(per < limit, f"{s.wl.name}: warm {key} under {limit:g} ms/step: {per:.3f} ms")
     for s in summaries:
         o = s.by_key().get("nbpar-magics")
-        if o is not None and o.first is not None:
-            verdict(
-                o.first.warm and o.first.waiting <= FIRST_SLACK,
-                f"{s.wl.name}: a %parrun right after %load_ext waits for no pool start: {o.first.waiting:.3f} s "
-                f"waiting for workers (pool warm: {'yes' if o.first.warm else 'no'})",
-            )
+        if o is None:
+            continue
+        for first, where in ((o.first, "IPython shell"), (o.first_in_kernel, "Jupyter kernel, Run All")):
+            if first is not None:
+                verdict(
+                    first.warm and first.waiting <= FIRST_SLACK,
+                    f"{s.wl.name}: a %parrun right after %load_ext waits for no pool start ({where}): "
+                    f"{first.waiting:.3f} s waiting for workers (pool warm: {'yes' if first.warm else 'no'})",
+                )
     s = by.get("array")
     if s is not None:
         t = s.median("nbpar-process", "warm")
