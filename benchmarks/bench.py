@@ -526,7 +526,12 @@ def first_run_in_kernel(wl: Workload, workers: int, timeout: float) -> FirstRun 
         with open(os.path.join(specs, "bench", "kernel.json"), "w", encoding="utf-8") as f:
             argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
             json.dump({"argv": argv, "display_name": "bench", "language": "python"}, f)
-        km = KernelManager(kernel_name="bench", kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]))
+        km = KernelManager(  # its sockets: files in `specs` (TCP would warn that it is not encrypted)
+            kernel_name="bench",
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]),
+            transport="ipc",
+            ip=os.path.join(specs, "ipc"),
+        )
         km.start_kernel()  # (PYTHONPATH: this folder's and nbpar's, set by main)
         kc = km.blocking_client()
         try:
