@@ -73,6 +73,36 @@ header also measures the machine's ceiling: how much more work N bare
 processes spinning at once do than one. Only the standard library is
 imported at module level: dask's worker processes are spawned and re-import
 this file.
+
+Where nbpar's time goes: after each workload's rows, one line per nbpar
+variant splits the wall time W of its median warm run into four parts that
+sum to W (see Breakdown). The run loop runs in the calling thread, and
+RunResult.waits says when it waited for its workers' reports and outcomes:
+
+* worker: the loop waits and at least one worker runs a step (or slice) of
+  the run, between the start and end its worker recorded;
+* transport: the loop waits and no step runs anywhere: tasks and outcomes
+  on their way (queues, pipes, unpickling and pickling in the worker, the
+  outcome's unpickling in loky's thread of the kernel);
+* kernel CPU: the loop's thread does not wait and is on a CPU
+  (time.thread_time over the run): planning, pickling inputs, settling
+  outcomes, writing outputs, IPython's cell;
+* kernel off CPU: it does not wait and is not on a CPU (preempted, waiting
+  for the GIL that another thread of the kernel holds, in a system call).
+
+The line ends with each worker's total step time.
+
+The magics' first run after `%load_ext`: once per workload (untimed in the
+tables), twice: in this process's IPython shell, a fresh extension
+(`%unload_ext`, which stops every pool, then `%load_ext nbpar`, whose
+warm-up starts the pool), the `%%step` cells and at once `%parrun`, then a
+second `%parrun` (cells run back to back in one thread, as `nbpar run`
+runs a notebook); and the same cells sent at once to a new Jupyter kernel
+(ipykernel), as Run All sends them. Waiting for workers = how much later
+the first run's first step started in a worker after the run began
+(RunResult.start) than the second run's; the pool was warm if every worker
+the first run used already existed when its %parrun began. Target: a warm
+pool and no more than FIRST_SLACK (5 ms) of waiting.
 """
 
 from __future__ import annotations
@@ -437,6 +467,124 @@ class NbparPipeline(Tool):
         super().teardown()
 
 
+@dataclass
+class FirstRun:
+    """The magics' first %parrun right after `%load_ext nbpar` (NbparMagics.first_after_load)."""
+
+    wall: float  # of that first run
+    delay: float  # seconds from its start (RunResult.start) to its first step's start in a worker
+    delay_next: float  # the same in the run right after it (workers up)
+    warm: bool  # its workers all existed before the %parrun began: the warm-up's
+
+    @property
+    def waiting(self) -> float:
+        """The first run's wait for its workers: its delay beyond the next run's."""
+        return max(0.0, self.delay - self.delay_next)
+
+    @staticmethod
+    def delay_of(result: Any) -> float:
+        starts = [a for a, _, _ in step_spans(result)]
+        return min(starts) - result.start if starts else 0.0
+
+    def line(self, where: str) -> str:
+        return (
+            f"magics first run after %load_ext ({where}): {self.waiting:.3f} s waiting for workers "
+            f"(pool warm: {'yes' if self.warm else 'NO'}; its first step started {self.delay:.3f} s into the run, "
+            f"the next run's {self.delay_next:.3f} s; wall {fmt(self.wall)} s)"
+        )
+
+
+KERNEL_AHEAD = 200  # cells sent to the kernel ahead of their replies
+KERNEL_REPORT = """\
+_r = nbpar.last_run()
+%parrun --no-widget --force --workers {workers}
+_r2 = nbpar.last_run()
+def _units(r):
+    return [u for rec in r.steps.values() for u in (rec.slices or [rec])]
+def _starts(r):
+    return [u.start for u in _units(r) if u.start is not None]
+def _pids(r):
+    return {{int(u.worker[4:]) for u in _units(r) if u.worker and u.worker.startswith("pid ")}}
+with open({path!r}, "w") as _f:
+    json.dump([_wall, min(_starts(_r)) - _r.start, min(_starts(_r2)) - _r2.start,
+               bool(_pids(_r)) and _pids(_r) <= _before, _r.ok and _r2.ok], _f)
+"""
+
+
+def first_run_in_kernel(wl: Workload, workers: int, timeout: float) -> FirstRun | None:
+    """The magics' first %parrun right after `%load_ext nbpar` in a new
+    Jupyter kernel (ipykernel, this interpreter), its cells sent at once as
+    Run All sends them; None without jupyter_client and ipykernel."""
+    if missing_module("jupyter_client") or missing_module("ipykernel"):
+        return None
+    import json
+    import queue
+    import tempfile
+
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryDirectory(prefix="nbpar-bench-kernel-") as specs:
+        os.makedirs(os.path.join(specs, "bench"))
+        with open(os.path.join(specs, "bench", "kernel.json"), "w", encoding="utf-8") as f:
+            argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            json.dump({"argv": argv, "display_name": "bench", "language": "python"}, f)
+        km = KernelManager(  # its sockets: files in `specs` (TCP would warn that it is not encrypted)
+            kernel_name="bench",
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]),
+            transport="ipc",
+            ip=os.path.join(specs, "ipc"),
+        )
+        km.start_kernel()  # (PYTHONPATH: this folder's and nbpar's, set by main)
+        kc = km.blocking_client()
+        try:
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            cells = ["import json, time, psutil", "%load_ext nbpar", f"from work import {', '.join(wl.functions)}"]
+            if wl.items is not None:
+                cells.append(f"items = {list(wl.items)!r}")
+            for step in wl.nbpar_steps():
+                options = f" --over {step['over']} --slices {step['slices']}" if "over" in step else ""
+                cells.append(f"%%step {step['name']}{options}\n{step['source']}\n")
+            cells.append(
+                "_before = {p.pid for p in psutil.Process().children(recursive=True)}\n_t0 = time.perf_counter()\n"
+                f"%parrun --no-widget --force --workers {workers}\n_wall = time.perf_counter() - _t0"
+            )
+            path = os.path.join(specs, "first-run.json")
+            cells.append("import nbpar\n" + KERNEL_REPORT.format(workers=workers, path=path))
+            deadline = time.monotonic() + timeout
+
+            def replied() -> None:
+                """The next cell's reply (the shell channel's, which drops none)."""
+                try:
+                    reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise RuntimeError(f"the kernel did not run its {len(cells)} cells in {timeout:.0f} s") from None
+                if reply["content"].get("status") == "error":
+                    raise RuntimeError(f"a cell failed in the kernel: {reply['content'].get('evalue')}")
+
+            # As Run All: every cell sent without waiting for the one before,
+            # the replies read meanwhile (with 10,000 cells sent before any
+            # reply was read, the kernel stalled).
+            waiting = 0
+            for cell in cells:
+                kc.execute(cell)
+                waiting += 1
+                if waiting > KERNEL_AHEAD:
+                    replied()
+                    waiting -= 1
+            for _ in range(waiting):
+                replied()
+            with open(path, encoding="utf-8") as f:
+                wall, delay, delay_next, warm, ok = json.load(f)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+    if not ok:
+        raise RuntimeError("not every step ran in the kernel")
+    return FirstRun(wall, delay, delay_next, warm)
+
+
 class NbparMagics(Tool):
     label, key = "nbpar magics", "nbpar-magics"
 
@@ -445,6 +593,9 @@ class NbparMagics(Tool):
         self.shell: Any = None
         self.loaded = False
         self.written: list[str] = []
+        self.first: FirstRun | None = None
+        self.first_in_kernel: FirstRun | None = None
+        self.first_failed = ""  # why they could not be measured
 
     def cell(self, text: str) -> str:
         """Run a cell in the shell; its printed output; raise if it failed."""
@@ -475,6 +626,32 @@ class NbparMagics(Tool):
             options = f" --over {step['over']} --slices {step['slices']}" if "over" in step else ""
             self.cell(f"%%step {step['name']}{options}\n{step['source']}\n")
         self.written = [t.name for t in wl.tasks] + ["results", "items"]
+
+    def first_after_load(self, timeout: float) -> None:
+        """A fresh nbpar (`%unload_ext` stops every pool), `%load_ext nbpar`
+        (whose warm-up starts the pool), the cells, and at once `%parrun`:
+        did that first run find its workers up? Then the next run, for
+        comparison. Untimed in the tables; sets `self.first`, and
+        `self.first_in_kernel`: the same in a new Jupyter kernel."""
+        import psutil
+
+        import nbpar
+
+        assert self.wl is not None
+        self.first = self.first_in_kernel = None
+        self.first_failed = ""
+        self.setup(self.wl)  # (unloads the extension, loads it again, runs the cells)
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        t0 = time.perf_counter()
+        self.cell(f"%parrun --no-widget --force --workers {self.workers}")
+        wall = time.perf_counter() - t0
+        first = nbpar.last_run()
+        check_nbpar(first, self.label)
+        self.cell(f"%parrun --no-widget --force --workers {self.workers}")
+        pids = {int(w[4:]) for _, _, w in step_spans(first) if w.startswith("pid ")}
+        warm = bool(pids) and pids <= before
+        self.first = FirstRun(wall, FirstRun.delay_of(first), FirstRun.delay_of(nbpar.last_run()), warm)
+        self.first_in_kernel = first_run_in_kernel(self.wl, self.workers, timeout)
 
     def reset(self) -> None:
         stop_nbpar_pool()
@@ -849,6 +1026,7 @@ class Runs:
     disturbed: list[bool] = field(default_factory=list)
     peaks: list[int] = field(default_factory=list)  # bytes above the tree's RSS before the run
     records: list[Any] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # with each record: this thread's CPU seconds in the run
 
     @property
     def median(self) -> float | None:
@@ -871,6 +1049,9 @@ class Outcome:
     rounds: int = 0
     max_rounds: int = 0
     note: str = ""
+    first: FirstRun | None = None  # the magics: their first run right after %load_ext (an IPython shell here)
+    first_in_kernel: FirstRun | None = None  # ... and in a new Jupyter kernel (Run All)
+    first_failed: str = ""  # why they could not be measured
 
     def runs(self, temp: str) -> Runs:
         # A tool that keeps no pool runs once a round: those runs count as cold and warm.
@@ -895,15 +1076,18 @@ def timed(tool: Tool, cold: bool, ctx: Context, runs: Runs, memory: bool) -> Any
     sampler = RssSampler() if memory else None
     before = ctx.meter.snapshot()
     with sampler if sampler is not None else contextlib.nullcontext():
+        cpu = time.thread_time()  # (nbpar's loop runs in this thread: see Breakdown)
         t0 = time.perf_counter()
         value = tool.run(cold)
         wall = time.perf_counter() - t0
+        cpu = time.thread_time() - cpu
     runs.times.append(wall)
     runs.disturbed.append(ctx.meter.disturbed(before, ctx.meter.snapshot(), wall))
     if sampler is not None:
         runs.peaks.append(sampler.peak - sampler.base)
     if tool.record is not None:
         runs.records.append(tool.record)
+        runs.cpu.append(cpu)
         tool.record = None
     return value
 
@@ -992,6 +1176,13 @@ def measure(wl: Workload, tools: list[Tool], ctx: Context) -> list[Outcome]:
                 o.max_rounds = 1
                 o.note = f"its cold run took {first:.1f} s: one round"
         print(f"    round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
+    for o in live:
+        if isinstance(o.tool, NbparMagics) and o.error is None and o.warm.times:
+            try:
+                o.tool.first_after_load(timeout=2 * ctx.cap + 0.01 * len(wl.tasks))
+            except Exception as e:  # (said in its line; the magics' times stand)
+                o.tool.first_failed = f"{type(e).__name__}: {e}"
+            o.first, o.first_in_kernel, o.first_failed = o.tool.first, o.tool.first_in_kernel, o.tool.first_failed
     other = ctx.meter.foreign(before, ctx.meter.snapshot())
     if other is not None:
         ctx.foreign[wl.name] = (other[0], other[1], time.perf_counter() - started)
@@ -1031,6 +1222,101 @@ def busy_share(result: Any, workers: int) -> float:
         elif rec.start is not None and rec.end is not None:
             busy += rec.end - rec.start
     return busy / (result.wall * workers) if result.wall else 0.0
+
+
+def step_spans(result: Any) -> list[tuple[float, float, str]]:
+    """(start, end, worker) of every step, or of every slice of a fanned-out one."""
+    spans = []
+    for rec in result.steps.values():
+        for unit in rec.slices or [rec]:
+            if unit.start is not None and unit.end is not None:
+                spans.append((unit.start, unit.end, unit.worker or "?"))
+    return spans
+
+
+def union(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Intervals merged into disjoint ones, in order."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def overlap(xs: list[tuple[float, float]], ys: list[tuple[float, float]]) -> float:
+    """The length of the intersection of two lists of disjoint, ordered intervals."""
+    total, i, j = 0.0, 0, 0
+    while i < len(xs) and j < len(ys):
+        a, b = max(xs[i][0], ys[j][0]), min(xs[i][1], ys[j][1])
+        total += max(0.0, b - a)
+        if xs[i][1] < ys[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+@dataclass
+class Breakdown:
+    """Where one nbpar run's wall time went; the parts sum to `wall`.
+
+    The run loop runs in the thread that calls `Pipeline.run` (or runs the
+    %parrun cell): the bench's. RunResult.waits says when it waited for its
+    workers; the rest of the wall time it was busy. So, on the timeline of
+    the run, each instant is one of:
+
+    * kernel: the calling thread is not waiting for workers: planning,
+      opening steps, pickling their inputs (submit), settling outcomes,
+      writing outputs, merging, the text display, IPython's cell (magics).
+      Split into its CPU time (time.thread_time of that thread over the run)
+      and the rest, `kernel_off` (off CPU: preempted by other processes,
+      waiting for the GIL that another thread of the kernel holds -- loky's,
+      the channel's, the thread backend's workers -- or in a system call).
+    * worker: the loop waits and at least one worker runs a step of the run
+      (between the step's, or slice's, start and end as its worker took
+      them: StepRecord/SliceRecord), i.e. the kernel waits on step code.
+    * transport: the loop waits and no step runs anywhere: tasks and outcomes
+      on their way (loky's queues and pipes, unpickling in the worker before
+      a step and pickling after it, the outcome's unpickling in loky's thread
+      in the kernel), a worker's own bookkeeping between the steps of a batch.
+
+    `busy`: each worker's total step time (its share of the work, which may
+    overlap the kernel part)."""
+
+    wall: float
+    kernel_cpu: float
+    kernel_off: float
+    worker: float
+    transport: float
+    busy: dict[str, float]
+
+    @classmethod
+    def of(cls, result: Any, wall: float, cpu: float) -> Breakdown:
+        w = list(result.waits)
+        waits = [(w[i], w[i + 1]) for i in range(0, len(w) - 1, 2)]
+        waited = min(wall, sum(b - a for a, b in waits))
+        spans = step_spans(result)
+        worker = min(waited, overlap(waits, union((a, b) for a, b, _ in spans)))
+        busy: dict[str, float] = {}
+        for a, b, name in spans:
+            busy[name] = busy.get(name, 0.0) + (b - a)
+        kernel = wall - waited
+        return cls(wall, min(cpu, kernel), max(0.0, kernel - cpu), worker, waited - worker, busy)
+
+    def line(self, label: str) -> str:
+        def part(name: str, t: float) -> str:
+            return f"{name} {fmt(t)} s ({t / self.wall:.0%})" if self.wall else f"{name} {fmt(t)} s"
+
+        parts = [
+            part("worker", self.worker),
+            part("transport", self.transport),
+            part("kernel CPU", self.kernel_cpu),
+            part("kernel off CPU", self.kernel_off),
+        ]
+        busy = " + ".join(fmt(t) for _, t in sorted(self.busy.items()))
+        return f"{label} {fmt(self.wall)} s: {', '.join(parts)}; step time per worker {busy} s"
 
 
 @dataclass
@@ -1129,6 +1415,8 @@ def report_workload(s: Summary, workers: int, foreign: tuple[float, float, float
             parts.append(line)
         for line in parts:
             print(f"   {temp}: {line}")
+    for line in where_time_goes(s):
+        print(f"   {line}")
     if wl.memory:
         for temp in ("cold", "warm"):
             cells = []
@@ -1137,6 +1425,27 @@ def report_workload(s: Summary, workers: int, foreign: tuple[float, float, float
                 if peaks and (temp == "cold" or o.tool.keeps_pool):
                     cells.append(f"{o.tool.label} +{statistics.median(peaks) / 1e6:.0f} MB")
             print(f"   peak RSS of the process tree above its size before the run, {temp}: " + ", ".join(cells))
+
+
+def where_time_goes(s: Summary) -> list[str]:
+    """A Breakdown of each nbpar variant's median warm run, and the magics'
+    first run after %load_ext."""
+    lines = []
+    for key in NBPAR:
+        o = s.by_key().get(key)
+        if o is None or o.error or not o.warm.records or len(o.warm.records) != len(o.warm.times):
+            continue
+        runs = o.warm
+        middle = sorted(range(len(runs.times)), key=runs.times.__getitem__)[(len(runs.times) - 1) // 2]
+        split = Breakdown.of(runs.records[middle], runs.times[middle], runs.cpu[middle])
+        lines.append(split.line(o.tool.label + " warm"))
+        if o.first is not None:
+            lines.append(o.first.line("IPython shell in this process"))
+        if o.first_in_kernel is not None:
+            lines.append(o.first_in_kernel.line("new Jupyter kernel, Run All"))
+        if o.first_failed:
+            lines.append(f"magics first run after %load_ext: NOT MEASURED: {o.first_failed.splitlines()[0][:200]}")
+    return lines
 
 
 COLUMNS = [
@@ -1184,6 +1493,9 @@ def table(summaries: list[Summary], temp: str) -> list[str]:
     return lines
 
 
+FIRST_SLACK = 0.005  # s: a first run "waits for no pool start" if its first step is this close to the next run's
+
+
 def targets(summaries: list[Summary]) -> list[str]:
     """The issue's targets, each met or missed by how much (nbpar process, and the magics)."""
     by = {s.wl.name: s for s in summaries}
@@ -1207,6 +1519,19 @@ def targets(summaries: list[Summary]) -> list[str]:
                     continue
                 per = (t - s.seq) / len(s.wl.tasks) * 1000
                 verdict(per < limit, f"{s.wl.name}: warm {key} under {limit:g} ms/step: {per:.3f} ms")
+    for s in summaries:
+        o = s.by_key().get("nbpar-magics")
+        if o is None:
+            continue
+        if o.first_failed:
+            verdict(False, f"{s.wl.name}: a %parrun right after %load_ext: not measured: {o.first_failed[:200]}")
+        for first, where in ((o.first, "IPython shell"), (o.first_in_kernel, "Jupyter kernel, Run All")):
+            if first is not None:
+                verdict(
+                    first.warm and first.waiting <= FIRST_SLACK,
+                    f"{s.wl.name}: a %parrun right after %load_ext waits for no pool start ({where}): "
+                    f"{first.waiting:.3f} s waiting for workers (pool warm: {'yes' if first.warm else 'no'})",
+                )
     s = by.get("array")
     if s is not None:
         t = s.median("nbpar-process", "warm")

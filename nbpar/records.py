@@ -1,11 +1,14 @@
 """What a run leaves behind: a `RunResult` with one `StepRecord` per step.
 
 The scheduler fills these in as events happen; listeners and users read them.
-Times are seconds since the epoch (`time.time()`), taken where the work ran.
+Times are seconds since the epoch (`time.time()`), taken where the work ran
+(a step's start and end in its worker; the run's start, end and `waits` in
+the kernel).
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,6 +71,9 @@ class RunResult:
     deps: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> the steps it waits for
     interrupted: bool = False  # stopped by Ctrl-C / the stop button
     cancelled: bool = False  # stopped by %parcancel or the Cancel button
+    # when the run loop waited for its workers' reports and outcomes: from, to,
+    # from, to, ... (the rest of the run, the kernel was busy with it)
+    waits: array[float] = field(default_factory=lambda: array("d"))
 
     @property
     def wall(self) -> float:

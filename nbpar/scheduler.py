@@ -319,6 +319,8 @@ class Scheduler:
         finally:
             self._close_runs()  # (a process pool held for the run: others may use it now)
             self.result.end = time.time()
+            if len(self.result.waits) % 2:  # interrupted as it waited
+                self.result.waits.append(self.result.end)
             self._emit(RunFinished(self.result))
             self._release()
         return self.result
@@ -358,11 +360,14 @@ class Scheduler:
     # -- the loop ---------------------------------------------------------
     def _loop(self) -> None:
         next_event, events = self.clock.next_event, self._events
+        waited, now = self.result.waits.append, time.time
         while True:
             self._submit_ready()
             if not self._flights:
                 return
+            waited(now())
             item = next_event(events)
+            waited(now())
             if item is None:
                 self._check_deadlines()
                 continue

@@ -795,7 +795,8 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
     reported without last words). Its builtin `display` is display_text, as
     a kernel's is IPython's; its builtins and resource limits as it starts
     are what every step gets, and an audit hook notes what steps do to them
-    (see `_clean_worker`)."""
+    (see `_clean_worker`). It imports what its first task needs (sharing)
+    as it starts, so that the first run on a warm pool waits for no import."""
     global _fault_file, _worker_builtins, _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # born blocked (process._sigint_blocked)
@@ -807,6 +808,8 @@ def init_worker(faults: str | None = None, kernel: int | None = None) -> None:
         builtins.display = display_text  # type: ignore[attr-defined]
     _worker_builtins = dict(builtins.__dict__)
     _worker_limits = _limits()
+    from . import sharing  # noqa: F401  (run_in_process's)
+
     sys.addaudithook(_audit)
     parent = kernel if kernel is not None else os.getppid()  # (already 1 if the kernel is gone)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="nbpar-orphan-watch", daemon=True).start()

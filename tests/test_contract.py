@@ -48,6 +48,9 @@ def test_chain_and_fan_in(backend):
         assert record.start <= record.end and record.worker
     assert result.steps["evens"].start >= result.steps["load"].end
     assert result.steps["total"].start >= max(result.steps["evens"].end, result.steps["odds"].end)
+    waits = list(result.waits)  # when the kernel waited for its workers: from, to, from, to, ...
+    assert waits and len(waits) % 2 == 0 and waits == sorted(waits)
+    assert result.start <= waits[0] and waits[-1] <= result.end
     assert nbpar.last_run() is result
 
 

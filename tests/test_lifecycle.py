@@ -302,6 +302,28 @@ def test_parcancel_stops_the_workers_of_cancelled_steps_and_the_next_run_resumes
 
 
 @pytest.mark.slow
+def test_the_first_parrun_after_load_ext_runs_on_the_workers_the_load_started(kernel: Kernel):
+    """`%load_ext nbpar` starts the pool; the first `%parrun` (with the
+    notebook's default worker count, then with that count given) runs on
+    those very workers and starts no other."""
+    kernel.ok("%load_ext nbpar")
+    deadline = time.monotonic() + CELL_TIMEOUT
+    while len(kernel.workers()) < 2:
+        assert time.monotonic() < deadline, f"the load started {len(kernel.workers())} workers, not 2"
+        time.sleep(0.05)
+    warm = {p.pid for p in kernel.workers()}
+    for name in ("a", "b", "c", "d"):
+        kernel.ok(f"%%step {name}\nimport os, time\ntime.sleep(0.2)\n{name} = os.getpid()")
+    for options in ("", " --workers 2"):
+        kernel.ok(f"%parrun --no-widget --force{options}")
+        ran = statuses(kernel)
+        assert all(status == "done" for status, _ in ran.values()), ran
+        used = {pid for _, pid in ran.values()}
+        assert used == warm, f"the run used {used}, the load started {warm}"  # both workers, side by side
+        assert {p.pid for p in kernel.workers()} == warm  # no other pool
+
+
+@pytest.mark.slow
 def test_unload_ext_cancels_the_background_run_and_stops_every_worker(kernel: Kernel, tmp_path: Path):
     set_up(kernel, tmp_path)
     kernel.ok("%parrun --background --no-widget")
