@@ -26,7 +26,7 @@ def load(ip: InteractiveShell) -> None:
     from .magics import NbparMagics
 
     global _exit_hooked
-    if not _exit_hooked:  # once a process (before the magics start the warm-up)
+    if not _exit_hooked:  # once a process (before the magics start the pool)
         _register_thread_exit(_at_interpreter_exit)
         _exit_hooked = True
     ip.register_magics(NbparMagics(ip))
@@ -42,18 +42,10 @@ _register_thread_exit: Callable[[Callable[[], None]], None] = threading._registe
 
 def _at_interpreter_exit() -> None:
     """The interpreter exits (a script or a terminal IPython that ends right
-    after `%load_ext nbpar`, or a kernel after its shutdown): wait for the
-    warm-up, then stop the pool.
-
-    The warm-up thread (a daemon) may be spawning the workers at that very
-    moment. Left alone, it was frozen mid-way by the interpreter's end: loky
-    printed tracebacks (a worker that never got its start-up data), its
-    resource tracker warned of leaked semaphores, and workers outlived the
-    kernel. Once threading's exit hooks have begun, loky cannot start a pool
-    properly any more (it registers an exit hook of its own, refused then),
-    but it has started the pool's thread: stopping the pool here, after the
-    warm-up, kills whatever it started. Runs once, in the main thread."""
-    _join_warm_up()
+    after `%load_ext nbpar`, or a kernel after its shutdown): stop the pool
+    (its workers may still be starting: once threading's exit hooks have
+    begun, loky cannot finish starting a pool, whose workers would wait for
+    start-up data that never comes). Runs once, in the main thread."""
     stop_pool()
 
 
@@ -71,7 +63,6 @@ def unload(ip: InteractiveShell) -> None:
         for name in list(table):
             if getattr(table[name], "__self__", None) is magics:
                 del table[name]
-    _join_warm_up()  # or it would start a pool after this
     cancelled = _stop_run(magics, wait=10.0)
     magics.pipeline.shutdown()
     stop_pool()
@@ -98,13 +89,6 @@ def _stop_run(magics: NbparMagics, wait: float) -> list[str] | None:
     return run.result.by_status("cancelled")
 
 
-def _join_warm_up() -> None:
-    """Wait for the magics' warm-up thread, which may be starting the pool."""
-    for thread in threading.enumerate():
-        if thread.name == "nbpar-warm-up" and thread is not threading.current_thread():
-            thread.join(30.0)
-
-
 def _on_exit_now(change: Any) -> None:
     """The kernel is shutting down (a shutdown or restart request, `exit()`).
 
@@ -127,7 +111,6 @@ def _on_exit_now(change: Any) -> None:
         magics = change["owner"].magics_manager.registry.get(NbparMagics.__name__)
         if isinstance(magics, NbparMagics):
             _stop_run(magics, wait=2.0)
-        _join_warm_up()  # (or it starts a pool after this one is stopped, the trackers gone)
         stop_pool()
         _stop_resource_trackers()
     except Exception as e:  # the kernel must shut down all the same

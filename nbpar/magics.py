@@ -8,7 +8,6 @@ import argparse
 import io
 import math
 import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -139,8 +138,11 @@ class NbparMagics(Magics):
         self._background: RunHandle | None = None  # the last background run, until waited for
         self._text = io.StringIO()  # a background run's text display
         self._text_shown = 0
-        # Start the worker processes now, while the user registers steps.
-        threading.Thread(target=self._warm_up, name="nbpar-warm-up", daemon=True).start()
+        # Start the worker processes now, while the user registers steps: here,
+        # not in a thread (a few ms: loky forks them and returns; in a thread
+        # that competes with the cells for the GIL, a notebook's first
+        # %parrun could come before they did).
+        self._warm_up()
 
     @property
     def defaults(self) -> Defaults:

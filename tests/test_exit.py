@@ -1,8 +1,8 @@
 """Exit at once after `%load_ext nbpar`: no noise and no orphan, ever (issue 13, item 7).
 
-`%load_ext nbpar` starts the worker pool in a thread, so that the first
-`%parrun` finds its workers warm. An interpreter that exits while that thread
-is spawning them used to print loky's tracebacks (`FileNotFoundError` in
+`%load_ext nbpar` spawns the worker pool, so that the first `%parrun`
+finds its workers warm (it did so in a thread until issue 15). An
+interpreter that exits while the workers are starting used to print loky's tracebacks (`FileNotFoundError` in
 `_SemLock._rebuild`, `EOFError` in a worker that never got its start-up
 data), `resource_tracker: There appear to be N leaked semlock objects`, or
 `restarting the worker pool: it was broken`, and once left workers and

@@ -5,8 +5,8 @@ made with cloudpickle, so pickling errors name the variable. The pool's
 idle timeout is long, so a notebook's second `%parrun` finds its workers
 warm. The pools are this module's, shared by every pipeline and thread of
 the process, one per worker count. (loky's own `get_reusable_executor`
-keeps one executor, per thread in loky 3.7, so a background run or the
-warm-up thread would start pools of their own; process-wide under a lock
+keeps one executor, per thread in loky 3.7, so a background run would
+start a pool of its own; process-wide under a lock
 in loky 3.4 to 3.6, resized, or shut down and replaced, whenever another
 size or initializer is asked for, under the steps it runs.) Each pool
 serves one run at a time: a run holds the pool it first submits to until
