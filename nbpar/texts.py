@@ -47,8 +47,9 @@ it came from without reading a string. So a frame a step made, which the
 kernel sends on to the steps that read it, is not encoded again (its text
 goes on as a reference to the file it came in: sharing.py), nor read again
 to fingerprint it. Its other items are read again, as they are now (they may
-be mutable). Pure: NumPy is looked up in `sys.modules` (an array exists only
-when it is imported).
+be mutable). Pure: NumPy and pandas are looked up in `sys.modules` (an
+array exists only when NumPy is imported; without pandas, a dict counts
+the strings).
 """
 
 from __future__ import annotations
