@@ -17,7 +17,8 @@ and `True`/`1` differ):
   such scalars in one ``repr`` call (a million ints in ~0.1 s).
 * NumPy arrays (exactly ``ndarray``): dtype, shape and the raw bytes; an
   object array of mostly strings as texts.encode reads it (the strings'
-  UTF-8 in one piece, the other items one by one; 1M strings in ~0.03 s,
+  UTF-8 in one piece, or the distinct ones' and codes, the other items one
+  by one; 1M strings in ~0.03 s, ~0.08 s when they repeat (factorized),
   none for a text column the kernel received and did not change: texts.py),
   another object array by the ``repr`` of its items when they are scalars,
   else by pickle; pandas DataFrame, Series and Index (exact types): labels,
@@ -189,11 +190,19 @@ def _feed_array(h: Any, value: Any, np: Any) -> None:
 def _feed_text(h: Any, text: texts.Text) -> None:
     """An object array of strings as texts.encode read it: its items' order,
     the strings' UTF-8 joined by NUL (no string holds one, and the shape,
-    fed before, says how many there are), where the other items are, and
-    those items; each length-prefixed, so the digest tells every array apart."""
+    fed before, says how many there are), their codes when it has them,
+    where the other items are, and those items; each length-prefixed, so
+    the digest tells every array apart. Its layout (with codes or without)
+    is chosen by the items alone: equal arrays are read the same way."""
     data = memoryview(text.data)
     h.update(struct.pack("<cQ", b"F" if text.fortran else b"C", data.nbytes))
     h.update(data)
+    if text.codes is None:
+        h.update(b"-")
+    else:
+        codes = text.codes.astype(text.codes.dtype.newbyteorder("<"), copy=False)
+        h.update(struct.pack("<cQ", codes.dtype.char.encode(), codes.size))
+        h.update(codes.view("u1"))
     h.update(struct.pack("<Q", len(text.positions)))
     h.update(text.positions.astype("<i8").tobytes())
     _feed(h, text.others, [])

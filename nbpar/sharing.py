@@ -63,7 +63,8 @@ non-contiguous arrays.
 Arrays NumPy's own pickle would copy (`reduce_array`): a datetime64 or
 timedelta64 array goes as its int64 view (NumPy pickles those dtypes' data
 in the pickle); an object array of mostly strings (a text column without
-pyarrow) as one UTF-8 buffer and its other items (texts.py), the buffer
+pyarrow) as one UTF-8 buffer and its other items (texts.py; a column that
+repeats its strings: the distinct ones and a buffer of codes), the buffers
 going as any other (a file when large). A text array the kernel encoded
 (the check of a notebook input) or rebuilt, and did not change, is not
 encoded again (one it rebuilt goes on as a reference to the file it came
@@ -736,7 +737,7 @@ def reduce_array(array: Any, remember: bool = False) -> Any:
         text = texts.encode(array, remember)
         if text is not None:
             data = pickle.PickleBuffer(text.data)
-            return _rebuild_text, (text.shape, text.fortran, data, text.positions, text.others)
+            return _rebuild_text, (text.shape, text.fortran, data, text.codes, text.positions, text.others)
     return NotImplemented
 
 
@@ -745,7 +746,9 @@ def _retyped(array: Any, dtype: Any) -> Any:
     return array.view(dtype)
 
 
-def _rebuild_text(shape: tuple[int, ...], fortran: bool, data: Any, positions: Any, others: list[Any]) -> Any:
+def _rebuild_text(
+    shape: tuple[int, ...], fortran: bool, data: Any, codes: Any, positions: Any, others: list[Any]
+) -> Any:
     """Unpickle what `reduce_array` made of an object array of strings
     (texts.rebuild). When its text is on a file of another process's
     directory (a worker reading the kernel's), the file names it: a second
@@ -757,7 +760,7 @@ def _rebuild_text(shape: tuple[int, ...], fortran: bool, data: Any, positions: A
         address = _address(data)
         if entry is not None and address is not None and not _owned(entry.path):
             source = (entry.path, address - entry.address, data.nbytes)
-    return texts.rebuild(shape, fortran, data, positions, others, source)
+    return texts.rebuild(shape, fortran, data, codes, positions, others, source)
 
 
 _ARROW: dict[type, bool] = {}  # type -> whether it is a pandas array on Arrow (ArrowExtensionArray)

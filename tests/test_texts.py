@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import sys
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -60,6 +62,7 @@ def same_items(a: Any, b: Any) -> bool:
 TEXTS: dict[str, list[Any]] = {
     "plain": [f"customer-{k % 17}" for k in range(N)],
     "missing": [None if k % 5 == 0 else float("nan") if k % 7 == 0 else f"s{k}" for k in range(N)],
+    "repeated": [None if k % 5 == 0 else float("nan") if k % 7 == 0 else f"s{k % 10}" for k in range(N)],
     "unicode": ["é", "日本", "\U0001f600", "", "\udcff", "a\ud83d\ude00b"] * (N // 6),  # lone surrogates too
     "empty strings": [""] * N,
     "subclass": [Tag("t") if k % 3 == 0 else "p" for k in range(N)],
@@ -83,10 +86,46 @@ def test_arrays_that_would_not_come_back_exactly_are_pickled_as_numpy_does():
         assert same_items(objects(items), round_trip(objects(items)))
 
 
+@pytest.mark.parametrize("pandas", [True, False])
+def test_repeated_strings_go_once_with_their_codes(pandas: bool, monkeypatch: Any):
+    """A column that repeats its strings goes as the distinct ones and a code
+    per item, with pandas or without (the same Text); it comes back with one
+    str per distinct string, each rebuild its own array."""
+    items = [None if k % 11 == 0 else Tag("t") if k % 13 == 0 else f"customer-{k % 17}" for k in range(N)]
+    expected = texts.encode(objects(items))
+    if not pandas:  # (texts.py alone sees no pandas)
+        monkeypatch.setattr(texts, "sys", SimpleNamespace(modules={**sys.modules, "pandas": None}))
+    text = texts.encode(objects(items))
+    assert text is not None and expected is not None and text.codes is not None
+    assert text.codes.dtype == np.uint8 and text.data == expected.data  # (17 strings and "" where the others are)
+    assert np.array_equal(text.codes, expected.codes) and np.array_equal(text.positions, expected.positions)
+    monkeypatch.undo()
+    back, again = round_trip(objects(items)), round_trip(objects(items))
+    assert same_items(back, objects(items)) and back[1] is back[18]  # one object: only `is` tells
+    back[1] = "changed"
+    assert back[18] == "customer-1" and again[1] == "customer-1"
+
+
+def test_only_arrays_that_repeat_their_strings_go_with_codes():
+    def codes(items: list[str]) -> Any:
+        text = texts.encode(objects(items))
+        assert text is not None
+        return text.codes
+
+    assert codes([f"s{k}" for k in range(N)]) is None  # all distinct
+    assert codes([f"s{k // 2}" for k in range(N)]) is not None  # each twice: half as many
+    assert codes([f"s{k // 2}" for k in range(N - 1)] + ["last"]) is None  # one more than half
+    many = 20 * texts.SAMPLE  # a sample is read first
+    assert codes([f"s{k % 1000}" for k in range(many)]).dtype == np.uint16
+    assert codes([f"s{k // 3}" for k in range(many)]) is not None  # sorted: repeats side by side
+    assert codes([f"s{k}" for k in range(many)]) is None
+
+
 def test_a_fortran_ordered_array_keeps_its_layout():
-    array = np.asfortranarray(objects(TEXTS["missing"]).reshape(10, N // 10))
-    back = round_trip(array)
-    assert back.flags.f_contiguous and not back.flags.c_contiguous and same_items(array, back)
+    for name in ("missing", "plain"):  # (without codes, with them)
+        array = np.asfortranarray(objects(TEXTS[name]).reshape(10, N // 10))
+        back = round_trip(array)
+        assert back.flags.f_contiguous and not back.flags.c_contiguous and same_items(array, back)
     strided = objects(TEXTS["plain"])[::2]  # not contiguous: comes back contiguous, as from NumPy's pickle
     assert same_items(strided, round_trip(strided))
 
@@ -139,10 +178,11 @@ def test_an_unchanged_rebuilt_array_gives_back_the_text_it_came_from():
     ids=["a string", "an equal string", "a missing value", "all of them", "the shape"],
 )
 @pytest.mark.parametrize("origin", ["rebuilt", "remembered"])
-def test_any_change_to_a_known_array_is_read_again(change: Any, same_content: bool, origin: str):
+@pytest.mark.parametrize("name", ["missing", "repeated"])  # (without codes, with them)
+def test_any_change_to_a_known_array_is_read_again(change: Any, same_content: bool, origin: str, name: str):
     """Rebuilt from a Text, or encoded by the kernel (remember): unchanged,
     it is not read again; changed in any way, it is."""
-    array = objects(TEXTS["missing"])
+    array = objects(TEXTS[name])
     if origin == "rebuilt":
         array = round_trip(array)
     else:
@@ -197,20 +237,29 @@ OTHER = st.one_of(st.none(), st.just(float("nan")), st.builds(Tag, TEXT))
 
 @st.composite
 def mostly_strings(draw: Any) -> list[Any]:
-    """16 items, at most 6 of them not exact strings, repeated to N."""
+    """16 items, at most 6 of them not exact strings, repeated to N (as one
+    string per 16 items or fewer: with codes), or each string of the N made
+    distinct by a suffix where a draw says so (as every item: without them;
+    only its first 16 places are drawn)."""
     items: list[Any] = draw(st.lists(TEXT, min_size=16, max_size=16))
     for place, other in draw(st.lists(st.tuples(st.integers(0, 15), OTHER), max_size=6)):
         items[place] = other
-    return items * (N // 16)
+    items = items * (N // 16)
+    if draw(st.booleans()):
+        items = [f"{item}|{k}" if type(item) is str and k >= 16 else item for k, item in enumerate(items)]
+    return items
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(mostly_strings(), mostly_strings())
 def test_two_arrays_have_one_fingerprint_only_if_they_hold_the_same(a: list[Any], b: list[Any]):
     assert texts.encode(objects(a)) is not None and texts.encode(objects(b)) is not None
     equal = all(same(x, y) for x, y in zip(a, b, strict=True))
     assert (fingerprint(objects(a)) == fingerprint(objects(b))) == equal
-    assert fingerprint(round_trip(objects(a))) == fingerprint(objects(a))
+    rebuilt, remembered = round_trip(objects(a)), objects(a)
+    texts.encode(remembered, remember=True)
+    assert fingerprint(rebuilt) == fingerprint(remembered) == fingerprint(objects(a))
+    assert fingerprint(rebuilt) == fingerprint(rebuilt.copy())  # (read again: not known)
 
 
 def test_strings_joined_otherwise_fingerprint_apart():
