@@ -97,10 +97,12 @@ class RunOptions:
     def given(cls, where: str, keywords: Mapping[str, Any]) -> RunOptions:
         """The options of `where` (`run`, `start`, `check`) called with
         `keywords`; a TypeError names a keyword that is not one."""
-        unknown = sorted(keywords.keys() - RunOptions.__dataclass_fields__.keys())
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(keywords.keys() - set(known))
         if unknown:
-            known = ", ".join(f.name for f in fields(cls))
-            raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}; its options are {known}.")
+            raise TypeError(
+                f"{where}() got an unexpected keyword argument {unknown[0]!r}; its options are {', '.join(known)}."
+            )
         return cls(**keywords)
 
     @property
